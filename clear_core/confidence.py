@@ -1,0 +1,155 @@
+"""Confidence that a response is good, from raw model signals: the configuration, each signal, their combination.
+
+Pure functions on numbers and strings; the model passes that produce the raw inputs live in `engine.py`.
+Two confidences are computed for every row:
+- `bsdetector_confidence`: the paper-faithful C = β·O + (1−β)·S (arXiv 2308.16175), kept as the baseline;
+- `combined_confidence`: a logistic combination of the likelihood signals a local model gives almost free with
+  the BSDetector signals, calibrated to read as P(response is good). See docs/quality.md for how it was fitted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from clear_core.metrics import final_number, token_f1
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How a run scores rows. Defaults are the papers' unless a comment says otherwise."""
+
+    samples: int = 5  # k sampled answers for observed consistency (BSDetector: k = 5)
+    temperature: float = 1.0  # sampling temperature (BSDetector: 1.0)
+    alpha: float = 0.8  # α: weight of semantic agreement vs exact-answer match in each oᵢ (BSDetector: 0.8)
+    beta: float = 0.7  # β: weight of observed consistency vs self-reflection in C (BSDetector: 0.7)
+    propose: bool = True  # generate a greedy candidate and judge it (Auto-Correct)
+    max_new_tokens: int = 256  # cap on sampled/proposed answer length
+    max_prompt_tokens: int = 1024  # longer prompts are cut from the left (oldest context first)
+    max_response_tokens: int = 1024  # longer responses are scored on their first tokens only
+    batch_size: int = 8  # rows per generation batch
+    seed: int = 0
+
+    def to_params(self) -> dict:
+        """Plain dict for storing with a run (and for finding a run to resume)."""
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ScoringConfig":
+        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Signals
+
+
+def answers_match(sample: str, response: str) -> float:
+    """Exact-match indicator rᵢ: same final number when both have one, else same normalised text."""
+    a, b = final_number(sample), final_number(response)
+    if a is not None and b is not None:
+        return float(a == b)
+    return float(" ".join(sample.lower().split()) == " ".join(response.lower().split()))
+
+
+def observed_consistency(samples: Sequence[str], response: str, alpha: float) -> float | None:
+    """BSDetector's O: mean over samples of α·sᵢ + (1−α)·rᵢ.
+
+    sᵢ (semantic agreement) is token-level F1 between sample and response: the paper's NLI model is not available
+    offline, and F1 is a cheap, transparent stand-in. rᵢ is `answers_match`. None when no samples were drawn.
+    """
+    if not samples:
+        return None
+    scores = [alpha * token_f1(s, response) + (1 - alpha) * answers_match(s, response) for s in samples]
+    return sum(scores) / len(scores)
+
+
+def option_score(probs: Sequence[float], scores: Sequence[float]) -> float:
+    """Expected score of a multiple-choice answer from its option probabilities (renormalised over the options)."""
+    total = sum(probs)
+    if total <= 0:
+        return 0.5
+    return sum(p * s for p, s in zip(probs, scores)) / total
+
+
+def bsdetector_confidence(consistency: float | None, self_reflection: float, beta: float) -> float:
+    """The paper's C = β·O + (1−β)·S; with no samples, S alone."""
+    if consistency is None:
+        return self_reflection
+    return beta * consistency + (1 - beta) * self_reflection
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Combination
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """Logistic combination of standardised signals: P(good) = σ(bias + Σ wᵢ·(xᵢ − meanᵢ)/scaleᵢ)."""
+
+    weights: dict[str, float]
+    means: dict[str, float]
+    scales: dict[str, float]
+    bias: float
+
+    def __call__(self, signals: dict[str, float | None]) -> float:
+        z = self.bias
+        for name, w in self.weights.items():
+            value = signals.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue  # a missing signal contributes its mean, i.e. nothing
+            z += w * (value - self.means[name]) / self.scales[name]
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
+    """The combiner's inputs, derived from raw signals (log of the end probability, clipped)."""
+    eos = raw.get("eos_prob")
+    return {
+        "logprob_mean": raw.get("logprob_mean"),
+        "pmi": raw.get("pmi"),
+        "log_eos_prob": None if eos is None else math.log(max(eos, 1e-6)),
+        "self_reflection": raw.get("self_reflection"),
+        "consistency": raw.get("consistency"),
+    }
+
+
+# Fitted by bench/quality.py on noisy dev rows (docs/quality.md); replace by re-running that benchmark.
+DEFAULT_COMBINER = Combiner(
+    weights={"logprob_mean": 1.0, "pmi": 1.0, "log_eos_prob": 1.0, "self_reflection": 0.2, "consistency": 0.3},
+    means={"logprob_mean": -1.5, "pmi": 0.5, "log_eos_prob": -2.0, "self_reflection": 0.5, "consistency": 0.3},
+    scales={"logprob_mean": 0.7, "pmi": 0.5, "log_eos_prob": 2.0, "self_reflection": 0.2, "consistency": 0.2},
+    bias=1.0,
+)
+
+
+def combined_confidence(raw: dict[str, float | None], combiner: Combiner = DEFAULT_COMBINER) -> float:
+    """CLEAR Review's confidence that the response is good, in [0, 1]."""
+    return combiner(feature_vector(raw))
+
+
+def correction_confidence(judge_prob: float | None, confidence: float) -> float | None:
+    """Confidence that the proposal should replace the response: the judge prefers it AND the original is doubtful."""
+    if judge_prob is None:
+        return None
+    return judge_prob * (1.0 - confidence)
+
+
+@dataclass
+class RowSignals:
+    """Everything scored for one row, as stored (field names match the `scores` table)."""
+
+    row_index: int
+    logprob_mean: float
+    logprob_uncond_mean: float
+    pmi: float
+    eos_prob: float
+    n_response_tokens: int
+    self_reflection: float
+    consistency: float | None = None
+    proposed_response: str | None = None
+    judge_prob: float | None = None
+    confidence: float = field(default=0.0)
+    confidence_bsdetector: float = field(default=0.0)
+    correction_confidence: float | None = None

@@ -1,0 +1,134 @@
+"""Scores a batch of rows with a loaded model: every signal of docs/architecture.md, in a handful of batched passes.
+
+Per batch: one likelihood pass (response given prompt, and given an empty prompt), one self-reflection pass
+(both BSDetector questions), one generation pass (greedy proposal and k samples share the prompt's cache), and one
+judge pass (proposal vs response, in both orders). No per-row loop goes around the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from clear_core import prompts
+from clear_core.confidence import (
+    RowSignals,
+    ScoringConfig,
+    bsdetector_confidence,
+    combined_confidence,
+    correction_confidence,
+    observed_consistency,
+    option_score,
+)
+from clear_core.model import LoadedModel, continuation_logprobs, generate, next_token_probs
+
+_MAX_QUOTED_CHARS = 3000  # prompt/response text quoted inside reflection and judge questions
+
+
+def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> list[dict]:
+    """Signals and confidences for rows of {row_index, prompt_messages, prompt, response}; one dict per row."""
+    if not rows:
+        return []
+    prefixes = [lm.encode_prompt(r["prompt_messages"])[-config.max_prompt_tokens :] for r in rows]
+    responses = [lm.encode_text(r["response"])[: config.max_response_tokens] for r in rows]
+
+    likelihood = _likelihood(lm, prefixes, responses)
+    reflection = _self_reflection(lm, rows)
+    gens = generate(
+        lm,
+        prefixes,
+        samples=config.samples,
+        greedy=config.propose,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        max_batch_size=config.batch_size,
+        seed=config.seed + int(rows[0]["row_index"]),
+    )
+    judged = _judge(lm, rows, gens.greedy) if config.propose else [None] * len(rows)
+
+    out = []
+    for i, row in enumerate(rows):
+        signals = RowSignals(
+            row_index=int(row["row_index"]),
+            **likelihood[i],
+            self_reflection=reflection[i],
+            consistency=observed_consistency(gens.samples[i], row["response"], config.alpha),
+            proposed_response=gens.greedy[i],
+            judge_prob=judged[i],
+        )
+        signals.confidence_bsdetector = bsdetector_confidence(signals.consistency, signals.self_reflection, config.beta)
+        signals.confidence = combined_confidence(vars(signals))
+        signals.correction_confidence = correction_confidence(signals.judge_prob, signals.confidence)
+        out.append(vars(signals))
+    return out
+
+
+def _likelihood(lm: LoadedModel, prefixes: list[list[int]], responses: list[list[int]]) -> list[dict]:
+    """Mean log p(response | prompt), the same without the prompt, their difference, and p(end right after)."""
+    uncond_prefix = lm.encode_prompt(prompts.UNCONDITIONAL)
+    n = len(prefixes)
+    passes = continuation_logprobs(lm, prefixes + [uncond_prefix] * n, responses + responses)
+    out = []
+    for (cond, cond_end), (uncond, _) in zip(passes[:n], passes[n:]):
+        # An empty response has no tokens of its own: its likelihood is that of ending at once.
+        lp = sum(cond) / len(cond) if cond else cond_end
+        lp_uncond = sum(uncond) / len(uncond) if uncond else lp
+        out.append(
+            {
+                "logprob_mean": lp,
+                "logprob_uncond_mean": lp_uncond,
+                "pmi": lp - lp_uncond,
+                "eos_prob": float(2.718281828459045**cond_end),
+                "n_response_tokens": len(cond),
+            }
+        )
+    return out
+
+
+def _option_ids(lm: LoadedModel, letters: Sequence[str]) -> list[int]:
+    """Token id of each option letter as it follows the answer prefix "Answer: (" in this tokenizer."""
+    base = lm.encode_text(prompts.ANSWER_PREFIX)
+    ids = []
+    for letter in letters:
+        full = lm.encode_text(prompts.ANSWER_PREFIX + letter)
+        ids.append(full[-1] if full[: len(base)] == base and len(full) == len(base) + 1 else lm.encode_text(letter)[0])
+    return ids
+
+
+def _quote(text: str) -> str:
+    return text if len(text) <= _MAX_QUOTED_CHARS else text[:_MAX_QUOTED_CHARS] + " …"
+
+
+def _self_reflection(lm: LoadedModel, rows: Sequence[dict]) -> list[float]:
+    """BSDetector's S: mean expected score of the two self-reflection questions, from option probabilities."""
+    questions = [prompts.reflection_first, prompts.reflection_second]
+    encoded = [
+        lm.encode_prompt(ask(_quote(r["prompt"]), _quote(r["response"])), assistant_prefix=prompts.ANSWER_PREFIX)
+        for ask in questions
+        for r in rows
+    ]
+    probs = next_token_probs(lm, encoded, _option_ids(lm, prompts.REFLECTION_OPTIONS)).tolist()
+    n = len(rows)
+    scores = [option_score(p, prompts.REFLECTION_SCORES) for p in probs]
+    return [(scores[i] + scores[n + i]) / 2 for i in range(n)]
+
+
+def _judge(lm: LoadedModel, rows: Sequence[dict], proposals: Sequence[str | None]) -> list[float | None]:
+    """P(proposal is better than the dataset response), averaged over both presentation orders."""
+    todo = [
+        i
+        for i, (r, p) in enumerate(zip(rows, proposals))
+        if p is not None and " ".join(p.split()) != " ".join(r["response"].split())
+    ]
+    out: list[float | None] = [None] * len(rows)
+    if not todo:
+        return out
+    encoded = []
+    for i in todo:
+        q, y, cand = _quote(rows[i]["prompt"]), _quote(rows[i]["response"]), _quote(proposals[i])
+        encoded.append(lm.encode_prompt(prompts.judge(q, cand, y), assistant_prefix=prompts.ANSWER_PREFIX))
+        encoded.append(lm.encode_prompt(prompts.judge(q, y, cand), assistant_prefix=prompts.ANSWER_PREFIX))
+    probs = next_token_probs(lm, encoded, _option_ids(lm, prompts.JUDGE_OPTIONS))
+    probs = probs / probs.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    for j, i in enumerate(todo):
+        out[i] = float((probs[2 * j, 0] + probs[2 * j + 1, 1]) / 2)  # proposal shown first as A, then second as B
+    return out
