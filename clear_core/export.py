@@ -1,0 +1,374 @@
+"""The curated dataset: automatic actions plus human decisions applied to rows, written in the input's own schema.
+
+``curate`` decides, row by row, what survives and with which response; ``to_records`` writes those rows back in
+the input's schema (every original column verbatim, only the response replaced); ``write_records`` serialises them
+in memory first and then replaces the target file atomically, so a failed export never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clear_core.clear import decide
+from clear_core.data import CHAT_KEYS, RESPONSE_COLUMNS, ColumnMapping, Row, detect_format, response_turn_index
+
+EXPORT_FORMATS = ("jsonl", "json", "csv", "parquet")
+# Score fields written as ``clear_<name>`` with include_scores (confidence, action, proposal come first).
+SIGNALS = (
+    "consistency",
+    "self_reflection",
+    "logprob_mean",
+    "logprob_uncond_mean",
+    "pmi",
+    "eos_prob",
+    "judge_prob",
+    "correction_confidence",
+    "confidence_bsdetector",
+    "n_response_tokens",
+)
+HUMAN_DECISIONS = ("accept", "reject", "remove", "edit")
+_SELF_INSTRUCT_KEYS = ("_source_index", "_instance_index")
+
+
+class ExportError(Exception):
+    """The curated records cannot be written in the chosen format."""
+
+
+@dataclass(kw_only=True)
+class ExportPolicy:
+    """What the export applies. gamma (γ) and eta (η) are the CLEAR Auto-Filter / Auto-Correct thresholds.
+
+    ``curate`` uses apply_auto, gamma, eta, apply_decisions and only_reviewed; ``include_scores`` and
+    ``all_rows`` are passed on to ``to_records`` (they choose what is written, not what is kept).
+    """
+
+    apply_auto: bool = True  # apply automatic actions: filter drops rows, correct replaces responses
+    gamma: float
+    eta: float
+    apply_decisions: bool = True
+    only_reviewed: bool = False  # keep only rows with a human decision
+    all_rows: bool = False  # write dropped rows too, with clear_kept / clear_action
+    include_scores: bool = False  # add clear_* score columns
+
+
+@dataclass
+class CuratedRow:
+    """A row after curation: action is 'keep' | 'filter' | 'correct' after decisions; source is who chose it
+    ('human', 'auto', or 'none' when the row is unscored or automatic actions are off)."""
+
+    row_index: int
+    record: dict[str, Any]
+    original_response: str
+    final_response: str
+    action: str
+    source: str
+    kept: bool
+    scores: dict[str, Any] = field(default_factory=dict)
+    decision: str | None = None
+    annotator: str | None = None
+
+
+# -- curation -----------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A scalar from pandas as a plain Python value; NaN / NA / NaT become None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _by_row_index(frame: pd.DataFrame | None) -> dict[int, dict[str, Any]]:
+    """Frame rows keyed by row_index (a later row for the same index wins), values made plain."""
+    if frame is None or frame.empty:
+        return {}
+    out = {}
+    for record in frame.to_dict("records"):
+        out[int(record["row_index"])] = {k: _plain(v) for k, v in record.items() if k != "row_index"}
+    return out
+
+
+def _row_triples(rows: list[Row] | pd.DataFrame) -> list[tuple[int, dict[str, Any], str]]:
+    """(row_index, record, response) from Row objects or a frame (a JSON-text record is decoded)."""
+    if isinstance(rows, pd.DataFrame):
+        triples = zip(rows["row_index"], rows["record"], rows["response"], strict=True)
+        return [(int(i), json.loads(r) if isinstance(r, str) else r, s) for i, r, s in triples]
+    return [(r.row_index, r.record, r.response) for r in rows]
+
+
+def _usable(text: Any) -> bool:
+    return isinstance(text, str) and bool(text.strip())
+
+
+def _automatic(response: str, scores: dict[str, Any] | None, policy: ExportPolicy) -> tuple[str, str, str]:
+    """(action, final_response, source) from the scores alone; a correction needs a non-empty proposal."""
+    if not scores or not policy.apply_auto:
+        return "keep", response, "none"
+    proposal = scores.get("proposed_response")
+    correction = scores.get("correction_confidence") if _usable(proposal) else None
+    action = decide(scores.get("confidence"), correction, policy.gamma, policy.eta)
+    return action, proposal if action == "correct" else response, "auto"
+
+
+def _human(row_index: int, response: str, scores: dict[str, Any], decision: dict[str, Any]) -> tuple[str, str]:
+    """(action, final_response) for a human decision; raises ValueError when it cannot be applied."""
+    kind, text = decision.get("decision"), decision.get("final_response")
+    if kind == "reject":
+        return "keep", response
+    if kind == "remove":
+        return "filter", response
+    if kind == "accept":
+        text = text if isinstance(text, str) else scores.get("proposed_response")
+        if not isinstance(text, str):
+            raise ValueError(f"Row {row_index} was accepted but has no proposed response to accept.")
+        return "correct", text
+    if kind == "edit":
+        if not isinstance(text, str):
+            raise ValueError(f"Row {row_index} was edited but its decision has no final_response.")
+        return "correct", text
+    raise ValueError(f"Row {row_index} has decision {kind!r}; expected one of {', '.join(HUMAN_DECISIONS)}.")
+
+
+def curate(
+    rows: list[Row] | pd.DataFrame,
+    scores: pd.DataFrame | None,
+    decisions: pd.DataFrame | None,
+    policy: ExportPolicy,
+) -> list[CuratedRow]:
+    """Every row, in input order, with its final action and response; a human decision overrides the automatic one.
+
+    ``scores``: one row per scored row_index (docs/architecture.md score fields). ``decisions``: the current
+    decision per row (row_index, decision, final_response, annotator); with duplicates the last one wins.
+    Dropped rows are returned too (``kept=False``) so the result can be summarised and previewed.
+    """
+    score_rows = _by_row_index(scores)
+    decision_rows = _by_row_index(decisions) if policy.apply_decisions else {}
+    curated = []
+    for row_index, record, response in _row_triples(rows):
+        row_scores = score_rows.get(row_index, {})
+        action, final, source = _automatic(response, row_scores, policy)
+        decision = decision_rows.get(row_index)
+        if decision is not None:
+            action, final = _human(row_index, response, row_scores, decision)
+            source = "human"
+        kept = action != "filter" and (decision is not None or not policy.only_reviewed)
+        curated.append(
+            CuratedRow(
+                row_index=row_index,
+                record=record,
+                original_response=response,
+                final_response=final,
+                action=action,
+                source=source,
+                kept=kept,
+                scores=row_scores,
+                decision=None if decision is None else decision.get("decision"),
+                annotator=None if decision is None else decision.get("annotator"),
+            )
+        )
+    return curated
+
+
+def summarize(curated: list[CuratedRow]) -> dict[str, int]:
+    """Counts for the export screen; kept = corrected_auto + corrected_human + edited + unchanged."""
+    kept = [c for c in curated if c.kept]
+    counts = {
+        "total": len(curated),
+        "kept": len(kept),
+        "removed": len(curated) - len(kept),
+        "corrected_auto": sum(c.action == "correct" and c.source == "auto" for c in kept),
+        "corrected_human": sum(c.decision == "accept" for c in kept),
+        "edited": sum(c.decision == "edit" for c in kept),
+        "unchanged": sum(c.action == "keep" for c in kept),
+    }
+    counts["corrected"] = counts["corrected_auto"] + counts["corrected_human"]
+    return counts
+
+
+# -- records in the input's schema --------------------------------------------------------------------------
+
+
+def _with_response(schema: str, record: dict[str, Any], response: str, mapping: ColumnMapping | None) -> dict:
+    """A copy of ``record`` whose response (wherever the schema keeps it) is ``response``."""
+    out = dict(record)
+    if schema in RESPONSE_COLUMNS:
+        out[RESPONSE_COLUMNS[schema]] = response
+    elif schema == "mapped":
+        if mapping is None:
+            raise ValueError("Exporting a 'mapped' dataset needs its ColumnMapping (mapping=dataset.mapping).")
+        out[mapping.response] = response
+    elif schema in CHAT_KEYS:
+        key, _, text_key = CHAT_KEYS[schema]
+        turns = copy.deepcopy(record[key])
+        turns[response_turn_index(schema, turns)][text_key] = response
+        out[key] = turns
+    elif schema == "self_instruct":
+        out["instances"] = [{**record["instances"][0], "output": response}]
+    else:
+        raise ValueError(f"Unknown dataset schema {schema!r}.")
+    return out
+
+
+def _annotations(row: CuratedRow, include_scores: bool, all_rows: bool) -> dict[str, Any]:
+    """The clear_* fields added to a written row."""
+    out: dict[str, Any] = {}
+    if all_rows:
+        out["clear_kept"] = row.kept
+        out["clear_action"] = row.action
+    if include_scores:
+        out["clear_confidence"] = row.scores.get("confidence")
+        out["clear_action"] = row.action
+        out["clear_proposed_response"] = row.scores.get("proposed_response")
+        out.update({f"clear_{name}": row.scores.get(name) for name in SIGNALS})
+        out["clear_decision"] = row.decision
+        out["clear_annotator"] = row.annotator
+    return out
+
+
+def _regroup_self_instruct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-instance records back into tasks, in order; a task with no instance left is dropped."""
+    tasks: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        source = row["_source_index"]
+        if source not in tasks:
+            tasks[source] = {k: v for k, v in row.items() if k not in _SELF_INSTRUCT_KEYS} | {"instances": []}
+        tasks[source]["instances"].extend(row["instances"])
+    return list(tasks.values())
+
+
+def to_records(
+    dataset_schema: str,
+    file_format: str,
+    curated: list[CuratedRow],
+    include_scores: bool = False,
+    all_rows: bool = False,
+    *,
+    mapping: ColumnMapping | None = None,
+) -> list[dict[str, Any]]:
+    """Curated rows as records in the input's own schema, original columns verbatim, only the response replaced.
+
+    ``all_rows`` writes dropped rows too (with clear_kept / clear_action); ``include_scores`` adds clear_* columns
+    (inside each instance for self-instruct). ``mapping`` is required for the 'mapped' schema. ``file_format`` is
+    accepted for a stable call signature: records are format-neutral and ``write_records`` handles the format.
+    """
+    del file_format
+    out = []
+    for row in curated:
+        if not (row.kept or all_rows):
+            continue
+        record = row.record
+        if row.final_response != row.original_response:
+            record = _with_response(dataset_schema, record, row.final_response, mapping)
+        extra = _annotations(row, include_scores, all_rows)
+        if dataset_schema == "self_instruct":
+            record = {**record, "instances": [{**record["instances"][0], **extra}]}
+        else:
+            record = {**record, **extra}
+        out.append(record)
+    return _regroup_self_instruct(out) if dataset_schema == "self_instruct" else out
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+
+
+def resolve_format(fmt: str, input_format: str | None = None, path: str | Path | None = None) -> str:
+    """The concrete output format: 'original' means the input's format (or, failing that, the path's extension)."""
+    if fmt == "original":
+        fmt = input_format or (detect_format(path) if path is not None else "")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)} or 'original'.")
+    return fmt
+
+
+def _columns(records: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(key for record in records for key in record))
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: nested values as JSON text, None as an empty cell, booleans as true/false."""
+    if value is None:
+        return ""
+    if isinstance(value, list | dict | bool):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise TypeError(f"a {type(value).__name__} value is not text, a number or JSON")
+
+
+def _csv_bytes(records: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = _columns(records)
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_csv_cell(record.get(c)) for c in columns])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _parquet_bytes(records: list[dict[str, Any]]) -> bytes:
+    arrays = {}
+    for column in _columns(records):
+        try:
+            arrays[column] = pa.array([record.get(column) for record in records])
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise ExportError(f'Cannot write column "{column}" as Parquet: {exc}') from exc
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(arrays), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def export_bytes(records: list[dict[str, Any]], fmt: str, *, input_format: str | None = None) -> bytes:
+    """The records serialised as 'jsonl' | 'json' | 'csv' | 'parquet' (or 'original' with input_format)."""
+    fmt = resolve_format(fmt, input_format)
+    try:
+        if fmt == "jsonl":
+            return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records).encode()
+        if fmt == "json":
+            return (json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        if fmt == "csv":
+            return _csv_bytes(records)
+        return _parquet_bytes(records)
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"Cannot write the records as {fmt}: {exc}") from exc
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write a sibling temp file, then rename it over ``path``: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_records(
+    records: list[dict[str, Any]], path: str | Path, fmt: str = "original", *, input_format: str | None = None
+) -> Path:
+    """Write records to ``path`` atomically; fmt 'original' uses ``input_format`` (else the path's extension)."""
+    path = Path(path)
+    payload = export_bytes(records, resolve_format(fmt, input_format, path))
+    _write_atomic(path, payload)
+    return path

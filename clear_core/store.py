@@ -1,0 +1,939 @@
+"""The DuckDB curation database: schema (numbered migrations) and every SQL statement in CLEAR Review.
+
+One ``Store`` owns one DuckDB connection to one file. Reads and writes return plain dicts and pandas DataFrames
+with JSON columns decoded (``record_json`` -> ``record``, ``prompt_messages_json`` -> ``prompt_messages``,
+``params_json`` -> ``params``, ``mapping_json`` -> ``mapping``, ``columns_json`` -> ``columns``).
+Timestamps are naive ``TIMESTAMP`` values in UTC.
+
+Threading: Streamlit calls from several threads. Every call runs on its own ``connection.cursor()`` (a DuckDB
+cursor is a separate connection to the same database, safe to use from one thread), so reads run concurrently;
+writes additionally hold one lock, so write transactions never conflict with each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from clear_core import clear
+
+
+class StoreError(Exception):
+    """A problem with the curation database that the user can act on."""
+
+
+class StoreLockedError(StoreError):
+    """The database file is open for writing in another process."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A dataset, run or row id that is not in the database."""
+
+
+# Score columns in the order of docs/architecture.md ("Score fields"), row_index excluded.
+SCORE_FIELDS = (
+    "confidence",
+    "confidence_bsdetector",
+    "consistency",
+    "self_reflection",
+    "logprob_mean",
+    "logprob_uncond_mean",
+    "pmi",
+    "eos_prob",
+    "n_response_tokens",
+    "proposed_response",
+    "judge_prob",
+    "correction_confidence",
+)
+NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
+
+RUN_STATUSES = ("pending", "running", "done", "failed", "cancelled")
+DECISIONS = ("accept", "reject", "remove", "edit", "undo")
+REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1])
+ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
+
+# The schema's history. Append new (version, SQL) pairs; never edit one that has shipped, because users keep
+# their curation databases for months and each file records which versions it has applied.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE SEQUENCE dataset_id_seq START 1;
+        CREATE TABLE datasets (
+            dataset_id BIGINT PRIMARY KEY DEFAULT nextval('dataset_id_seq'),
+            name VARCHAR NOT NULL,
+            source_path VARCHAR,
+            file_format VARCHAR,
+            schema VARCHAR,
+            mapping_json VARCHAR,
+            columns_json VARCHAR,
+            content_hash VARCHAR,
+            n_rows BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE rows (
+            dataset_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            record_json VARCHAR NOT NULL,
+            prompt VARCHAR,
+            prompt_messages_json VARCHAR NOT NULL,
+            response VARCHAR,
+            PRIMARY KEY (dataset_id, row_index)
+        );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE SEQUENCE run_id_seq START 1;
+        CREATE TABLE runs (
+            run_id BIGINT PRIMARY KEY DEFAULT nextval('run_id_seq'),
+            dataset_id BIGINT NOT NULL,
+            model VARCHAR NOT NULL,
+            params_json VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            rows_total BIGINT NOT NULL,
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            work_dir VARCHAR
+        );
+        CREATE TABLE scores (
+            run_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            confidence DOUBLE,
+            confidence_bsdetector DOUBLE,
+            consistency DOUBLE,
+            self_reflection DOUBLE,
+            logprob_mean DOUBLE,
+            logprob_uncond_mean DOUBLE,
+            pmi DOUBLE,
+            eos_prob DOUBLE,
+            n_response_tokens INTEGER,
+            proposed_response VARCHAR,
+            judge_prob DOUBLE,
+            correction_confidence DOUBLE,
+            scored_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, row_index)
+        );
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE SEQUENCE decision_id_seq START 1;
+        CREATE TABLE decisions (
+            decision_id BIGINT PRIMARY KEY DEFAULT nextval('decision_id_seq'),
+            dataset_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            run_id BIGINT,
+            decision VARCHAR NOT NULL,
+            final_response VARCHAR,
+            annotator VARCHAR NOT NULL,
+            undoes BIGINT,
+            decided_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE thresholds (
+            dataset_id BIGINT PRIMARY KEY,
+            gamma DOUBLE NOT NULL,
+            eta DOUBLE NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR
+        );
+        """,
+    ),
+]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _json_default(value: Any) -> Any:
+    # Parquet/pandas readers hand over numpy scalars, arrays and timestamps; JSON has no such types.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} value {value!r} cannot be stored as JSON")
+
+
+def _dumps(value: Any, canonical: bool = False) -> str:
+    """JSON text; ``canonical`` sorts keys so equal params/mappings compare equal as text. Records keep their
+    key order, which export needs to write the input's own schema back."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=canonical, default=_json_default)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready form of a dataset attribute (dataclass, enum, dict, list, str or None)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+def _first(cursor: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The first row of the cursor's result, or None. Uses fetchall() because DuckDB 2 treats a result left
+    half-read by fetchone() as unfinished and refuses further work (register, ...) on that connection."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+def _is_other_file(path: str) -> bool:
+    """True for an existing non-empty file without DuckDB's magic bytes (DuckDB 2 would open a CSV in memory)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(12)
+    except OSError:
+        return False
+    return len(header) > 0 and header[8:12] != b"DUCK"
+
+
+def _lock_message(path: str, exc: Exception) -> str:
+    pid = re.search(r"PID (\d+)", str(exc))
+    holder = f" (PID {pid.group(1)})" if pid else ""
+    return (
+        f"The curation database {path} is open in another process{holder}: the CLEAR Review app or a "
+        "`python -m clear_core` command. DuckDB allows one writer per file. Close that process or wait for it to "
+        "finish, or do this from the running app instead."
+    )
+
+
+def _df_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as dicts with missing values as None (pandas gives NaN/NaT)."""
+    return [{k: (None if _is_missing(v) else v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+class Store:
+    """The curation database in one DuckDB file; use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False):
+        self.path = str(path)
+        self.read_only = read_only
+        self._write_lock = threading.RLock()
+        self._cursor_lock = threading.Lock()
+        if self.path != ":memory:" and read_only and not Path(self.path).exists():
+            raise StoreError(f"The curation database {self.path} does not exist; import a dataset first.")
+        if self.path != ":memory:" and not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if _is_other_file(self.path):
+            raise StoreError(
+                f"{self.path} is not a DuckDB database; give the path of a curation database (e.g. curation.duckdb)."
+            )
+        try:
+            self._conn = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+                raise StoreLockedError(_lock_message(self.path, exc)) from exc
+            raise StoreError(f"Could not open the curation database {self.path}: {exc}") from exc
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; every write was already committed."""
+        self._conn.close()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._cursor_lock:
+            cursor = self._conn.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor inside one committed-or-rolled-back transaction, holding the write lock."""
+        with self._write_lock, self._cursor() as cursor:
+            cursor.begin()
+            try:
+                yield cursor
+            except BaseException:
+                cursor.rollback()
+                raise
+            cursor.commit()
+
+    def _df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        with self._cursor() as cursor:
+            return cursor.execute(sql, params).df()
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> dict[str, Any] | None:
+        records = _df_records(self._df(sql, params))
+        return records[0] if records else None
+
+    def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        with self._cursor() as cursor:
+            row = _first(cursor.execute(sql, params))
+        return None if row is None else row[0]
+
+    def _migrate(self) -> None:
+        with self._cursor() as cursor:
+            exists = cursor.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = '_migrations'"
+            ).fetchall()[0][0]
+            applied = set()
+            if exists:
+                applied = {v for (v,) in cursor.execute("SELECT version FROM _migrations").fetchall()}
+        known = {version for version, _ in MIGRATIONS}
+        if applied - known:
+            raise StoreError(
+                f"The curation database {self.path} was written by a newer CLEAR Review (schema version "
+                f"{max(applied)}); upgrade CLEAR Review to open it."
+            )
+        pending = [(v, sql) for v, sql in MIGRATIONS if v not in applied]
+        if pending and self.read_only:
+            raise StoreError(
+                f"The curation database {self.path} needs upgrading (schema versions "
+                f"{[v for v, _ in pending]}); open it once without read-only mode."
+            )
+        if not exists and not self.read_only:
+            with self._transaction() as cursor:
+                cursor.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+                )
+        for version, sql in pending:
+            try:
+                with self._transaction() as cursor:
+                    cursor.execute(sql)
+                    cursor.execute("INSERT INTO _migrations VALUES (?, ?)", [version, _now()])
+            except duckdb.Error as exc:
+                raise StoreError(
+                    f"Could not upgrade the curation database {self.path} to schema version {version}: {exc}. "
+                    "Is it a CLEAR Review database?"
+                ) from exc
+
+    def schema_versions(self) -> list[int]:
+        """Migration versions applied to this file, ascending."""
+        with self._cursor() as cursor:
+            return [v for (v,) in cursor.execute("SELECT version FROM _migrations ORDER BY version").fetchall()]
+
+    # -- datasets -------------------------------------------------------------------------------------------
+
+    def add_dataset(self, ds: Any) -> int:
+        """Store a loaded dataset and all its rows in one transaction; an identical dataset returns its id.
+
+        ``ds`` is any object with ``name, source_path, file_format, schema, mapping, columns, content_hash`` and
+        ``rows`` (objects with ``row_index, record, prompt_messages, prompt, response``), e.g. ``data.Dataset``.
+        Identical means same ``content_hash`` and same column mapping.
+        """
+        mapping_json = None if ds.mapping is None else _dumps(_plain(ds.mapping), canonical=True)
+        rows = pd.DataFrame(
+            {
+                "row_index": [int(r.row_index) for r in ds.rows],
+                "record_json": [_dumps(r.record) for r in ds.rows],
+                "prompt": [r.prompt for r in ds.rows],
+                "prompt_messages_json": [_dumps(r.prompt_messages) for r in ds.rows],
+                "response": [r.response for r in ds.rows],
+            },
+            columns=["row_index", "record_json", "prompt", "prompt_messages_json", "response"],
+        )
+        with self._transaction() as cursor:
+            existing = _first(
+                cursor.execute(
+                    "SELECT dataset_id FROM datasets WHERE content_hash = ? AND mapping_json IS NOT DISTINCT FROM ? "
+                    "ORDER BY dataset_id LIMIT 1",
+                    [ds.content_hash, mapping_json],
+                )
+            )
+            if existing:
+                return int(existing[0])
+            schema = _plain(ds.schema)
+            dataset_id = cursor.execute(
+                "INSERT INTO datasets (name, source_path, file_format, schema, mapping_json, columns_json, "
+                "content_hash, n_rows, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING dataset_id",
+                [
+                    ds.name,
+                    None if ds.source_path is None else str(ds.source_path),
+                    _plain(ds.file_format),
+                    schema if schema is None or isinstance(schema, str) else _dumps(schema),
+                    mapping_json,
+                    _dumps(list(ds.columns) if ds.columns is not None else None),
+                    ds.content_hash,
+                    len(rows),
+                    _now(),
+                ],
+            ).fetchall()[0][0]
+            cursor.register("incoming_rows", rows)  # dropped with the cursor at the end of the call
+            try:
+                cursor.execute(
+                    "INSERT INTO rows SELECT ?, row_index, record_json, prompt, prompt_messages_json, response "
+                    "FROM incoming_rows",
+                    [dataset_id],
+                )
+            except duckdb.ConstraintException as exc:
+                raise StoreError(f"Dataset {ds.name!r} has two rows with the same row_index: {exc}") from exc
+        return int(dataset_id)
+
+    def list_datasets(self) -> pd.DataFrame:
+        """Every dataset, newest first, with its latest run and counts of rows, scored rows and decided rows."""
+        return self._df(
+            f"""
+            WITH latest AS (SELECT dataset_id, max(run_id) AS run_id FROM runs GROUP BY dataset_id),
+            scored AS (SELECT run_id, count(*) AS n FROM scores GROUP BY run_id),
+            decided AS (SELECT dataset_id, count(*) AS n FROM ({_CURRENT_DECISIONS_ALL}) GROUP BY dataset_id)
+            SELECT d.dataset_id, d.name, d.source_path, d.file_format, d.schema, d.content_hash, d.n_rows,
+                   d.created_at, latest.run_id AS latest_run_id, runs.status AS latest_run_status,
+                   coalesce(scored.n, 0) AS n_scored, coalesce(decided.n, 0) AS n_decided
+            FROM datasets d
+            LEFT JOIN latest USING (dataset_id)
+            LEFT JOIN runs ON runs.run_id = latest.run_id
+            LEFT JOIN scored ON scored.run_id = latest.run_id
+            LEFT JOIN decided ON decided.dataset_id = d.dataset_id
+            ORDER BY d.dataset_id DESC
+            """
+        )
+
+    def get_dataset(self, dataset_id: int) -> dict[str, Any]:
+        """One dataset's metadata as a dict (``mapping`` and ``columns`` decoded); NotFoundError if absent."""
+        row = self._one("SELECT * FROM datasets WHERE dataset_id = ?", [dataset_id])
+        if row is None:
+            raise NotFoundError(f"There is no dataset with id {dataset_id}.")
+        row["mapping"] = _loads(row.pop("mapping_json"))
+        row["columns"] = _loads(row.pop("columns_json"))
+        return row
+
+    def dataset_rows(self, dataset_id: int, row_indices: Iterable[int] | None = None) -> pd.DataFrame:
+        """Rows (row_index, record, prompt_messages, prompt, response) ordered by row_index; all or the given ones."""
+        sql = (
+            "SELECT row_index, record_json, prompt_messages_json, prompt, response FROM rows "
+            "WHERE dataset_id = $dataset_id"
+        )
+        params: dict[str, Any] = {"dataset_id": dataset_id}
+        if row_indices is not None:
+            sql += " AND list_contains($row_indices, row_index)"
+            params["row_indices"] = [int(i) for i in row_indices]
+        df = self._df(sql + " ORDER BY row_index", params)
+        df["record_json"] = [json.loads(t) for t in df["record_json"]]
+        df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
+        return df.rename(columns={"record_json": "record", "prompt_messages_json": "prompt_messages"})
+
+    def delete_dataset(self, dataset_id: int) -> list[str]:
+        """Delete a dataset with its rows, runs, scores, decisions and thresholds; returns the runs' work dirs.
+
+        The work dirs are returned, not removed: files on disk belong to ``runs.py``.
+        """
+        with self._transaction() as cursor:
+            work_dirs = [
+                w
+                for (w,) in cursor.execute(
+                    "SELECT work_dir FROM runs WHERE dataset_id = ? AND work_dir IS NOT NULL ORDER BY run_id",
+                    [dataset_id],
+                ).fetchall()
+            ]
+            cursor.execute(
+                "DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
+            )
+            for table in ("runs", "decisions", "thresholds", "rows", "datasets"):
+                cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
+        return work_dirs
+
+    # -- runs -----------------------------------------------------------------------------------------------
+
+    def create_run(self, dataset_id: int, model: str, params: dict[str, Any], work_dir: str | None = None) -> int:
+        """Register a pending scoring run over every row of a dataset; returns its run_id."""
+        with self._transaction() as cursor:
+            n_rows = _first(cursor.execute("SELECT n_rows FROM datasets WHERE dataset_id = ?", [dataset_id]))
+            if n_rows is None:
+                raise NotFoundError(f"There is no dataset with id {dataset_id}.")
+            return int(
+                cursor.execute(
+                    "INSERT INTO runs (dataset_id, model, params_json, status, rows_total, created_at, work_dir) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?) RETURNING run_id",
+                    [
+                        dataset_id,
+                        model,
+                        _dumps(params, canonical=True),
+                        n_rows[0],
+                        _now(),
+                        None if work_dir is None else str(work_dir),
+                    ],
+                ).fetchall()[0][0]
+            )
+
+    _RUNS_SQL = """
+        SELECT runs.*, coalesce(scored.n, 0) AS n_scored
+        FROM runs LEFT JOIN (SELECT run_id, count(*) AS n FROM scores GROUP BY run_id) scored USING (run_id)
+    """
+
+    def _run_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        record["params"] = _loads(record.pop("params_json"))
+        return record
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        """One run as a dict (``params`` decoded, plus ``n_scored``); NotFoundError if absent."""
+        row = self._one(self._RUNS_SQL + " WHERE run_id = ?", [run_id])
+        if row is None:
+            raise NotFoundError(f"There is no scoring run with id {run_id}.")
+        return self._run_record(row)
+
+    def list_runs(self, dataset_id: int | None = None) -> pd.DataFrame:
+        """Runs, newest first, optionally of one dataset; ``params`` decoded, with ``n_scored``."""
+        if dataset_id is None:
+            df = self._df(self._RUNS_SQL + " ORDER BY run_id DESC")
+        else:
+            df = self._df(self._RUNS_SQL + " WHERE dataset_id = ? ORDER BY run_id DESC", [dataset_id])
+        df["params_json"] = [json.loads(t) for t in df["params_json"]]
+        return df.rename(columns={"params_json": "params"})
+
+    def latest_run(self, dataset_id: int) -> dict[str, Any] | None:
+        """The most recently created run of a dataset, or None."""
+        row = self._one(self._RUNS_SQL + " WHERE dataset_id = ? ORDER BY run_id DESC LIMIT 1", [dataset_id])
+        return None if row is None else self._run_record(row)
+
+    def find_resumable_run(self, dataset_id: int, model: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The newest run of this dataset with the same model and params, or None.
+
+        Any status: an interrupted run resumes, and a done run (e.g. scored with --limit) extends to more rows.
+        """
+        row = self._one(
+            self._RUNS_SQL + " WHERE dataset_id = ? AND model = ? AND params_json = ? ORDER BY run_id DESC LIMIT 1",
+            [dataset_id, model, _dumps(params, canonical=True)],
+        )
+        return None if row is None else self._run_record(row)
+
+    def set_run_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Move a run to ``status``; 'running' keeps the first started_at, done/failed/cancelled set finished_at."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"Unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}.")
+        with self._transaction() as cursor:
+            updated = cursor.execute(
+                """
+                UPDATE runs SET status = $status, error = $error,
+                    started_at = CASE WHEN $status = 'running' THEN coalesce(started_at, $now) ELSE started_at END,
+                    finished_at = CASE WHEN $status IN ('done', 'failed', 'cancelled') THEN $now END
+                WHERE run_id = $run_id RETURNING run_id
+                """,
+                {"status": status, "error": error, "run_id": run_id, "now": _now()},
+            ).fetchall()
+            if not updated:
+                raise NotFoundError(f"There is no scoring run with id {run_id}.")
+
+    def set_run_work_dir(self, run_id: int, work_dir: str | os.PathLike[str] | None) -> None:
+        """Record where the run's files (job.json, chunks, progress.json) live."""
+        with self._transaction() as cursor:
+            updated = cursor.execute(
+                "UPDATE runs SET work_dir = ? WHERE run_id = ? RETURNING run_id",
+                [None if work_dir is None else str(work_dir), run_id],
+            ).fetchall()
+            if not updated:
+                raise NotFoundError(f"There is no scoring run with id {run_id}.")
+
+    def unscored_rows(self, run_id: int) -> pd.DataFrame:
+        """Rows of the run's dataset without a score in this run: row_index, prompt_messages, prompt, response."""
+        df = self._df(
+            """
+            SELECT r.row_index, r.prompt_messages_json, r.prompt, r.response
+            FROM runs JOIN rows r USING (dataset_id)
+            WHERE runs.run_id = $run_id
+              AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.run_id = $run_id AND s.row_index = r.row_index)
+            ORDER BY r.row_index
+            """,
+            {"run_id": run_id},
+        )
+        df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
+        return df.rename(columns={"prompt_messages_json": "prompt_messages"})
+
+    def scored_count(self, run_id: int) -> int:
+        """How many rows of the run have scores."""
+        return int(self._scalar("SELECT count(*) FROM scores WHERE run_id = ?", [run_id]))
+
+    # -- scores ---------------------------------------------------------------------------------------------
+
+    def add_scores(self, run_id: int, records: Sequence[dict[str, Any]]) -> int:
+        """Insert or replace score records (row_index + SCORE_FIELDS keys) for a run; returns how many.
+
+        Idempotent: re-ingesting a chunk replaces the same rows. Missing fields are stored as NULL; unknown keys
+        or row indices outside the run's dataset raise ValueError, since they mean the worker and the store disagree.
+        """
+        if not records:
+            return 0
+        allowed = {"row_index", *SCORE_FIELDS}
+        unknown = sorted({key for record in records for key in record} - allowed)
+        if unknown:
+            raise ValueError(f"Unknown score fields {unknown}; expected row_index and {list(SCORE_FIELDS)}.")
+        if any(record.get("row_index") is None for record in records):
+            raise ValueError("Every score record needs a row_index.")
+        columns = ["row_index", *SCORE_FIELDS]
+        frame = pd.DataFrame.from_records(list(records), columns=columns)
+        frame = frame.drop_duplicates("row_index", keep="last")
+        for field in NUMERIC_SCORE_FIELDS:
+            frame[field] = pd.to_numeric(frame[field], errors="raise").astype(float)
+        frame["proposed_response"] = (
+            frame["proposed_response"].astype(object).where(frame["proposed_response"].notna(), None)
+        )
+        with self._transaction() as cursor:
+            run = _first(cursor.execute("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id]))
+            if run is None:
+                raise NotFoundError(f"There is no scoring run with id {run_id}.")
+            cursor.register("incoming_scores", frame)  # dropped with the cursor at the end of the call
+            strays = cursor.execute(
+                "SELECT row_index FROM incoming_scores ANTI JOIN (SELECT row_index FROM rows WHERE dataset_id = ?) "
+                "USING (row_index) ORDER BY row_index LIMIT 5",
+                [run[0]],
+            ).fetchall()
+            if strays:
+                raise ValueError(
+                    f"Scores for rows {[r for (r,) in strays]} that dataset {run[0]} does not have (run {run_id})."
+                )
+            cursor.execute(
+                f"INSERT OR REPLACE INTO scores (run_id, {', '.join(columns)}, scored_at) "
+                f"SELECT $run_id, {', '.join(columns)}, $now FROM incoming_scores",
+                {"run_id": run_id, "now": _now()},
+            )
+        return len(frame)
+
+    def scores(self, run_id: int) -> pd.DataFrame:
+        """All score rows of a run, ordered by row_index: row_index, SCORE_FIELDS..., scored_at."""
+        return self._df(
+            f"SELECT row_index, {', '.join(SCORE_FIELDS)}, scored_at FROM scores WHERE run_id = ? ORDER BY row_index",
+            [run_id],
+        )
+
+    # -- review ---------------------------------------------------------------------------------------------
+
+    def _dataset_of_run(self, run_id: int) -> int:
+        dataset_id = self._scalar("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id])
+        if dataset_id is None:
+            raise NotFoundError(f"There is no scoring run with id {run_id}.")
+        return int(dataset_id)
+
+    def review_queue(
+        self,
+        run_id: int,
+        gamma: float,
+        eta: float,
+        *,
+        action: str | Sequence[str] | None = None,
+        status: str | None = None,
+        min_confidence: float | None = None,
+        max_confidence: float | None = None,
+        search: str | None = None,
+        order_by: str = "confidence",
+        ascending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[pd.DataFrame, int]:
+        """One page of the run's scored rows with their automatic action and current decision, plus the total.
+
+        action: 'filter' | 'correct' | 'keep' or a list of them. status: 'undecided', 'decided' or a decision
+        name. Confidence bounds are inclusive. search: case-insensitive substring of prompt, response or
+        proposed_response. Sorting puts NULLs last and breaks ties by row_index.
+        """
+        if order_by not in ORDER_COLUMNS:
+            raise ValueError(f"Cannot sort by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
+        params: dict[str, Any] = {
+            "run_id": run_id,
+            "dataset_id": self._dataset_of_run(run_id),
+            "gamma": float(gamma),
+            "eta": float(eta),
+        }
+        where = ["TRUE"]
+        if action is not None:
+            actions = [action] if isinstance(action, str) else list(action)
+            bad = [a for a in actions if a not in clear.ACTIONS]
+            if bad:
+                raise ValueError(f"Unknown action(s) {bad}; expected {', '.join(clear.ACTIONS)}.")
+            params["actions"] = actions
+            where.append("list_contains($actions, action)")
+        if status is not None:
+            if status not in REVIEW_STATUSES:
+                raise ValueError(f"Unknown review status {status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
+            if status == "undecided":
+                where.append("decision IS NULL")
+            elif status == "decided":
+                where.append("decision IS NOT NULL")
+            else:
+                params["status"] = status
+                where.append("decision = $status")
+        if min_confidence is not None:
+            params["min_confidence"] = float(min_confidence)
+            where.append("confidence >= $min_confidence")
+        if max_confidence is not None:
+            params["max_confidence"] = float(max_confidence)
+            where.append("confidence <= $max_confidence")
+        if search:
+            params["search"] = search
+            where.append(
+                "(contains(lower(coalesce(prompt, '')), lower($search))"
+                " OR contains(lower(coalesce(response, '')), lower($search))"
+                " OR contains(lower(coalesce(proposed_response, '')), lower($search)))"
+            )
+        base = f"WITH queue AS ({self._queue_sql()}) SELECT * FROM queue WHERE {' AND '.join(where)}"
+        direction = "ASC" if ascending else "DESC"
+        page_params = {**params, "limit": int(limit), "offset": int(offset)}
+        with self._cursor() as cursor:
+            total = cursor.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0]
+            page = cursor.execute(
+                f"{base} ORDER BY {order_by} {direction} NULLS LAST, row_index LIMIT $limit OFFSET $offset",
+                page_params,
+            ).df()
+        page["prompt_messages_json"] = [json.loads(t) for t in page["prompt_messages_json"]]
+        return page.rename(columns={"prompt_messages_json": "prompt_messages"}), int(total)
+
+    def _queue_sql(self) -> str:
+        """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision."""
+        action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
+        return f"""
+            SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
+                   {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.scored_at,
+                   {action} AS action, length(r.response) AS response_length,
+                   c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at
+            FROM scores s
+            JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
+            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            WHERE s.run_id = $run_id
+        """
+
+    def action_counts(self, run_id: int, gamma: float, eta: float) -> dict[str, int]:
+        """How many scored rows of the run each automatic action gets: {'filter', 'correct', 'keep'}."""
+        action = clear.action_sql("confidence", "correction_confidence", "$gamma", "$eta")
+        with self._cursor() as cursor:
+            rows = cursor.execute(
+                f"SELECT {action} AS action, count(*) FROM scores WHERE run_id = $run_id GROUP BY action",
+                {"run_id": run_id, "gamma": float(gamma), "eta": float(eta)},
+            ).fetchall()
+        counts = dict.fromkeys(clear.ACTIONS, 0)
+        counts.update({name: int(n) for name, n in rows})
+        return counts
+
+    def confidence_values(self, run_id: int) -> pd.DataFrame:
+        """For plots: row_index, numeric score fields, response_length (characters) and current decision."""
+        return self._df(
+            f"""
+            SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)},
+                   length(r.response) AS response_length, c.decision
+            FROM scores s
+            JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
+            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            WHERE s.run_id = $run_id
+            ORDER BY s.row_index
+            """,
+            {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
+        )
+
+    def agreement_by_bucket(self, run_id: int, gamma: float, eta: float, bins: int = 10) -> pd.DataFrame:
+        """Per equal-width confidence bucket: n_rows, n_decided, n_agree and agreement (share, NaN if none decided).
+
+        A human decision agrees with the automatic action as in ``clear.AGREEING_DECISIONS``: filter~remove,
+        correct~accept or edit, keep~reject. Rows without a confidence are left out.
+        """
+        if int(bins) < 1:
+            raise ValueError("bins must be at least 1.")
+        action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
+        agree = " ".join(
+            f"WHEN action = '{a}' THEN decision IN ({', '.join(repr(d) for d in ds)})"
+            for a, ds in clear.AGREEING_DECISIONS.items()
+        )
+        df = self._df(
+            f"""
+            WITH labelled AS (
+                SELECT least(greatest(CAST(floor(s.confidence * $bins) AS BIGINT), 0), $bins - 1) AS bucket,
+                       {action} AS action, c.decision
+                FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+                WHERE s.run_id = $run_id AND s.confidence IS NOT NULL AND NOT isnan(s.confidence)
+            )
+            SELECT g.bucket, g.bucket / $bins AS lower, (g.bucket + 1) / $bins AS upper,
+                   count(l.action) AS n_rows, count(l.decision) AS n_decided,
+                   count(*) FILTER (WHERE CASE {agree} END) AS n_agree
+            FROM range($bins) g(bucket) LEFT JOIN labelled l USING (bucket)
+            GROUP BY g.bucket ORDER BY g.bucket
+            """,
+            {
+                "run_id": run_id,
+                "dataset_id": self._dataset_of_run(run_id),
+                "gamma": float(gamma),
+                "eta": float(eta),
+                "bins": int(bins),
+            },
+        )
+        df["agreement"] = (df["n_agree"] / df["n_decided"].where(df["n_decided"] > 0)).astype(float)
+        return df
+
+    # -- decisions ------------------------------------------------------------------------------------------
+
+    def record_decision(
+        self,
+        dataset_id: int,
+        row_index: int,
+        decision: str,
+        *,
+        run_id: int | None = None,
+        final_response: str | None = None,
+        annotator: str,
+    ) -> int:
+        """Append a human decision on a row and commit it; returns its decision_id.
+
+        accept: use the proposal (final_response defaults to the run's proposed_response, so the log keeps the
+        exact text accepted); edit: use final_response (required); reject/remove take no final_response.
+        """
+        if decision not in DECISIONS or decision == "undo":
+            raise ValueError(
+                f"Unknown decision {decision!r}; expected accept, reject, remove or edit (undo_last_decision undoes)."
+            )
+        if not annotator or not annotator.strip():
+            raise ValueError("Every decision needs an annotator name.")
+        if decision == "edit" and not final_response:
+            raise ValueError("An edit needs final_response, the annotator's text.")
+        if decision in ("reject", "remove") and final_response is not None:
+            raise ValueError(f"A {decision} decision keeps no final_response.")
+        with self._transaction() as cursor:
+            row = _first(
+                cursor.execute("SELECT 1 FROM rows WHERE dataset_id = ? AND row_index = ?", [dataset_id, row_index])
+            )
+            if row is None:
+                raise NotFoundError(f"Dataset {dataset_id} has no row {row_index}.")
+            if run_id is not None:
+                run = _first(cursor.execute("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id]))
+                if run is None or run[0] != dataset_id:
+                    raise NotFoundError(f"Dataset {dataset_id} has no scoring run with id {run_id}.")
+            if decision == "accept" and final_response is None and run_id is not None:
+                proposal = _first(
+                    cursor.execute(
+                        "SELECT proposed_response FROM scores WHERE run_id = ? AND row_index = ?", [run_id, row_index]
+                    )
+                )
+                final_response = None if proposal is None else proposal[0]
+            if decision == "accept" and final_response is None:
+                raise ValueError(
+                    f"Row {row_index} has no proposed response to accept; pass the run_id of a run that scored it."
+                )
+            return int(
+                cursor.execute(
+                    "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
+                    "undoes, decided_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?) RETURNING decision_id",
+                    [dataset_id, row_index, run_id, decision, final_response, annotator.strip(), _now()],
+                ).fetchall()[0][0]
+            )
+
+    def undo_last_decision(self, dataset_id: int, annotator: str | None = None) -> dict[str, Any] | None:
+        """Undo the latest decision not yet undone (by ``annotator`` if given); returns it, or None if none."""
+        with self._transaction() as cursor:
+            params: list[Any] = [dataset_id]
+            by_annotator = ""
+            if annotator is not None:
+                by_annotator = "AND d.annotator = ?"
+                params.append(annotator.strip())
+            target = cursor.execute(
+                f"""
+                SELECT d.* FROM decisions d
+                WHERE d.dataset_id = ? AND d.decision <> 'undo' {by_annotator}
+                  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.decision_id)
+                ORDER BY d.decision_id DESC LIMIT 1
+                """,
+                params,
+            ).df()
+            if target.empty:
+                return None
+            undone = _df_records(target)[0]
+            cursor.execute(
+                "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes, "
+                "decided_at) VALUES (?, ?, ?, 'undo', NULL, ?, ?, ?)",
+                [
+                    dataset_id,
+                    undone["row_index"],
+                    undone["run_id"],
+                    (annotator or undone["annotator"]).strip(),
+                    undone["decision_id"],
+                    _now(),
+                ],
+            )
+        return undone
+
+    def current_decisions(self, dataset_id: int) -> pd.DataFrame:
+        """The effective decision per row (latest one not undone), ordered by row_index."""
+        return self._df(f"SELECT * FROM ({_CURRENT_DECISIONS}) ORDER BY row_index", {"dataset_id": dataset_id})
+
+    def decision_log(self, dataset_id: int) -> pd.DataFrame:
+        """Every decision of a dataset including undos, in the order they were made."""
+        return self._df("SELECT * FROM decisions WHERE dataset_id = ? ORDER BY decision_id", [dataset_id])
+
+    def review_progress(self, run_id: int) -> tuple[int, int]:
+        """(rows with an effective decision, rows in the run's dataset)."""
+        dataset_id = self._dataset_of_run(run_id)
+        with self._cursor() as cursor:
+            n_decided, n_total = cursor.execute(
+                f"SELECT (SELECT count(*) FROM ({_CURRENT_DECISIONS})), "
+                "(SELECT count(*) FROM rows WHERE dataset_id = $dataset_id)",
+                {"dataset_id": dataset_id},
+            ).fetchall()[0]
+        return int(n_decided), int(n_total)
+
+    # -- thresholds -----------------------------------------------------------------------------------------
+
+    def get_thresholds(self, dataset_id: int) -> tuple[float, float]:
+        """(gamma, eta) for a dataset: γ Auto-Filter and η Auto-Correct, defaults from ``clear`` if never set."""
+        with self._cursor() as cursor:
+            row = _first(cursor.execute("SELECT gamma, eta FROM thresholds WHERE dataset_id = ?", [dataset_id]))
+        return (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA) if row is None else (float(row[0]), float(row[1]))
+
+    def set_thresholds(self, dataset_id: int, gamma: float, eta: float, updated_by: str | None = None) -> None:
+        """Save γ (gamma) and η (eta) for a dataset; each must be a number in [0, 1]."""
+        for name, value in (("gamma", gamma), ("eta", eta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}.")
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO thresholds VALUES (?, ?, ?, ?, ?)",
+                [dataset_id, float(gamma), float(eta), _now(), updated_by],
+            )
+
+
+# Effective decisions of $dataset_id: the latest non-undo decision per row that no undo points at.
+_CURRENT_DECISIONS = """
+    SELECT d.row_index, d.decision, d.final_response, d.run_id, d.annotator, d.decision_id, d.decided_at
+    FROM decisions d
+    WHERE d.dataset_id = $dataset_id AND d.decision <> 'undo'
+      AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+    QUALIFY row_number() OVER (PARTITION BY d.row_index ORDER BY d.decision_id DESC) = 1
+"""
+
+# The same across all datasets (for list_datasets).
+_CURRENT_DECISIONS_ALL = """
+    SELECT d.dataset_id, d.row_index
+    FROM decisions d
+    WHERE d.decision <> 'undo'
+      AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+    QUALIFY row_number() OVER (PARTITION BY d.dataset_id, d.row_index ORDER BY d.decision_id DESC) = 1
+"""

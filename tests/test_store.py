@@ -1,0 +1,704 @@
+"""The DuckDB store on real files in tmp_path: migrations, datasets, runs, scores, review queries, decisions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from clear_core import clear
+from clear_core.store import (
+    MIGRATIONS,
+    SCORE_FIELDS,
+    NotFoundError,
+    Store,
+    StoreError,
+    StoreLockedError,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# Stand-ins for data.ColumnMapping / Row / Dataset: the store only reads their attributes.
+@dataclass
+class Mapping:
+    instruction: str = "instruction"
+    input: str | None = "input"
+    output: str = "output"
+
+
+@dataclass
+class Row:
+    row_index: int
+    record: dict
+    prompt_messages: list[dict]
+    prompt: str
+    response: str
+
+
+@dataclass
+class Dataset:
+    name: str
+    source_path: str
+    file_format: str
+    schema: str
+    mapping: Mapping | None
+    rows: list[Row]
+    content_hash: str
+    columns: list[str] = field(default_factory=lambda: ["instruction", "input", "output"])
+
+
+def make_row(i: int, response: str | None = None) -> Row:
+    instruction = f"Question {i}: what is {i} + {i}?"
+    return Row(
+        row_index=i,
+        record={"instruction": instruction, "input": "", "output": response or f"It is {2 * i}."},
+        prompt_messages=[{"role": "user", "content": instruction}],
+        prompt=instruction,
+        response=response or f"It is {2 * i}.",
+    )
+
+
+def make_dataset(n: int = 10, content_hash: str = "hash-1", mapping: Mapping | None = None) -> Dataset:
+    return Dataset(
+        name="tiny.jsonl",
+        source_path="/data/tiny.jsonl",
+        file_format="jsonl",
+        schema="alpaca",
+        mapping=mapping or Mapping(),
+        rows=[make_row(i) for i in range(n)],
+        content_hash=content_hash,
+    )
+
+
+def score(i: int, confidence: float | None, correction: float | None = 0.0, proposal: str | None = None) -> dict:
+    return {
+        "row_index": i,
+        "confidence": confidence,
+        "correction_confidence": correction,
+        "proposed_response": proposal if proposal is not None else f"Proposal {i}",
+        "n_response_tokens": 5,
+    }
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "curation.duckdb"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    with Store(db_path) as s:
+        yield s
+
+
+@pytest.fixture
+def scored(store: Store):
+    """A 10-row dataset with a run whose scores give each action, for review-queue tests."""
+    dataset_id = store.add_dataset(make_dataset(10))
+    run_id = store.create_run(dataset_id, "tiny-model", {"k": 0})
+    confidences = [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, None]
+    corrections = [0.0, 0.9, 0.0, 0.0, 0.95, 0.0, 0.85, 0.0, 0.0, 0.0]
+    store.add_scores(run_id, [score(i, c, k) for i, (c, k) in enumerate(zip(confidences, corrections, strict=True))])
+    return store, dataset_id, run_id
+
+
+# -- migrations -------------------------------------------------------------------------------------------------
+
+
+def test_new_file_gets_every_migration_and_reopen_is_idempotent(db_path):
+    with Store(db_path) as store:
+        assert store.schema_versions() == [v for v, _ in MIGRATIONS]
+        dataset_id = store.add_dataset(make_dataset(3))
+    with Store(db_path) as store:
+        assert store.schema_versions() == [v for v, _ in MIGRATIONS]
+        assert store.get_dataset(dataset_id)["n_rows"] == 3
+    con = duckdb.connect(str(db_path))
+    assert con.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+    con.close()
+
+
+def test_version_1_file_upgrades_and_keeps_its_data(db_path):
+    con = duckdb.connect(str(db_path))
+    con.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
+    con.execute(MIGRATIONS[0][1])
+    con.execute("INSERT INTO _migrations VALUES (1, now()::TIMESTAMP)")
+    con.execute(
+        "INSERT INTO datasets (name, content_hash, n_rows, created_at, columns_json) "
+        "VALUES ('old.csv', 'old-hash', 1, now()::TIMESTAMP, '[\"a\"]')"
+    )
+    con.execute("INSERT INTO rows VALUES (1, 0, '{\"a\": 1}', 'p', '[]', 'r')")
+    con.close()
+
+    with Store(db_path) as store:
+        assert store.schema_versions() == [v for v, _ in MIGRATIONS]
+        assert store.get_dataset(1)["name"] == "old.csv"
+        assert store.dataset_rows(1)["record"].tolist() == [{"a": 1}]
+        run_id = store.create_run(1, "m", {})  # tables from later migrations work
+        store.add_scores(run_id, [score(0, 0.2)])
+        store.record_decision(1, 0, "remove", annotator="ann")
+        assert len(store.current_decisions(1)) == 1
+        new_id = store.add_dataset(make_dataset(2))
+        assert new_id == 2  # the sequence from version 1 keeps counting
+
+
+def test_file_from_a_newer_version_is_refused(db_path):
+    Store(db_path).close()
+    con = duckdb.connect(str(db_path))
+    con.execute("INSERT INTO _migrations VALUES (999, now()::TIMESTAMP)")
+    con.close()
+    with pytest.raises(StoreError, match="newer CLEAR Review"):
+        Store(db_path)
+
+
+def test_read_only_store_reads(db_path):
+    with Store(db_path) as store:
+        store.add_dataset(make_dataset(2))
+    with Store(db_path, read_only=True) as store:
+        assert store.list_datasets()["n_rows"].tolist() == [2]
+
+
+def test_a_file_that_is_not_a_curation_database(tmp_path):
+    other = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(other))
+    con.execute("CREATE TABLE datasets (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="Is it a CLEAR Review database"):
+        Store(other)
+    not_duckdb = tmp_path / "data.csv"
+    not_duckdb.write_text("a,b\n1,2\n")
+    with pytest.raises(StoreError, match="not a DuckDB database"):
+        Store(not_duckdb)
+    assert not_duckdb.read_text() == "a,b\n1,2\n"
+
+
+def test_read_only_missing_file_says_so(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "absent.duckdb", read_only=True)
+
+
+def test_scores_table_matches_score_fields_and_the_architecture_doc(store):
+    columns = store._df("SELECT * FROM scores LIMIT 0").columns.tolist()
+    assert columns == ["run_id", "row_index", *SCORE_FIELDS, "scored_at"]
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    section = doc.split("Score fields", 1)[1].split("\n\n", 2)[1]
+    documented = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+    assert documented == ["row_index", *SCORE_FIELDS]
+
+
+# -- locking and durability -------------------------------------------------------------------------------------
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_second_process_gets_a_clear_lock_error(db_path):
+    Store(db_path).close()
+    holder = subprocess.Popen(
+        _python(
+            f"""
+            import sys, time
+            from clear_core.store import Store
+            store = Store({str(db_path)!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+            """
+        ),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError) as excinfo:
+            Store(db_path)
+        message = str(excinfo.value)
+        assert str(db_path) in message
+        assert "another process" in message
+        assert f"PID {holder.pid}" in message
+        assert "python -m clear_core" in message
+    finally:
+        holder.communicate(input="", timeout=10)
+    with Store(db_path) as store:  # free again once the holder exits
+        assert store.list_datasets().empty
+
+
+def test_decision_survives_a_crash(db_path):
+    with Store(db_path) as store:
+        dataset_id = store.add_dataset(make_dataset(3))
+    crashed = subprocess.run(
+        _python(
+            f"""
+            import os
+            from clear_core.store import Store
+            store = Store({str(db_path)!r})
+            store.record_decision({dataset_id}, 1, "edit", final_response="Fixed.", annotator="ann")
+            os._exit(0)  # no close(), no checkpoint
+            """
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert crashed.returncode == 0, crashed.stderr
+    with Store(db_path) as store:
+        current = store.current_decisions(dataset_id)
+        assert current[["row_index", "decision", "final_response"]].values.tolist() == [[1, "edit", "Fixed."]]
+
+
+def test_concurrent_threads_read_and_write(store):
+    dataset_id = store.add_dataset(make_dataset(40))
+    run_id = store.create_run(dataset_id, "m", {})
+    store.add_scores(run_id, [score(i, i / 40) for i in range(40)])
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(worker * 5, worker * 5 + 5):
+                store.record_decision(dataset_id, i, "reject", annotator=f"a{worker}")
+                page, total = store.review_queue(run_id, 0.5, 0.8, limit=5)
+                assert total == 40 and len(page) == 5
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.review_progress(run_id) == (40, 40)
+
+
+# -- datasets ---------------------------------------------------------------------------------------------------
+
+
+def test_add_dataset_round_trip(store):
+    dataset_id = store.add_dataset(make_dataset(4))
+    info = store.get_dataset(dataset_id)
+    assert info["name"] == "tiny.jsonl"
+    assert info["schema"] == "alpaca"
+    assert info["mapping"] == {"instruction": "instruction", "input": "input", "output": "output"}
+    assert info["columns"] == ["instruction", "input", "output"]
+    assert info["n_rows"] == 4
+    rows = store.dataset_rows(dataset_id)
+    assert rows.columns.tolist() == ["row_index", "record", "prompt_messages", "prompt", "response"]
+    assert rows["row_index"].tolist() == [0, 1, 2, 3]
+    assert rows["record"][2] == make_row(2).record
+    assert list(rows["record"][2]) == ["instruction", "input", "output"]  # key order kept for export
+    assert rows["prompt_messages"][2] == make_row(2).prompt_messages
+    assert store.dataset_rows(dataset_id, [3, 1])["row_index"].tolist() == [1, 3]
+    with pytest.raises(NotFoundError):
+        store.get_dataset(999)
+
+
+def test_same_content_and_mapping_is_not_duplicated(store):
+    first = store.add_dataset(make_dataset(3))
+    assert store.add_dataset(make_dataset(3)) == first
+    other_mapping = store.add_dataset(make_dataset(3, mapping=Mapping(input=None)))
+    other_content = store.add_dataset(make_dataset(3, content_hash="hash-2"))
+    assert len({first, other_mapping, other_content}) == 3
+    assert len(store.list_datasets()) == 3
+
+
+def test_add_dataset_is_all_or_nothing(db_path):
+    with Store(db_path) as store:
+        broken = make_dataset(5)
+        broken.rows[3] = make_row(1)  # duplicate row_index: fails inside the transaction, after the dataset row
+        with pytest.raises(StoreError, match="same row_index"):
+            store.add_dataset(broken)
+        unserialisable = make_dataset(5, content_hash="hash-2")
+        unserialisable.rows[2].record["x"] = object()
+        with pytest.raises(TypeError, match="cannot be stored as JSON"):
+            store.add_dataset(unserialisable)
+        assert store.list_datasets().empty
+        assert store.add_dataset(make_dataset(5)) > 0  # the store is still usable
+    con = duckdb.connect(str(db_path))
+    assert con.execute("SELECT count(*), count(DISTINCT dataset_id) FROM rows").fetchone() == (5, 1)
+    con.close()
+
+
+def test_numpy_values_in_records_are_stored(store):
+    ds = make_dataset(2)
+    ds.rows[0].record = {"score": np.int64(3), "vec": np.array([1.5, 2.5])}
+    dataset_id = store.add_dataset(ds)
+    assert store.dataset_rows(dataset_id, [0])["record"][0] == {"score": 3, "vec": [1.5, 2.5]}
+
+
+def test_list_datasets_counts(scored):
+    store, dataset_id, run_id = scored
+    store.record_decision(dataset_id, 0, "remove", annotator="ann")
+    store.record_decision(dataset_id, 0, "reject", annotator="ann")  # same row: still one decided row
+    store.record_decision(dataset_id, 1, "reject", annotator="ann")
+    listed = store.list_datasets().set_index("dataset_id").loc[dataset_id]
+    assert (listed["n_rows"], listed["latest_run_id"], listed["n_scored"], listed["n_decided"]) == (10, run_id, 10, 2)
+    assert listed["latest_run_status"] == "pending"
+
+
+def test_delete_dataset_removes_everything(store):
+    keep_id = store.add_dataset(make_dataset(2, content_hash="keep"))
+    dataset_id = store.add_dataset(make_dataset(3))
+    run_id = store.create_run(dataset_id, "m", {}, work_dir="/runs/1")
+    store.add_scores(run_id, [score(0, 0.1)])
+    store.record_decision(dataset_id, 0, "remove", annotator="ann")
+    store.set_thresholds(dataset_id, 0.4, 0.9)
+    assert store.delete_dataset(dataset_id) == ["/runs/1"]
+    assert store.list_datasets()["dataset_id"].tolist() == [keep_id]
+    assert store.list_runs().empty
+    assert store.scores(run_id).empty
+    assert store.decision_log(dataset_id).empty
+    assert store.get_thresholds(dataset_id) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
+    assert store.dataset_rows(dataset_id).empty
+
+
+# -- runs -------------------------------------------------------------------------------------------------------
+
+
+def test_run_lifecycle(store):
+    dataset_id = store.add_dataset(make_dataset(3))
+    run_id = store.create_run(dataset_id, "smollm2", {"k": 3, "temperature": 1.0}, work_dir=None)
+    run = store.get_run(run_id)
+    assert (run["status"], run["rows_total"], run["params"], run["n_scored"]) == (
+        "pending",
+        3,
+        {"k": 3, "temperature": 1.0},
+        0,
+    )
+    assert run["started_at"] is None and run["finished_at"] is None
+
+    store.set_run_status(run_id, "running")
+    started = store.get_run(run_id)["started_at"]
+    assert started is not None
+    store.set_run_status(run_id, "failed", error="CUDA out of memory")
+    failed = store.get_run(run_id)
+    assert (failed["status"], failed["error"]) == ("failed", "CUDA out of memory")
+    assert failed["finished_at"] is not None
+
+    store.set_run_status(run_id, "running")  # resumed: first start kept, error and finish cleared
+    resumed = store.get_run(run_id)
+    assert (resumed["started_at"], resumed["finished_at"], resumed["error"]) == (started, None, None)
+    store.set_run_work_dir(run_id, Path("/tmp/run-1"))
+    assert store.get_run(run_id)["work_dir"] == "/tmp/run-1"
+
+    with pytest.raises(ValueError, match="Unknown run status"):
+        store.set_run_status(run_id, "paused")
+    with pytest.raises(NotFoundError):
+        store.set_run_status(999, "done")
+    with pytest.raises(NotFoundError):
+        store.get_run(999)
+    with pytest.raises(NotFoundError):
+        store.create_run(999, "m", {})
+
+
+def test_find_resumable_and_latest_run(store):
+    dataset_id = store.add_dataset(make_dataset(3))
+    assert store.latest_run(dataset_id) is None
+    first = store.create_run(dataset_id, "m", {"k": 3, "seed": 0})
+    assert store.find_resumable_run(dataset_id, "m", {"seed": 0, "k": 3})["run_id"] == first  # key order ignored
+    assert store.find_resumable_run(dataset_id, "m", {"k": 4, "seed": 0}) is None
+    assert store.find_resumable_run(dataset_id, "other", {"k": 3, "seed": 0}) is None
+    store.set_run_status(first, "done")
+    assert store.find_resumable_run(dataset_id, "m", {"k": 3, "seed": 0})["run_id"] == first  # done runs extend
+    second = store.create_run(dataset_id, "m", {"k": 3, "seed": 0})
+    store.set_run_status(second, "cancelled")
+    assert store.find_resumable_run(dataset_id, "m", {"k": 3, "seed": 0})["run_id"] == second
+    assert store.latest_run(dataset_id)["run_id"] == second
+    runs = store.list_runs(dataset_id)
+    assert runs["run_id"].tolist() == [second, first]
+    assert runs["params"].tolist() == [{"k": 3, "seed": 0}] * 2
+    assert store.list_runs(dataset_id + 1).empty
+
+
+def test_unscored_rows_and_scored_count(store):
+    dataset_id = store.add_dataset(make_dataset(5))
+    run_id = store.create_run(dataset_id, "m", {})
+    store.add_scores(run_id, [score(1, 0.5), score(3, 0.5)])
+    unscored = store.unscored_rows(run_id)
+    assert unscored.columns.tolist() == ["row_index", "prompt_messages", "prompt", "response"]
+    assert unscored["row_index"].tolist() == [0, 2, 4]
+    assert unscored["prompt_messages"][1] == make_row(2).prompt_messages
+    assert store.scored_count(run_id) == 2
+    assert store.get_run(run_id)["n_scored"] == 2
+
+
+# -- scores -----------------------------------------------------------------------------------------------------
+
+
+def test_add_scores_is_idempotent(store):
+    dataset_id = store.add_dataset(make_dataset(4))
+    run_id = store.create_run(dataset_id, "m", {})
+    chunk = [score(i, 0.1 * i) for i in range(4)]
+    assert store.add_scores(run_id, chunk) == 4
+    assert store.add_scores(run_id, chunk) == 4
+    assert store.scored_count(run_id) == 4
+    store.add_scores(run_id, [score(2, 0.99, proposal="Better")])
+    scores = store.scores(run_id).set_index("row_index")
+    assert scores.loc[2, "confidence"] == 0.99
+    assert scores.loc[2, "proposed_response"] == "Better"
+    assert pd.isna(scores.loc[2, "consistency"])  # missing fields are NULL
+    assert scores.columns.tolist() == [*SCORE_FIELDS, "scored_at"]
+    assert store.add_scores(run_id, []) == 0
+
+
+def test_add_scores_rejects_unknown_fields_and_runs(store):
+    dataset_id = store.add_dataset(make_dataset(2))
+    run_id = store.create_run(dataset_id, "m", {})
+    with pytest.raises(ValueError, match="'bogus'.*'confidnce'"):
+        store.add_scores(run_id, [{"row_index": 0, "confidnce": 0.3, "bogus": 1}])
+    with pytest.raises(ValueError, match="row_index"):
+        store.add_scores(run_id, [{"confidence": 0.3}])
+    with pytest.raises(ValueError, match=r"rows \[2, 7\]"):
+        store.add_scores(run_id, [score(0, 0.3), score(7, 0.3), score(2, 0.3)])
+    with pytest.raises(NotFoundError):
+        store.add_scores(999, [score(0, 0.3)])
+    assert store.scored_count(run_id) == 0
+
+
+def test_add_scores_10k_rows_in_one_call(store):
+    dataset_id = store.add_dataset(make_dataset(10_000))
+    run_id = store.create_run(dataset_id, "m", {})
+    rng = np.random.default_rng(0)
+    records = [
+        {"row_index": i, **dict.fromkeys(SCORE_FIELDS, None), "confidence": float(c), "proposed_response": "x"}
+        for i, c in enumerate(rng.random(10_000))
+    ]
+    start = time.perf_counter()
+    store.add_scores(run_id, records)
+    store.add_scores(run_id, records)
+    print(f"add_scores 2 x 10k rows: {time.perf_counter() - start:.3f}s")
+    assert store.scored_count(run_id) == 10_000
+    assert store.unscored_rows(run_id).empty
+
+
+# -- review -----------------------------------------------------------------------------------------------------
+
+
+def test_review_queue_actions_and_sorting(scored):
+    store, _, run_id = scored
+    page, total = store.review_queue(run_id, 0.5, 0.8)
+    assert total == 10
+    # Sorted by confidence ascending, NULL confidence last.
+    assert page["row_index"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert page["action"].tolist() == [
+        "filter",
+        "correct",
+        "filter",
+        "filter",
+        "correct",
+        "keep",
+        "correct",
+        "keep",
+        "keep",
+        "keep",
+    ]
+    assert page["prompt_messages"][0] == make_row(0).prompt_messages
+    assert page["decision"].isna().all()
+
+    page, total = store.review_queue(run_id, 0.5, 0.8, action="filter")
+    assert (page["row_index"].tolist(), total) == ([0, 2, 3], 3)
+    page, total = store.review_queue(run_id, 0.5, 0.8, action=["keep", "correct"], order_by="correction_confidence")
+    assert page["row_index"].tolist()[-3:] == [6, 1, 4]
+    page, _ = store.review_queue(run_id, 0.5, 0.8, ascending=False)
+    assert page["row_index"].tolist() == [8, 7, 6, 5, 4, 3, 2, 1, 0, 9]  # NULLs last either way
+    # Moving a threshold relabels rows without re-scoring.
+    assert store.review_queue(run_id, 0.3, 0.99, action="filter")[1] == 3
+    with pytest.raises(ValueError, match="Cannot sort"):
+        store.review_queue(run_id, 0.5, 0.8, order_by="prompt; DROP TABLE rows")
+    with pytest.raises(ValueError, match="Unknown action"):
+        store.review_queue(run_id, 0.5, 0.8, action="delete")
+
+
+def test_review_queue_filters_search_and_pages(scored):
+    store, dataset_id, run_id = scored
+    store.record_decision(dataset_id, 0, "remove", annotator="ann")
+    store.record_decision(dataset_id, 5, "edit", final_response="Edited", annotator="ann", run_id=run_id)
+    store.add_scores(run_id, [score(7, 0.75, proposal="The ANSWER is fourteen")])
+
+    page, total = store.review_queue(run_id, 0.5, 0.8, status="decided")
+    assert (page["row_index"].tolist(), total) == ([0, 5], 2)
+    assert page["final_response"].tolist()[1] == "Edited"
+    assert store.review_queue(run_id, 0.5, 0.8, status="undecided")[1] == 8
+    assert store.review_queue(run_id, 0.5, 0.8, status="edit")[0]["row_index"].tolist() == [5]
+    with pytest.raises(ValueError, match="review status"):
+        store.review_queue(run_id, 0.5, 0.8, status="maybe")
+
+    page, total = store.review_queue(run_id, 0.5, 0.8, min_confidence=0.25, max_confidence=0.55)
+    assert (page["row_index"].tolist(), total) == ([2, 3, 4, 5], 4)
+
+    assert store.review_queue(run_id, 0.5, 0.8, search="answer is")[0]["row_index"].tolist() == [7]  # proposal
+    assert store.review_queue(run_id, 0.5, 0.8, search="QUESTION 3:")[0]["row_index"].tolist() == [3]  # prompt
+    assert store.review_queue(run_id, 0.5, 0.8, search="it is 8.")[0]["row_index"].tolist() == [4]  # response
+    assert store.review_queue(run_id, 0.5, 0.8, search="100%")[1] == 0  # no LIKE wildcards
+
+    pages = [store.review_queue(run_id, 0.5, 0.8, limit=4, offset=o) for o in (0, 4, 8, 12)]
+    assert [p["row_index"].tolist() for p, _ in pages] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], []]
+    assert {t for _, t in pages} == {10}
+
+
+def test_review_queue_on_100k_rows(store):
+    n = 100_000
+    rng = np.random.default_rng(1)
+    ds = make_dataset(0, content_hash="big")
+    ds.rows = [Row(i, {"i": i}, [{"role": "user", "content": f"q{i}"}], f"q{i}", f"a{i}") for i in range(n)]
+    dataset_id = store.add_dataset(ds)
+    run_id = store.create_run(dataset_id, "m", {})
+    confidence = rng.random(n)
+    correction = rng.random(n)
+    store.add_scores(
+        run_id,
+        [
+            {"row_index": i, "confidence": c, "correction_confidence": k, "proposed_response": f"p{i}"}
+            for i, (c, k) in enumerate(zip(confidence.tolist(), correction.tolist(), strict=True))
+        ],
+    )
+    for i in range(0, 500, 5):
+        store.record_decision(dataset_id, i, "reject", annotator="ann")
+
+    start = time.perf_counter()
+    page, total = store.review_queue(run_id, 0.5, 0.8, action="filter", status="undecided", limit=50, offset=100)
+    elapsed = time.perf_counter() - start
+    counts = store.action_counts(run_id, 0.5, 0.8)
+    print(f"review_queue page over {n} rows: {elapsed:.3f}s")
+
+    actions = clear.decide_many(confidence, correction, 0.5, 0.8)
+    expected = pd.DataFrame({"row_index": np.arange(n), "confidence": confidence, "action": actions})
+    expected = expected[(expected["action"] == "filter") & ~expected["row_index"].isin(range(0, 500, 5))]
+    expected = expected.sort_values(["confidence", "row_index"])
+    assert total == len(expected)
+    assert page["row_index"].tolist() == expected["row_index"].iloc[100:150].tolist()
+    assert counts == clear.action_counts(confidence, correction, 0.5, 0.8)
+
+
+def test_action_counts_and_confidence_values(scored):
+    store, dataset_id, run_id = scored
+    assert store.action_counts(run_id, 0.5, 0.8) == {"filter": 3, "correct": 3, "keep": 4}
+    assert store.action_counts(run_id, 0.0, 1.0) == {"filter": 0, "correct": 0, "keep": 10}
+    store.record_decision(dataset_id, 2, "remove", annotator="ann")
+    values = store.confidence_values(run_id)
+    assert len(values) == 10
+    assert {"row_index", "confidence", "correction_confidence", "pmi", "response_length", "decision"} <= set(values)
+    assert "proposed_response" not in values
+    assert values.set_index("row_index").loc[2, "decision"] == "remove"
+    assert values["response_length"][0] == len(make_row(0).response)
+
+
+def test_agreement_by_bucket(scored):
+    store, dataset_id, run_id = scored
+    # Row 0 (conf 0.05, filter): remove agrees. Row 1 (0.15, correct): edit agrees.
+    # Row 2 (0.25, filter): reject disagrees. Row 8 (0.85, keep): reject agrees. Row 7 (0.75, keep): accept disagrees.
+    store.record_decision(dataset_id, 0, "remove", annotator="ann")
+    store.record_decision(dataset_id, 1, "edit", final_response="x", annotator="ann")
+    store.record_decision(dataset_id, 2, "reject", annotator="ann")
+    store.record_decision(dataset_id, 8, "reject", annotator="ann")
+    store.record_decision(dataset_id, 7, "accept", run_id=run_id, annotator="ann")
+    table = store.agreement_by_bucket(run_id, 0.5, 0.8, bins=2).set_index("bucket")
+    assert table["lower"].tolist() == [0.0, 0.5] and table["upper"].tolist() == [0.5, 1.0]
+    assert table["n_rows"].tolist() == [5, 4]  # row 9 has no confidence
+    assert table["n_decided"].tolist() == [3, 2]
+    assert table["n_agree"].tolist() == [2, 1]
+    assert table["agreement"].tolist() == pytest.approx([2 / 3, 1 / 2])
+    ten = store.agreement_by_bucket(run_id, 0.5, 0.8)
+    assert len(ten) == 10 and ten["n_rows"].sum() == 9
+    assert ten["agreement"].isna().sum() == 10 - 5  # buckets with no decision have no agreement
+
+
+# -- decisions --------------------------------------------------------------------------------------------------
+
+
+def test_record_decision_validates(scored):
+    store, dataset_id, run_id = scored
+    with pytest.raises(ValueError, match="Unknown decision"):
+        store.record_decision(dataset_id, 0, "delete", annotator="ann")
+    with pytest.raises(ValueError, match="Unknown decision"):
+        store.record_decision(dataset_id, 0, "undo", annotator="ann")
+    with pytest.raises(ValueError, match="annotator"):
+        store.record_decision(dataset_id, 0, "remove", annotator="  ")
+    with pytest.raises(ValueError, match="edit needs final_response"):
+        store.record_decision(dataset_id, 0, "edit", annotator="ann")
+    with pytest.raises(ValueError, match="no proposed response"):
+        store.record_decision(dataset_id, 0, "accept", annotator="ann")
+    with pytest.raises(ValueError, match="keeps no final_response"):
+        store.record_decision(dataset_id, 0, "remove", final_response="x", annotator="ann")
+    with pytest.raises(NotFoundError, match="no row 99"):
+        store.record_decision(dataset_id, 99, "remove", annotator="ann")
+    with pytest.raises(NotFoundError):
+        store.record_decision(dataset_id, 0, "remove", run_id=999, annotator="ann")
+    assert store.decision_log(dataset_id).empty
+
+
+def test_accept_records_the_proposed_text(scored):
+    store, dataset_id, run_id = scored
+    store.record_decision(dataset_id, 4, "accept", run_id=run_id, annotator="ann")
+    current = store.current_decisions(dataset_id)
+    assert current[["row_index", "decision", "final_response", "run_id"]].values.tolist() == [
+        [4, "accept", "Proposal 4", run_id]
+    ]
+
+
+def test_undo_semantics(scored):
+    store, dataset_id, run_id = scored
+    assert store.undo_last_decision(dataset_id) is None
+    first = store.record_decision(dataset_id, 0, "remove", annotator="alice")
+    second = store.record_decision(dataset_id, 0, "reject", annotator="bob")
+    third = store.record_decision(dataset_id, 1, "edit", final_response="Mine", annotator="alice")
+    assert store.current_decisions(dataset_id)[["row_index", "decision"]].values.tolist() == [
+        [0, "reject"],
+        [1, "edit"],
+    ]
+    assert store.review_progress(run_id) == (2, 10)
+
+    undone = store.undo_last_decision(dataset_id)
+    assert (undone["decision_id"], undone["decision"], undone["final_response"]) == (third, "edit", "Mine")
+    undone = store.undo_last_decision(dataset_id)
+    assert undone["decision_id"] == second
+    # Row 0 falls back to the earlier decision that was not undone.
+    assert store.current_decisions(dataset_id)[["row_index", "decision_id"]].values.tolist() == [[0, first]]
+    assert store.review_progress(run_id) == (1, 10)
+
+    log = store.decision_log(dataset_id)
+    assert log["decision"].tolist() == ["remove", "reject", "edit", "undo", "undo"]
+    assert log["undoes"].tolist()[-2:] == [third, second]
+    assert log["annotator"].tolist()[-2:] == ["alice", "bob"]
+
+    assert store.undo_last_decision(dataset_id, annotator="bob") is None  # bob's only decision is undone
+    assert store.undo_last_decision(dataset_id, annotator="alice")["decision_id"] == first
+    assert store.undo_last_decision(dataset_id) is None
+    assert store.current_decisions(dataset_id).empty
+
+
+def test_decisions_are_per_dataset(store):
+    a = store.add_dataset(make_dataset(2, content_hash="a"))
+    b = store.add_dataset(make_dataset(2, content_hash="b"))
+    store.record_decision(a, 0, "remove", annotator="ann")
+    store.record_decision(b, 0, "reject", annotator="ann")
+    assert store.undo_last_decision(a)["decision"] == "remove"
+    assert store.current_decisions(b)["decision"].tolist() == ["reject"]
+
+
+# -- thresholds -------------------------------------------------------------------------------------------------
+
+
+def test_thresholds(db_path):
+    with Store(db_path) as store:
+        dataset_id = store.add_dataset(make_dataset(2))
+        assert store.get_thresholds(dataset_id) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
+        store.set_thresholds(dataset_id, 0.3, 0.9, updated_by="ann")
+        store.set_thresholds(dataset_id, 0, 1)
+        for gamma, eta in [(-0.1, 0.5), (0.5, 1.5), (float("nan"), 0.5), ("0.5", 0.5), (True, 0.5)]:
+            with pytest.raises(ValueError, match="between 0 and 1"):
+                store.set_thresholds(dataset_id, gamma, eta)
+        assert store.get_thresholds(dataset_id + 1) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
+    with Store(db_path) as store:
+        assert store.get_thresholds(dataset_id) == (0.0, 1.0)
