@@ -10,12 +10,11 @@ import time
 
 import click
 
-from clear_core import runs, workspace
+from clear_core import EMBEDDED_MODEL, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
-from clear_core.data import ColumnMapping, DataError
+from clear_core.data import ColumnMapping, DataError, load_dataset
 from clear_core.export import ExportPolicy
-from clear_core.model import EMBEDDED_MODEL
 from clear_core.store import Store, StoreError
 
 
@@ -51,12 +50,13 @@ def score(
     if samples is not None:
         overrides["samples"] = samples
     config = ScoringConfig(**overrides)
+    try:
+        dataset = load_dataset(input_path, mapping=mapping)  # validate before touching the database
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
     store = _open_store(db)
     try:
-        try:
-            dataset_id = workspace.import_file(store, input_path, mapping=mapping)
-        except DataError as exc:
-            raise click.ClickException(str(exc)) from exc
+        dataset_id = store.add_dataset(dataset)
         ds = store.get_dataset(dataset_id)
         started = time.time()
         run_id = runs.start_run(store, db, dataset_id, model=model, device=device, config=config, limit=limit)
@@ -188,6 +188,10 @@ def run(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
+    except click.UsageError as exc:  # one line, not click's usage block
+        hint = f" (see: python -m clear_core {exc.ctx.info_name} --help)" if exc.ctx else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

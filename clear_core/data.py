@@ -417,7 +417,10 @@ def suggest_mapping(columns: list[str]) -> ColumnMapping | None:
 def _unrecognised_hint(columns: list[str]) -> str:
     suggestion = suggest_mapping(columns)
     example = f' (for example prompt "{suggestion.prompt}", response "{suggestion.response}")' if suggestion else ""
-    return f"{_KNOWN_SCHEMAS_HINT} Rename the columns, or map them{example}."
+    return (
+        f"{_KNOWN_SCHEMAS_HINT} Rename the columns, or map them{example}: on the app's Data page, or with "
+        "--prompt-column/--response-column [--input-column] on the command line."
+    )
 
 
 def _text(record: dict[str, Any], key: str, label: str | None = None) -> str:

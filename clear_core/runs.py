@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clear_core import handoff
+from clear_core import EMBEDDED_MODEL, handoff
 from clear_core.confidence import ScoringConfig
-from clear_core.model import EMBEDDED_MODEL
 
 
 @dataclass

@@ -1,0 +1,237 @@
+"""Pure helpers behind the review app's screens: wording, navigation through the queue, uploads, bulk accept.
+
+Nothing here imports streamlit; the pages in ``pages/`` call these and draw the result. Functions that touch the
+database take a ``store.Store`` and only call its public methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from clear_core.data import FORMATS
+
+# What each stored signal means, for the review screen's signal table (docs/architecture.md "Score fields").
+SIGNAL_HELP = {
+    "confidence": "Combined confidence that the response is good (calibrated, 0-1).",
+    "confidence_bsdetector": "Paper-faithful BSDetector confidence β·O + (1-β)·S.",
+    "consistency": "Observed consistency O: agreement of k sampled answers with the response.",
+    "self_reflection": "Self-reflection certainty S: the model judging the response correct.",
+    "logprob_mean": "Mean token log-probability of the response given the prompt.",
+    "logprob_uncond_mean": "Mean token log-probability of the response without the prompt.",
+    "pmi": "How much the prompt explains the response (log-prob with minus without prompt).",
+    "eos_prob": "Probability that the response ends where it ends (low = truncated).",
+    "n_response_tokens": "Response length in tokens.",
+    "judge_prob": "Probability that the model's proposal is better than the response.",
+    "correction_confidence": "Confidence that the proposal should replace the response (compared with η).",
+}
+
+ACTION_LABELS = {"filter": "Filter", "correct": "Correct", "keep": "Keep"}
+DECISION_LABELS = {
+    "accept": "Accepted correction",
+    "reject": "Kept original",
+    "remove": "Removed",
+    "edit": "Edited",
+}
+STATUS_FILTERS = {
+    "all": "All rows",
+    "undecided": "Not reviewed",
+    "decided": "Reviewed",
+    "accept": "Accepted",
+    "reject": "Kept original",
+    "remove": "Removed",
+    "edit": "Edited",
+}
+SORT_OPTIONS = {
+    "confidence": "Confidence",
+    "correction_confidence": "Correction confidence",
+    "row_index": "Row number",
+    "response_length": "Response length",
+    "decided_at": "Decision time",
+}
+EXPORT_CHOICES = ("original", "jsonl", "csv", "parquet")
+MIME_TYPES = {
+    "jsonl": "application/jsonl",
+    "json": "application/json",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+UPLOAD_TYPES = sorted({suffix.lstrip(".") for suffix in FORMATS})
+
+
+def format_duration(seconds: float | None) -> str:
+    """'42 s', '3 min 05 s', '2 h 10 min'; an em dash when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def progress_text(rows_done: int, rows_total: int, rows_per_s: float | None, eta_s: float | None) -> str:
+    """One line under a progress bar: rows done of total, speed and time left."""
+    parts = [f"{rows_done:,} of {rows_total:,} rows scored"]
+    if rows_per_s:
+        parts.append(f"{rows_per_s:.2f} rows/s")
+    if eta_s is not None:
+        parts.append(f"about {format_duration(eta_s)} left")
+    return " · ".join(parts)
+
+
+def shorten(text: object, limit: int = 90) -> str:
+    """Text on one line, cut to ``limit`` characters with an ellipsis (for table cells)."""
+    if not isinstance(text, str):
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def format_score(value: object, digits: int = 3) -> str:
+    """A score for display; '—' when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, int | float):
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return str(value)
+
+
+# -- the review queue ---------------------------------------------------------------------------------------
+
+
+def n_pages(total: int, page_size: int) -> int:
+    """How many pages a queue of ``total`` rows needs (at least one)."""
+    return max(1, math.ceil(total / page_size))
+
+
+def step(page: int, position: int, rows_on_page: int, pages: int, delta: int) -> tuple[int, int]:
+    """(page, position) after moving ``delta`` rows (+1 next, -1 previous) through a paginated queue.
+
+    ``page`` is 1-based, ``position`` 0-based within the page. Stepping past the end of a page opens the next
+    page at its first row; stepping before the start opens the previous page at its last row (position -1 means
+    "the last row", since the caller does not know the previous page's length yet). The ends of the queue stop.
+    """
+    target = position + delta
+    if 0 <= target < rows_on_page:
+        return page, target
+    if target >= rows_on_page:
+        return (page + 1, 0) if page < pages else (page, max(rows_on_page - 1, 0))
+    return (page - 1, -1) if page > 1 else (page, 0)
+
+
+def queue_table(page: pd.DataFrame) -> pd.DataFrame:
+    """The compact queue shown to reviewers: one line per row, text cut short."""
+    return pd.DataFrame(
+        {
+            "Row": page["row_index"].astype(int),
+            "Confidence": page["confidence"].astype(float),
+            "Action": [ACTION_LABELS.get(a, a) for a in page["action"]],
+            "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in page["decision"]],
+            "Prompt": [shorten(p, 70) for p in page["prompt"]],
+        }
+    )
+
+
+def bulk_accept_rows(store, run_id: int, gamma: float, min_correction: float) -> list[int]:
+    """Rows without a decision whose proposal has correction_confidence above ``min_correction``.
+
+    These are exactly the rows the Auto-Correct rule would correct with η = ``min_correction``.
+    """
+    _, total = store.review_queue(run_id, gamma, min_correction, action="correct", status="undecided", limit=0)
+    if total == 0:
+        return []
+    page, _ = store.review_queue(
+        run_id, gamma, min_correction, action="correct", status="undecided", order_by="row_index", limit=total
+    )
+    usable = [isinstance(p, str) and bool(p.strip()) for p in page["proposed_response"]]
+    return [int(i) for i in page.loc[usable, "row_index"]]
+
+
+def bulk_accept(store, dataset_id: int, run_id: int, row_indices: Sequence[int], annotator: str) -> int:
+    """Accept the run's proposal for each row, one committed decision per row; returns how many."""
+    for row_index in row_indices:
+        store.record_decision(dataset_id, int(row_index), "accept", run_id=run_id, annotator=annotator)
+    return len(row_indices)
+
+
+# -- import -------------------------------------------------------------------------------------------------
+
+
+def save_upload(directory: str | Path, file_name: str, data: bytes) -> Path:
+    """Store uploaded bytes as ``directory/<content hash>/<file name>`` and return the path.
+
+    The file keeps its own name (the dataset is named after it) and the hash folder keeps two different
+    uploads with the same name apart. Only the final path component of ``file_name`` is used.
+    """
+    name = Path(file_name.replace("\\", "/")).name.strip() or "upload"
+    name = re.sub(r"[^\w.\- ]", "_", name)
+    folder = Path(directory) / hashlib.sha256(data).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+    return path
+
+
+def sample_files(*folders: str | Path) -> list[Path]:
+    """Importable files (by extension) in the given folders, sorted by name; missing folders are skipped."""
+    found = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_dir():
+            found.extend(p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in FORMATS)
+    return found
+
+
+def problems_table(problems: Sequence) -> pd.DataFrame:
+    """Validation problems (``data.Problem``) as a table: where, column, what is wrong and what to do."""
+    return pd.DataFrame(
+        {
+            "Where": [f"{p.unit} {p.line}" if p.line is not None else "file" for p in problems],
+            "Column": ["" if p.column is None else str(p.column) for p in problems],
+            "Problem": [p.message for p in problems],
+            "What to do": [p.hint for p in problems],
+        }
+    )
+
+
+# -- export -------------------------------------------------------------------------------------------------
+
+
+def export_file_name(dataset_name: str, file_format: str) -> str:
+    """'<dataset name>.curated.<ext>' with characters that file systems dislike replaced."""
+    stem = re.sub(r"[^\w.\- ]", "_", dataset_name).strip() or "dataset"
+    return f"{stem}.curated.{file_format}"
+
+
+def changed_rows(curated: Sequence, limit: int = 200) -> pd.DataFrame:
+    """Rows that the export drops or whose response it changes (``export.CuratedRow``), for a preview table."""
+    changed = [c for c in curated if not c.kept or c.final_response != c.original_response]
+    return pd.DataFrame(
+        {
+            "Row": [c.row_index for c in changed[:limit]],
+            "Change": [("Removed" if not c.kept else "Response replaced") for c in changed[:limit]],
+            "Why": [_reason(c) for c in changed[:limit]],
+            "Annotator": [c.annotator or "" for c in changed[:limit]],
+            "Original response": [shorten(c.original_response, 80) for c in changed[:limit]],
+            "New response": [shorten(c.final_response, 80) if c.kept else "" for c in changed[:limit]],
+        },
+        columns=["Row", "Change", "Why", "Annotator", "Original response", "New response"],
+    )
+
+
+def _reason(row) -> str:
+    if row.source == "human":
+        return DECISION_LABELS.get(row.decision, row.decision or "")
+    if not row.kept and row.action != "filter":
+        return "Not reviewed"
+    return f"Automatic ({row.action})"

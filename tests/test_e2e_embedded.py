@@ -1,0 +1,69 @@
+"""End to end with the real embedded SmolLM2: 20 real GSM8K rows scored through the CLI, stored, exported, read back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clear_core.clear import decide
+from clear_core.store import SCORE_FIELDS, Store
+from tests.conftest import gsm8k_records
+from tests.test_cli import cli
+
+pytestmark = pytest.mark.model
+
+
+def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedded_model_path):
+    rows = gsm8k_records(20)
+    rows[4]["output"] = "I'm sorry, but I can't help with that request."  # off-topic refusal
+    rows[9]["output"] = rows[9]["output"][: len(rows[9]["output"]) // 3]  # truncated mid-answer
+    rows[14]["output"] = rows[0]["output"]  # another row's answer
+    source = tmp_path / "gsm8k20.json"
+    source.write_text(json.dumps(rows, indent=2))
+    db = tmp_path / "c.duckdb"
+
+    scored = cli("score", str(source), "--db", str(db), "--samples", "2", timeout=1200)
+    assert scored.returncode == 0, scored.stderr
+    assert "Scored 20 of 20 rows" in scored.stdout
+
+    with Store(db, read_only=True) as store:
+        dataset_id = int(store.list_datasets()["dataset_id"].iloc[0])
+        run = store.latest_run(dataset_id)
+        assert run["model"] == "embedded:SmolLM2-135M-Instruct" and run["status"] == "done"
+        assert run["params"]["samples"] == 2
+        scores = store.scores(run["run_id"]).set_index("row_index").sort_index()
+        gamma, eta = store.get_thresholds(dataset_id)
+    assert list(scores.index) == list(range(20))
+    for name in ("confidence", "confidence_bsdetector", "self_reflection", "consistency", "eos_prob"):
+        assert scores[name].between(0, 1).all(), name
+    assert scores[["logprob_mean", "logprob_uncond_mean", "pmi"]].notna().all().all()
+    assert set(SCORE_FIELDS) <= set(scores.columns)
+    # the signals see the planted problems: a refusal and a swapped answer are not explained by their prompts,
+    # and a response cut mid-sentence is unlikely to end where it ends
+    clean = scores.drop(index=[4, 9, 14])
+    assert scores.loc[4, "pmi"] < clean["pmi"].median()
+    assert scores.loc[14, "pmi"] < clean["pmi"].median()
+    assert scores.loc[9, "eos_prob"] < clean["eos_prob"].median()
+
+    out = tmp_path / "curated.json"
+    exported = cli("export", "--db", str(db), "--out", str(out), "--include-scores", "--all-rows")
+    assert exported.returncode == 0, exported.stderr
+    records = json.loads(out.read_text())
+    assert len(records) == 20
+    for i, (record, original) in enumerate(zip(records, rows)):
+        assert record["instruction"] == original["instruction"] and record["input"] == original["input"]
+        expected = decide(scores.loc[i, "confidence"], scores.loc[i, "correction_confidence"], gamma, eta)
+        assert record["clear_action"] == expected
+        assert record["clear_confidence"] == pytest.approx(scores.loc[i, "confidence"])
+        assert record["clear_kept"] == (expected != "filter")
+        if expected == "correct":
+            assert record["output"] == record["clear_proposed_response"] != original["output"]
+        else:
+            assert record["output"] == original["output"]
+
+    curated = tmp_path / "curated_only.json"
+    assert cli("export", "--db", str(db), "--out", str(curated)).returncode == 0
+    kept = json.loads(curated.read_text())
+    assert len(kept) == sum(r["clear_kept"] for r in records)
+    assert all(set(r) == {"instruction", "input", "output"} for r in kept)  # the input's own schema, no extras

@@ -1,0 +1,93 @@
+"""Batched inference must equal the obvious one-row-at-a-time computation (tiny random model, exact comparisons)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clear_core.model import (
+    ModelLoadError,
+    continuation_logprobs,
+    generate,
+    length_batches,
+    load_model,
+    next_token_probs,
+    resolve_device,
+)
+
+
+def test_length_batches_cover_every_index_once_within_budget():
+    lengths = [5, 100, 7, 60, 3, 61, 8, 99, 1]
+    batches = list(length_batches(lengths, max_batch_tokens=200, max_batch_size=3))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert max(lengths[i] for i in batch) * len(batch) <= 200 or len(batch) == 1
+    # sorted by length: each batch's shortest is at least the previous batch's longest
+    for prev, nxt in zip(batches, batches[1:]):
+        assert max(lengths[i] for i in prev) <= min(lengths[i] for i in nxt)
+
+
+def _naive_logprobs(lm, prefix, continuation):
+    seq = torch.tensor([list(prefix) + list(continuation) + [lm.end_token_id]])
+    with torch.no_grad():
+        logp = torch.log_softmax(lm.model(seq).logits[0].float(), dim=-1)
+    targets = seq[0, len(prefix) :]
+    values = [logp[len(prefix) - 1 + t, targets[t]].item() for t in range(len(targets))]
+    return values[:-1], values[-1]
+
+
+def test_continuation_logprobs_match_unbatched_forward(tiny_model):
+    lm = tiny_model
+    prefixes = [lm.encode_prompt([{"role": "user", "content": q}]) for q in ["What is 2+2?", "Name a colour."]]
+    continuations = [lm.encode_text("It is four, of course."), lm.encode_text("Blue")]
+    batched = continuation_logprobs(lm, prefixes, continuations, max_batch_size=2)
+    for (tokens, end), prefix, cont in zip(batched, prefixes, continuations):
+        naive_tokens, naive_end = _naive_logprobs(lm, prefix, cont)
+        assert len(tokens) == len(cont)
+        assert tokens == pytest.approx(naive_tokens, abs=1e-4)
+        assert end == pytest.approx(naive_end, abs=1e-4)
+
+
+def test_next_token_probs_with_left_padding_match_single_prompts(tiny_model):
+    lm = tiny_model
+    prompts = [lm.encode_prompt([{"role": "user", "content": t}]) for t in ["short", "a much longer prompt " * 5]]
+    candidates = lm.encode_text("A")[:1] + lm.encode_text("B")[:1]
+    batched = next_token_probs(lm, prompts, candidates)
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad():
+            probs = torch.softmax(lm.model(torch.tensor([prompt])).logits[0, -1].float(), dim=-1)
+        assert batched[row].tolist() == pytest.approx(probs[candidates].tolist(), rel=1e-3, abs=1e-6)
+
+
+def test_greedy_generation_with_shared_prefill_equals_plain_generate(tiny_model):
+    lm = tiny_model
+    prompts = [lm.encode_prompt([{"role": "user", "content": t}]) for t in ["Hello", "Tell me something long"]]
+    ours = generate(lm, prompts, samples=2, greedy=True, max_new_tokens=8, seed=0)
+    assert all(len(s) == 2 for s in ours.samples)
+    for prompt, greedy in zip(prompts, ours.greedy):
+        with torch.no_grad():
+            out = lm.model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=8,
+                do_sample=False,
+                eos_token_id=[lm.end_token_id],
+                pad_token_id=lm.tokenizer.pad_token_id,
+            )
+        assert greedy == lm.decode(out[0, len(prompt) :])
+
+
+def test_end_of_turn_token_is_the_chat_templates_closer(tiny_model):
+    assert tiny_model.tokenizer.convert_ids_to_tokens(tiny_model.end_token_id) == "<|im_end|>"
+
+
+def test_missing_model_gives_actionable_message(tmp_path):
+    with pytest.raises(ModelLoadError, match="local model directory"):
+        load_model(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_cuda_request_without_gpu_is_refused_clearly():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ModelLoadError, match="--device cpu"):
+        resolve_device("cuda")
