@@ -1,4 +1,4 @@
-"""score_rows with a tiny random model: every stored field present, in range, and proposals only where they can matter."""
+"""score_rows with a tiny random model: every stored field present and in range; proposals only where they matter."""
 
 from __future__ import annotations
 
