@@ -163,6 +163,7 @@ class RowSignals:
 
     row_index: int
     logprob_mean: float
+    logprob_min: float
     logprob_uncond_mean: float
     pmi: float
     eos_prob: float

@@ -104,6 +104,7 @@ def _likelihood(lm: LoadedModel, prefixes: list[list[int]], responses: list[list
         out.append(
             {
                 "logprob_mean": lp,
+                "logprob_min": min(cond) if cond else cond_end,
                 "logprob_uncond_mean": lp_uncond,
                 "pmi": lp - lp_uncond,
                 "eos_prob": float(2.718281828459045**cond_end),

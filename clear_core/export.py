@@ -32,6 +32,7 @@ SIGNALS = (
     "consistency",
     "self_reflection",
     "logprob_mean",
+    "logprob_min",
     "logprob_uncond_mean",
     "pmi",
     "eos_prob",

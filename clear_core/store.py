@@ -58,6 +58,7 @@ SCORE_FIELDS = (
     "proposed_response",
     "judge_prob",
     "correction_confidence",
+    "logprob_min",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
 
@@ -156,6 +157,11 @@ MIGRATIONS: list[tuple[int, str]] = [
             updated_by VARCHAR
         );
         """,
+    ),
+    (
+        4,
+        # The least likely response token: one wrong number or word stands out here while the mean dilutes it.
+        "ALTER TABLE scores ADD COLUMN logprob_min DOUBLE;",
     ),
 ]
 

@@ -399,6 +399,7 @@ def test_all_rows_and_scores_columns(tmp_path):
         "consistency",
         "self_reflection",
         "logprob_mean",
+        "logprob_min",
         "logprob_uncond_mean",
         "pmi",
         "eos_prob",
