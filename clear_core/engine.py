@@ -45,7 +45,7 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
         samples=config.samples,
         greedy=False,
         temperature=config.temperature,
-        max_new_tokens=config.max_new_tokens,
+        max_new_tokens=sample_budget(responses, config.max_new_tokens),
         max_batch_size=config.batch_size,
         seed=seed,
     ).samples
@@ -65,6 +65,14 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
     if config.propose:
         _propose(lm, rows, prefixes, scored, config)
     return [vars(s) for s in scored]
+
+
+def sample_budget(responses: Sequence[Sequence[int]], cap: int) -> int:
+    """Tokens to sample for consistency: enough to cover the longest response in the batch (1.5x + 16), at most
+    `cap`. Samples are only compared with the dataset response, so text far beyond its length is wasted compute
+    (a small model at temperature 1.0 otherwise rambles to the cap)."""
+    longest = max((len(r) for r in responses), default=0)
+    return max(16, min(cap, int(1.5 * longest) + 16))
 
 
 def _propose(lm: LoadedModel, rows, prefixes, scored: list[RowSignals], config: ScoringConfig) -> None:

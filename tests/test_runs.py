@@ -14,6 +14,13 @@ from clear_core.store import Store
 FAST = ScoringConfig(samples=1, max_new_tokens=4, batch_size=2)
 
 
+def wait_for_chunks(directory, n: int, timeout_s: float = 120) -> None:
+    """Wait until the worker has written n chunk files that are not yet ingested."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and len(handoff.pending_chunks(directory)) < n:
+        time.sleep(0.05)
+
+
 def test_run_scores_every_row_through_the_worker(tmp_path, gsm8k_file, tiny_model_path):
     db = tmp_path / "c.duckdb"
     with Store(db) as store:
@@ -52,9 +59,7 @@ def test_killed_worker_resumes_without_rescoring(tmp_path, gsm8k_file, tiny_mode
         config = ScoringConfig(samples=1, max_new_tokens=4, batch_size=1)
         run_id = runs.start_run(store, db, dataset_id, model=str(tiny_model_path), device="cpu", config=config)
         directory = runs.run_dir(store, run_id)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(handoff.pending_chunks(directory)) < 2:
-            time.sleep(0.05)
+        wait_for_chunks(directory, 2)
         os.kill(handoff.read_progress(directory)["pid"], signal.SIGKILL)  # no chance to say goodbye
         while handoff.worker_state(directory) == "running":
             time.sleep(0.05)
@@ -80,9 +85,7 @@ def test_cancel_stops_the_worker_and_keeps_finished_rows(tmp_path, gsm8k_file, t
         config = ScoringConfig(samples=1, max_new_tokens=4, batch_size=1)
         run_id = runs.start_run(store, db, dataset_id, model=str(tiny_model_path), device="cpu", config=config)
         directory = runs.run_dir(store, run_id)
-        deadline = time.time() + 120
-        while time.time() < deadline and not handoff.pending_chunks(directory):
-            time.sleep(0.05)
+        wait_for_chunks(directory, 1)
         runs.cancel(store, run_id)
         assert handoff.worker_state(directory) != "running"
         state = runs.progress(store, run_id)
