@@ -88,13 +88,18 @@ def pending_chunks(run_dir: Path) -> list[Path]:
 
 
 def read_chunk(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The records of a chunk; [] when another ingesting caller already consumed and removed it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def request_cancel(run_dir: Path) -> None:
     """Ask the worker to stop after its current batch; signal it too so a long batch is not waited out."""
     write_atomic(run_dir / "cancel", "")
-    pid = read_progress(run_dir).get("pid")
+    pid = read_progress(run_dir).get("pid") or _launched_pid(run_dir)  # still loading: only worker.pid exists
     if pid and pid_alive(pid):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
@@ -124,18 +129,22 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _launched_pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / "worker.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def worker_state(run_dir: Path) -> str:
     """'running', 'done', 'failed', 'cancelled' or 'dead' (the worker vanished without saying how it ended)."""
     progress = read_progress(run_dir)
     status = progress.get("status", "starting")
     if status in ("done", "failed", "cancelled"):
         return status
-    pid = progress.get("pid")
+    pid = progress.get("pid") or _launched_pid(run_dir)
     if pid is None:
-        try:
-            pid = int((run_dir / "worker.pid").read_text())
-        except (OSError, ValueError):
-            return "dead"
+        return "dead"
     # Liveness rests on the process alone: a batch on a busy CPU can take many minutes between heartbeats.
     return "running" if pid_alive(pid) else "dead"
 

@@ -102,7 +102,8 @@ def ingest(store, run_id: int) -> int:
     added = 0
     for chunk in handoff.pending_chunks(directory):
         added += store.add_scores(run_id, handoff.read_chunk(chunk))
-        chunk.unlink()  # only after the scores are committed: a crash in between just re-ingests the same rows
+        # only after the scores are committed: a crash in between just re-ingests the same rows (idempotent)
+        chunk.unlink(missing_ok=True)
     if run["status"] == "running":
         state = handoff.worker_state(directory)
         if state == "done":  # the worker scored every row it was given (all rows, or the first --limit)

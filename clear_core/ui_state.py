@@ -7,6 +7,7 @@ database take a ``store.Store`` and only call its public methods.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ SIGNAL_HELP = {
     "consistency": "Observed consistency O: agreement of k sampled answers with the response.",
     "self_reflection": "Self-reflection certainty S: the model judging the response correct.",
     "logprob_mean": "Mean token log-probability of the response given the prompt.",
+    "logprob_min": "Log-probability of the least likely response token (one wrong number or word shows here).",
     "logprob_uncond_mean": "Mean token log-probability of the response without the prompt.",
     "pmi": "How much the prompt explains the response (log-prob with minus without prompt).",
     "eos_prob": "Probability that the response ends where it ends (low = truncated).",
@@ -47,12 +49,15 @@ STATUS_FILTERS = {
     "remove": "Removed",
     "edit": "Edited",
 }
-SORT_OPTIONS = {
-    "confidence": "Confidence",
-    "correction_confidence": "Correction confidence",
-    "row_index": "Row number",
-    "response_length": "Response length",
-    "decided_at": "Decision time",
+# Queue orders offered to reviewers: label -> (order_by, ascending). The first is the default (CLEAR: least
+# confident first, where bad rows concentrate).
+SORTS = {
+    "Least confident first": ("confidence", True),
+    "Most confident first": ("confidence", False),
+    "Best proposals first": ("correction_confidence", False),
+    "Row number": ("row_index", True),
+    "Shortest response first": ("response_length", True),
+    "Latest decisions first": ("decided_at", False),
 }
 EXPORT_CHOICES = ("original", "jsonl", "csv", "parquet")
 MIME_TYPES = {
@@ -86,6 +91,20 @@ def progress_text(rows_done: int, rows_total: int, rows_per_s: float | None, eta
     if eta_s is not None:
         parts.append(f"about {format_duration(eta_s)} left")
     return " · ".join(parts)
+
+
+def is_starting(status: str, rows_done: int, rows_total: int, rows_per_s: float | None) -> bool:
+    """A running run whose worker has not reported its rows yet (it is starting up): runs.progress then says
+    "0 of 0 rows", which must not read as complete."""
+    return status == "running" and rows_total <= rows_done and not rows_per_s
+
+
+def run_bar(status: str, rows_done: int, rows_total: int, rows_per_s: float | None, eta_s: float | None):
+    """(fraction, text) for a run's progress bar."""
+    if is_starting(status, rows_done, rows_total, rows_per_s):
+        return 0.0, "Starting the worker and loading the model…"
+    fraction = rows_done / rows_total if rows_total else 1.0
+    return min(max(fraction, 0.0), 1.0), progress_text(rows_done, rows_total, rows_per_s, eta_s)
 
 
 def shorten(text: object, limit: int = 90) -> str:
@@ -128,6 +147,11 @@ def step(page: int, position: int, rows_on_page: int, pages: int, delta: int) ->
     return (page - 1, -1) if page > 1 else (page, 0)
 
 
+def stays_in_queue(status_filter: str, decision: str) -> bool:
+    """Whether a row just given ``decision`` still matches the queue's status filter (else it drops out)."""
+    return status_filter in ("all", "decided", decision)
+
+
 def queue_table(page: pd.DataFrame) -> pd.DataFrame:
     """The compact queue shown to reviewers: one line per row, text cut short."""
     return pd.DataFrame(
@@ -136,9 +160,14 @@ def queue_table(page: pd.DataFrame) -> pd.DataFrame:
             "Confidence": page["confidence"].astype(float),
             "Action": [ACTION_LABELS.get(a, a) for a in page["action"]],
             "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in page["decision"]],
-            "Prompt": [shorten(p, 70) for p in page["prompt"]],
         }
     )
+
+
+def bulk_accept_count(store, run_id: int, gamma: float, min_correction: float) -> int:
+    """How many rows without a decision have a proposal with correction_confidence above ``min_correction``
+    (a count in SQL, cheap enough to show on every redraw of a 100k-row queue)."""
+    return store.review_queue(run_id, gamma, min_correction, action="correct", status="undecided", limit=0)[1]
 
 
 def bulk_accept_rows(store, run_id: int, gamma: float, min_correction: float) -> list[int]:
@@ -146,7 +175,7 @@ def bulk_accept_rows(store, run_id: int, gamma: float, min_correction: float) ->
 
     These are exactly the rows the Auto-Correct rule would correct with η = ``min_correction``.
     """
-    _, total = store.review_queue(run_id, gamma, min_correction, action="correct", status="undecided", limit=0)
+    total = bulk_accept_count(store, run_id, gamma, min_correction)
     if total == 0:
         return []
     page, _ = store.review_queue(
@@ -177,8 +206,10 @@ def save_upload(directory: str | Path, file_name: str, data: bytes) -> Path:
     folder = Path(directory) / hashlib.sha256(data).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    if not path.exists() or path.read_bytes() != data:
-        path.write_bytes(data)
+    if not path.exists():  # same name, same hash folder: the same bytes are already there
+        tmp = folder / f".{name}.partial"
+        tmp.write_bytes(data)
+        tmp.replace(path)
     return path
 
 
@@ -192,12 +223,32 @@ def sample_files(*folders: str | Path) -> list[Path]:
     return found
 
 
+def preview_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """File records for display: text columns as they are, anything else (numbers mixed with text, nested lists
+    and objects) as JSON text, so one odd value never breaks the table."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype) in ("str", "string"):
+            out[column] = [_cell(v) for v in out[column]]
+    return out
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
 def problems_table(problems: Sequence) -> pd.DataFrame:
-    """Validation problems (``data.Problem``) as a table: where, column, what is wrong and what to do."""
+    """Validation problems (``data.Problem``) as a table: where, column, what is wrong and what to do.
+    A JSON syntax error has a character position instead of a column name."""
     return pd.DataFrame(
         {
             "Where": [f"{p.unit} {p.line}" if p.line is not None else "file" for p in problems],
-            "Column": ["" if p.column is None else str(p.column) for p in problems],
+            "Column": [
+                "" if p.column is None else (f"character {p.column}" if isinstance(p.column, int) else p.column)
+                for p in problems
+            ],
             "Problem": [p.message for p in problems],
             "What to do": [p.hint for p in problems],
         }
@@ -213,20 +264,23 @@ def export_file_name(dataset_name: str, file_format: str) -> str:
     return f"{stem}.curated.{file_format}"
 
 
-def changed_rows(curated: Sequence, limit: int = 200) -> pd.DataFrame:
-    """Rows that the export drops or whose response it changes (``export.CuratedRow``), for a preview table."""
+def changed_rows(curated: Sequence, limit: int = 200) -> tuple[pd.DataFrame, int]:
+    """Rows that the export drops or rewrites (``export.CuratedRow``): the first ``limit`` as a preview table,
+    and how many there are in all."""
     changed = [c for c in curated if not c.kept or c.final_response != c.original_response]
-    return pd.DataFrame(
+    shown = changed[:limit]
+    frame = pd.DataFrame(
         {
-            "Row": [c.row_index for c in changed[:limit]],
-            "Change": [("Removed" if not c.kept else "Response replaced") for c in changed[:limit]],
-            "Why": [_reason(c) for c in changed[:limit]],
-            "Annotator": [c.annotator or "" for c in changed[:limit]],
-            "Original response": [shorten(c.original_response, 80) for c in changed[:limit]],
-            "New response": [shorten(c.final_response, 80) if c.kept else "" for c in changed[:limit]],
+            "Row": [c.row_index for c in shown],
+            "Change": ["Removed" if not c.kept else "Response replaced" for c in shown],
+            "Why": [_reason(c) for c in shown],
+            "Annotator": [c.annotator or "" for c in shown],
+            "Original response": [shorten(c.original_response, 80) for c in shown],
+            "New response": [shorten(c.final_response, 80) if c.kept else "" for c in shown],
         },
         columns=["Row", "Change", "Why", "Annotator", "Original response", "New response"],
     )
+    return frame, len(changed)
 
 
 def _reason(row) -> str:

@@ -5,7 +5,7 @@ Each function is one thing a user does: import a file, export the curated set, d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +51,7 @@ class ExportResult:
     records: list[dict]
     summary: dict[str, int]
     file_format: str
+    curated: list[export.CuratedRow] = field(default_factory=list)  # every row's outcome, for previews
 
 
 def curated_export(store, dataset_id: int, policy: export.ExportPolicy, fmt: str = "original") -> ExportResult:
@@ -63,7 +64,7 @@ def curated_export(store, dataset_id: int, policy: export.ExportPolicy, fmt: str
     records = export.to_records(
         ds["schema"], ds["file_format"], curated, policy.include_scores, policy.all_rows, mapping=mapping
     )
-    return ExportResult(records, export.summarize(curated), export.resolve_format(fmt, ds["file_format"]))
+    return ExportResult(records, export.summarize(curated), export.resolve_format(fmt, ds["file_format"]), curated)
 
 
 def format_for_path(path: str | Path, input_format: str) -> str:

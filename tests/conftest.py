@@ -69,3 +69,65 @@ def gsm8k_file(tmp_path) -> Path:
     path = tmp_path / "gsm8k_small.json"
     path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     return path
+
+
+# -- app fixtures (tests/test_app_*.py) ---------------------------------------------------------------------
+
+
+def synthetic_scores(n: int) -> list[dict]:
+    """Score records for rows 0..n-1 without a model: confidence rises with the row number; row 3 (the refusal in
+    `gsm8k_file`) has a confident proposal (action 'correct'), row 5 (truncated) a weak one ('filter')."""
+    records = []
+    for i in range(n):
+        record = {
+            "row_index": i,
+            "confidence": round(0.3 + 0.05 * i, 3),
+            "self_reflection": 0.5,
+            "logprob_mean": -1.0 - i / 10,
+            "n_response_tokens": 20 + i,
+            "proposed_response": None,
+            "correction_confidence": None,
+        }
+        records.append(record)
+    records[3].update(confidence=0.05, proposed_response="<b>72</b> clips\nin all.", correction_confidence=0.95)
+    records[5].update(confidence=0.15, proposed_response="She earned $10.", correction_confidence=0.6)
+    return records
+
+
+@pytest.fixture
+def app_db(tmp_path, gsm8k_file, monkeypatch):
+    """A curation database for the app (CLEAR_DB points at it, no demo run): the 12-row `gsm8k_file` imported and
+    a finished run with `synthetic_scores`. Returns (path, dataset_id, run_id)."""
+    from clear_core import workspace
+    from clear_core.store import Store
+
+    path = tmp_path / "app.duckdb"
+    monkeypatch.setenv("CLEAR_DB", str(path))
+    monkeypatch.setenv("CLEAR_NO_DEMO", "1")
+    with Store(path) as store:
+        dataset_id = workspace.import_file(store, gsm8k_file)
+        run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
+        store.add_scores(run_id, synthetic_scores(12))
+        store.set_run_status(run_id, "done")
+    return path, dataset_id, run_id
+
+
+@pytest.fixture
+def app():
+    """Open the app in AppTest: `app(page="app_pages/review.py", annotator="alice")` runs it and returns the AppTest.
+
+    Set CLEAR_DB (e.g. with the `app_db` fixture) first: the app opens the database that variable names.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def open_app(page: str | None = None, annotator: str | None = "alice", **query) -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+        if annotator:
+            at.query_params["annotator"] = annotator
+        at.query_params.update({k: str(v) for k, v in query.items()})
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        return at
+
+    return open_app

@@ -1,0 +1,112 @@
+"""CLEAR Review: the Streamlit app. `streamlit run app.py` (or `make run`).
+
+This file sets the page up, opens the one database connection, loads and scores the demo dataset on the very
+first start, draws the sidebar (dataset, annotator, run status) and hands over to the page picked in the
+navigation. Each page lives in app_pages/ and only draws; the logic is in clear_core.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from app_pages._components import CSS, db_path, get_store, guard, run_progress, show_callback_error
+from clear_core import runs, workspace
+from clear_core.confidence import ScoringConfig
+from clear_core.store import StoreError
+from clear_core.ui_state import is_starting
+
+# The first-start demo run favours a quick first look over the paper's k = 5 samples: without sampling and in
+# small batches, the first rows reach Review in about a minute on a laptop CPU. Start a full run on the Run page.
+DEMO_CONFIG = ScoringConfig(samples=0, batch_size=4)
+
+st.set_page_config(page_title="CLEAR Review", page_icon=":material/fact_check:", layout="wide")
+st.html(CSS)
+
+
+@st.cache_resource(show_spinner=False)
+def first_start(path: str) -> int | None:
+    """On an empty database: import the bundled demo and start scoring it, so Review fills within a minute.
+
+    Runs once per server process and database; CLEAR_NO_DEMO=1 turns it off (tests, empty installs).
+    """
+    if os.environ.get("CLEAR_NO_DEMO"):
+        return None
+    store = get_store()
+    dataset_id = workspace.ensure_demo_dataset(store)
+    if dataset_id is not None:
+        runs.start_run(store, path, dataset_id, config=DEMO_CONFIG)
+    return dataset_id
+
+
+def pick_dataset(datasets) -> None:
+    """Keep st.session_state.dataset_id on an existing dataset: the URL's, else the newest."""
+    ids = [int(i) for i in datasets["dataset_id"]]
+    if st.session_state.get("dataset_id") in ids:
+        return
+    wanted = st.query_params.get("dataset")
+    st.session_state.dataset_id = int(wanted) if wanted and wanted.isdigit() and int(wanted) in ids else ids[0]
+
+
+def remember_dataset() -> None:
+    st.query_params["dataset"] = str(st.session_state.dataset_id)
+    for key in ("review_row", "review_page", "th_gamma", "th_eta"):
+        st.session_state.pop(key, None)
+
+
+def sidebar(store) -> None:
+    with st.sidebar:
+        st.markdown("### :material/fact_check: CLEAR Review")
+        datasets = store.list_datasets()
+        if datasets.empty:
+            st.caption("No dataset yet: import one on the Data page.")
+        else:
+            pick_dataset(datasets)
+            names = {int(r.dataset_id): f"{r.name} · {r.n_rows:,} rows" for r in datasets.itertuples()}
+            st.selectbox("Dataset", list(names), key="dataset_id", format_func=names.get, on_change=remember_dataset)
+        st.text_input(
+            "Annotator",
+            key="annotator",
+            bind="query-params",
+            placeholder="Your name",
+            help="Recorded with every decision you make. Kept in the page address, so a reload keeps it.",
+        )
+        if not (st.session_state.get("annotator") or "").strip():
+            st.caption(":orange[:material/badge:] Enter your name to record review decisions.")
+        dataset_id = st.session_state.get("dataset_id")
+        run = store.latest_run(dataset_id) if dataset_id is not None and not datasets.empty else None
+        if run is not None:
+            progress = run_progress(store, run["run_id"])
+            rows = f"{progress.rows_done:,} of {progress.rows_total:,} rows scored"
+            if is_starting(progress.status, progress.rows_done, progress.rows_total, progress.rows_per_s):
+                rows = "starting the worker"
+            st.caption(f"Run #{run['run_id']} ({progress.status}): {rows}")
+        st.caption(f"Database: `{db_path().name}`", help=str(db_path()))
+
+
+def main() -> None:
+    try:
+        store = get_store()
+    except StoreError as exc:
+        st.error(str(exc), icon=":material/lock:")
+        st.stop()
+    with guard("the first start"):
+        first_start(str(db_path()))
+    with guard("the sidebar"):
+        sidebar(store)
+    # Review is the home page ("/"): the demo dataset fills it on first start; without data it points to Data.
+    pages = [
+        st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", url_path="data"),
+        st.Page("app_pages/run.py", title="Run", icon=":material/play_circle:", url_path="run"),
+        st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:", url_path="review", default=True),
+        st.Page("app_pages/thresholds.py", title="Thresholds", icon=":material/tune:", url_path="thresholds"),
+        st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
+    ]
+    page = st.navigation(pages, position="top")
+    show_callback_error()
+    with guard(f"the {page.title} page"):
+        page.run()
+
+
+main()

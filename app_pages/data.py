@@ -1,0 +1,140 @@
+"""Data: upload a file (or pick a sample), preview it, map its columns, see every problem, then import it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app_pages._components import REPO, db_path, get_store, md_plain, safe_callback
+from clear_core import data, workspace
+from clear_core.ui_state import UPLOAD_TYPES, preview_table, problems_table, sample_files, save_upload
+
+SHARED_SAMPLES = REPO.parent / "shared" / "data" / "dev"
+NO_COLUMN = "(none)"
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def preview(path: str, stamp: tuple) -> tuple:
+    frame = data.preview_records(path, n=20)
+    return frame, data.detect_schema(list(frame.columns))
+
+
+@st.cache_data(show_spinner="Checking every row…", max_entries=8)
+def problems(path: str, stamp: tuple, mapping: tuple | None) -> list:
+    return data.validate(path, None if mapping is None else data.ColumnMapping(*mapping))
+
+
+def pick_file() -> Path | None:
+    source = st.segmented_control(
+        "Source", ["Upload a file", "Use a sample"], default="Upload a file", key="data_source", required=True
+    )
+    if source == "Upload a file":
+        upload = st.file_uploader(
+            "Dataset file",
+            type=UPLOAD_TYPES,
+            help="CSV, JSONL, a JSON array or Parquet. Alpaca, prompt/response, prompt/completion, OpenAI "
+            "messages, ShareGPT and self-instruct are recognised; other columns can be mapped.",
+        )
+        return None if upload is None else save_upload(db_path().parent / "uploads", upload.name, upload.getvalue())
+    samples = sample_files(SHARED_SAMPLES, workspace.SAMPLES_DIR)
+    if not samples:
+        st.info("No sample files found.")
+        return None
+    return st.selectbox("Sample file", samples, format_func=lambda p: f"{p.name}  ({p.stat().st_size / 1024:,.0f} KB)")
+
+
+def pick_mapping(columns: list[str]) -> tuple | None:
+    """Column pickers for a file in no recognised format; returns (prompt, response, input) or None."""
+    st.warning("The columns match no known format. Choose which column holds what.", icon=":material/table_chart:")
+    suggestion = data.suggest_mapping(columns)
+    c1, c2, c3 = st.columns(3)
+    prompt = c1.selectbox(
+        "Prompt column", columns, index=columns.index(suggestion.prompt) if suggestion else 0, key="map_prompt"
+    )
+    extra = c2.selectbox("Extra input column (optional)", [NO_COLUMN, *columns], key="map_input")
+    response = c3.selectbox(
+        "Response column",
+        columns,
+        index=columns.index(suggestion.response) if suggestion else min(1, len(columns) - 1),
+        key="map_response",
+    )
+    if prompt == response:
+        st.error("The prompt and the response must be different columns.")
+        return None
+    return (prompt, response, None if extra == NO_COLUMN else extra)
+
+
+@safe_callback
+def do_import(path: str, mapping: tuple | None, name_key: str) -> None:
+    """Button callback (runs before the page, so it may switch the sidebar's dataset)."""
+    name = (st.session_state.get(name_key) or "").strip()
+    column_mapping = None if mapping is None else data.ColumnMapping(*mapping)
+    dataset_id = workspace.import_file(get_store(), path, column_mapping, name=name or None)
+    st.session_state.dataset_id = dataset_id
+    st.query_params["dataset"] = str(dataset_id)
+    st.session_state.imported = dataset_id
+
+
+def existing_datasets() -> None:
+    datasets = get_store().list_datasets()
+    if datasets.empty:
+        return
+    st.subheader("Datasets in this database")
+    st.dataframe(
+        datasets[["dataset_id", "name", "n_rows", "n_scored", "n_decided", "latest_run_status", "created_at"]],
+        hide_index=True,
+        column_config={
+            "dataset_id": st.column_config.NumberColumn("Id", width="small"),
+            "name": "Name",
+            "n_rows": st.column_config.NumberColumn("Rows", format="localized"),
+            "n_scored": st.column_config.NumberColumn("Scored", format="localized"),
+            "n_decided": st.column_config.NumberColumn("Reviewed", format="localized"),
+            "latest_run_status": "Latest run",
+            "created_at": st.column_config.DatetimeColumn("Imported (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+
+
+st.title("Data")
+st.caption("Bring in an instruction-tuning file. Nothing is imported until every row checks out.")
+
+
+path = pick_file()
+if path is not None:
+    stamp = (path.stat().st_size, path.stat().st_mtime_ns)
+    frame, schema = preview(str(path), stamp)
+    st.subheader(f"Preview of {path.name}")
+    st.caption(f"First {len(frame)} rows, shown as stored in the file.")
+    st.dataframe(preview_table(frame), hide_index=True, height=min(250, 35 * (len(frame) + 1) + 3))
+    mapping = pick_mapping([str(c) for c in frame.columns]) if schema is None else None
+    if schema is not None:
+        st.caption(f"Recognised format: **{schema}**")
+    if schema is not None or mapping is not None:
+        found = problems(str(path), stamp, mapping)
+        if found:
+            more = " (the first 100 are listed)" if len(found) >= data.MAX_PROBLEMS else ""
+            st.error(
+                f"{len(found)} problem{'s' * (len(found) != 1)} found{more}. Fix the file and upload it again, "
+                "or map other columns.",
+                icon=":material/report:",
+            )
+            st.dataframe(problems_table(found), hide_index=True)
+        else:
+            st.success("Every row checks out.", icon=":material/task_alt:")
+        name_key = f"name_{path}"
+        st.text_input("Dataset name", value=path.stem, key=name_key)
+        st.button(
+            "Import",
+            type="primary",
+            icon=":material/download_done:",
+            disabled=bool(found),
+            on_click=do_import,
+            args=(str(path), mapping, name_key),
+        )
+
+if imported := st.session_state.pop("imported", None):  # shown under the Import button the user just clicked
+    dataset = get_store().get_dataset(imported)
+    st.success(f"Imported “{md_plain(dataset['name'])}”: {dataset['n_rows']:,} rows.", icon=":material/check_circle:")
+    st.page_link("app_pages/run.py", label="Score it on the Run page", icon=":material/play_circle:")
+existing_datasets()

@@ -1,0 +1,389 @@
+"""Review: the queue of scored rows (least confident first) and, for the current row, the prompt, the response
+next to the model's proposal with a word diff, the signals, and the decision buttons with keyboard shortcuts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_pages._components import (
+    annotator,
+    diff_blocks,
+    get_store,
+    guard,
+    md_plain,
+    require_dataset,
+    require_scores,
+    run_progress,
+    safe_callback,
+    text_block,
+)
+from clear_core import clear
+from clear_core.store import NUMERIC_SCORE_FIELDS
+from clear_core.ui_state import (
+    ACTION_LABELS,
+    DECISION_LABELS,
+    SIGNAL_HELP,
+    SORTS,
+    STATUS_FILTERS,
+    bulk_accept,
+    bulk_accept_count,
+    bulk_accept_rows,
+    format_score,
+    n_pages,
+    queue_table,
+    run_bar,
+    stays_in_queue,
+    step,
+)
+
+PAGE_SIZE = 50
+ACTION_COLORS = {"filter": "red", "correct": "green", "keep": "gray"}
+state = st.session_state
+
+
+# -- moving through the queue ---------------------------------------------------------------------------------
+
+
+def go(delta: int) -> None:
+    """Next (+1) or previous (-1) row, crossing page boundaries."""
+    rows = state.get("review_rows", [])
+    page, position = step(state.get("review_page", 1), state.get("review_pos", 0), len(rows), state.review_pages, delta)
+    if page != state.get("review_page", 1):
+        state.review_page = page
+        state.review_row = None
+    else:
+        state.review_row = rows[position] if rows else None
+    state.review_pos = position
+    state.review_editing = None
+
+
+def select_row(key: str) -> None:
+    selected = state[key]["selection"]["rows"]
+    if selected:
+        state.review_row = state.review_rows[selected[0]]
+        state.review_editing = None
+
+
+def reset_page() -> None:
+    state.review_page = 1
+    state.review_row = None
+    state.review_pos = 0
+
+
+@safe_callback
+def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key: str | None = None) -> None:
+    """Record the decision (committed at once), then move on to the next row of the queue."""
+    final = state.get(edit_key) if edit_key else None
+    get_store().record_decision(
+        dataset_id, row_index, decision, run_id=run_id, final_response=final, annotator=annotator()
+    )
+    state.review_editing = None
+    st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}.", icon=":material/check:")
+    rows, position = state.review_rows, state.review_pos
+    if position + 1 < len(rows):
+        state.review_row = rows[position + 1]
+        state.review_pos = position + 1
+    elif stays_in_queue(state.review_status, decision):
+        go(+1)
+    else:
+        state.review_row = None  # the row leaves the queue; the next one slides into its place
+
+
+@safe_callback
+def undo(dataset_id: int) -> None:
+    undone = get_store().undo_last_decision(dataset_id, annotator())
+    if undone is None:
+        st.toast("You have no decision left to undo.", icon=":material/info:")
+        return
+    state.review_row = int(undone["row_index"])
+    state.review_editing = None
+    st.toast(
+        f"Undid “{DECISION_LABELS[undone['decision']].lower()}” on row {undone['row_index']}.", icon=":material/undo:"
+    )
+
+
+@safe_callback
+def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
+    """Accept every undecided proposal above the chosen correction confidence (worked out at the click)."""
+    store = get_store()
+    rows = bulk_accept_rows(store, run_id, gamma, state.bulk_threshold)
+    n = bulk_accept(store, dataset_id, run_id, rows, annotator())
+    st.toast(f"Accepted {n:,} proposals.", icon=":material/done_all:")
+
+
+# -- drawing ------------------------------------------------------------------------------------------------
+
+
+def live_status(run_id: int, shown: int) -> None:
+    """While scoring runs: a thin progress line; new rows redraw the page (unless an edit is being typed)."""
+    with guard("the scoring progress"):
+        progress = run_progress(get_store(), run_id)
+        fraction, text = run_bar(
+            progress.status, progress.rows_done, progress.rows_total, progress.rows_per_s, progress.eta_s
+        )
+        st.progress(fraction, text=f"Scoring in progress: {text[0].lower()}{text[1:]}")
+        if (progress.rows_done != shown or progress.status != "running") and not state.get("review_editing"):
+            st.rerun()
+
+
+def filters(gamma: float, eta: float) -> dict:
+    """The filter row above the queue; the order is picked above the table itself."""
+    c1, c2, c3, c4 = st.columns([1.25, 1, 1, 1.2], vertical_alignment="bottom")
+    actions = c1.pills(
+        "Automatic action",
+        list(clear.ACTIONS),
+        selection_mode="multi",
+        format_func=ACTION_LABELS.get,
+        key="review_actions",
+        on_change=reset_page,
+        persist_state="session",
+        help=f"At the current thresholds γ = {gamma:.2f} (filter below) and η = {eta:.2f} (correct above).",
+    )
+    status = c2.selectbox(
+        "Review status",
+        list(STATUS_FILTERS),
+        format_func=STATUS_FILTERS.get,
+        key="review_status",
+        on_change=reset_page,
+        persist_state="session",
+    )
+    low, high = c3.slider(
+        "Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01, key="review_range", on_change=reset_page, persist_state="session"
+    )
+    search = c4.text_input(
+        "Search",
+        key="review_search",
+        placeholder="Text in prompt or response",
+        on_change=reset_page,
+        persist_state="session",
+        icon=":material/search:",
+    )
+    return {
+        "action": actions or None,
+        "status": None if status == "all" else status,
+        "min_confidence": low if low > 0 else None,
+        "max_confidence": high if high < 1 else None,
+        "search": search.strip() or None,
+    }
+
+
+def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None:
+    with st.popover("Bulk accept", icon=":material/done_all:"):
+        threshold = st.slider(
+            "Accept proposals with correction confidence above", 0.0, 1.0, float(eta), step=0.01, key="bulk_threshold"
+        )
+        count = bulk_accept_count(get_store(), run_id, gamma, threshold)
+        st.caption(f"{count:,} rows with a proposal above {threshold:.2f} have no decision yet.")
+        st.button(
+            f"Accept {count:,} proposals" + (f" as {md_plain(annotator())}" if annotator() else ""),
+            type="primary",
+            disabled=not count or not annotator(),
+            on_click=accept_many,
+            args=(dataset_id, run_id, gamma),
+            help=None if annotator() else "Enter your name in the sidebar first.",
+        )
+
+
+def queue(page_df: pd.DataFrame, position: int) -> None:
+    key = f"queue_{state.get('review_page', 1)}_{state.review_row}"
+    st.dataframe(
+        queue_table(page_df),
+        key=key,
+        on_select=lambda: select_row(key),
+        selection_mode="single-row",
+        selection_default={"selection": {"rows": [position]}},
+        hide_index=True,
+        height=min(460, 35 * (len(page_df) + 1) + 3),
+        column_config={
+            "Row": st.column_config.NumberColumn(width=50),
+            "Confidence": st.column_config.NumberColumn("Conf.", format="%.3f", width=62),
+            "Action": st.column_config.TextColumn(width=68),
+            "Decision": st.column_config.TextColumn(width=120),
+        },
+    )
+
+
+def row_header(row: pd.Series) -> None:
+    """'Row 17', its automatic action and scores, and who decided what, when."""
+    action = row["action"]
+    st.markdown(
+        f"#### Row {int(row['row_index'])} &nbsp; :{ACTION_COLORS[action]}-badge[Automatic: {ACTION_LABELS[action]}]"
+    )
+    scores = (
+        f"Confidence **{format_score(row['confidence'])}** · "
+        f"correction confidence **{format_score(row['correction_confidence'])}**"
+    )
+    if isinstance(row["decision"], str):
+        when = pd.Timestamp(row["decided_at"]).strftime("%Y-%m-%d %H:%M UTC")
+        who = md_plain(row["annotator"])
+        st.markdown(
+            f"{scores} · :green[:material/how_to_reg: **{DECISION_LABELS[row['decision']]}** by **{who}**, {when}]"
+        )
+    else:
+        st.markdown(f"{scores} · :gray[not reviewed yet]")
+
+
+def navigation(dataset_id: int) -> None:
+    """Previous / next row of the queue and undo of the reviewer's last decision."""
+    with st.container(horizontal=True, gap="small"):
+        st.button("Prev", icon=":material/arrow_upward:", shortcut="P", on_click=go, args=(-1,), help="Previous row")
+        st.button("Next", icon=":material/arrow_downward:", shortcut="N", on_click=go, args=(+1,), help="Next row")
+        st.button(
+            "Undo",
+            icon=":material/history:",
+            shortcut="U",
+            disabled=not annotator(),
+            on_click=undo,
+            args=(dataset_id,),
+            help="Undo your last decision.",
+        )
+
+
+def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
+    row_index = int(row["row_index"])
+    has_proposal = isinstance(row["proposed_response"], str) and bool(row["proposed_response"].strip())
+    named = bool(annotator())
+    args = (dataset_id, run_id, row_index)
+    with st.container(horizontal=True, gap="small"):
+        st.button(
+            "Accept correction",
+            icon=":material/check:",
+            type="primary",
+            shortcut="A",
+            disabled=not (named and has_proposal),
+            on_click=decide,
+            args=(*args, "accept"),
+            help="Use the model's proposal." if has_proposal else "This row has no proposal.",
+        )
+        st.button(
+            "Reject",
+            icon=":material/undo:",
+            shortcut="O",
+            disabled=not named,
+            on_click=decide,
+            args=(*args, "reject"),
+            help="Keep the original response.",
+        )
+        st.button(
+            "Remove",
+            icon=":material/delete:",
+            shortcut="D",
+            disabled=not named,
+            on_click=decide,
+            args=(*args, "remove"),
+            help="Drop the row from the curated dataset.",
+        )
+        st.button(
+            "Edit",
+            icon=":material/edit:",
+            shortcut="E",
+            disabled=not named,
+            on_click=lambda: state.update(review_editing=row_index),
+            help="Write the response yourself.",
+        )
+    if not named:
+        st.caption(":orange[:material/badge:] Enter your name in the sidebar to record decisions.")
+
+
+def editor(dataset_id: int, run_id: int, row: pd.Series) -> None:
+    row_index = int(row["row_index"])
+    start = next(
+        text for text in (row["final_response"], row["proposed_response"], row["response"]) if isinstance(text, str)
+    )
+    key = f"edit_text_{row_index}"
+    with st.container(border=True):
+        st.text_area("Your response", value=start, key=key, height=180)
+        with st.container(horizontal=True):
+            st.button(
+                "Save edit",
+                type="primary",
+                icon=":material/save:",
+                on_click=decide,
+                args=(dataset_id, run_id, row_index, "edit", key),
+            )
+            st.button("Cancel", on_click=lambda: state.update(review_editing=None))
+
+
+def row_detail(dataset_id: int, run_id: int, row: pd.Series) -> None:
+    row_header(row)
+    buttons(dataset_id, run_id, row)
+    if state.get("review_editing") == int(row["row_index"]):
+        editor(dataset_id, run_id, row)
+    text_block(row["prompt"], label="Prompt", max_height="7.5rem")
+    proposal = row["proposed_response"]
+    if row["decision"] == "edit" and isinstance(row["final_response"], str):
+        diff_blocks(row["response"], row["final_response"], ("Original response", "Edited response"))
+    elif isinstance(proposal, str) and proposal.strip():
+        diff_blocks(row["response"], proposal, ("Original response", "Proposed by the model"))
+    else:
+        text_block(row["response"], label="Response")
+        st.caption("No proposal for this row: the model proposes an answer only where it doubts the response.")
+    with st.expander("Signals behind the confidence"):
+        names = [name for name in NUMERIC_SCORE_FIELDS if name in row.index]
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Signal": names,
+                    "Value": [format_score(row[name]) for name in names],
+                    "Meaning": [SIGNAL_HELP.get(name, "") for name in names],
+                }
+            ),
+            hide_index=True,
+            column_config={"Value": st.column_config.TextColumn(width=70)},
+        )
+
+
+# -- the page -----------------------------------------------------------------------------------------------
+
+store = get_store()
+dataset = require_dataset(store)
+run = require_scores(store, dataset)
+dataset_id, run_id = dataset["dataset_id"], run["run_id"]
+gamma, eta = store.get_thresholds(dataset_id)
+scored = run_progress(store, run_id).rows_done if run["status"] == "running" else run["n_scored"]
+
+head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
+head.markdown(f"### Review · {md_plain(dataset['name'])}")
+n_decided, n_rows = store.review_progress(run_id)
+done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
+with bulk:
+    bulk_popover(dataset_id, run_id, gamma, eta)
+if run["status"] == "running":
+    st.fragment(run_every=2)(live_status)(run_id, scored)
+
+query = filters(gamma, eta)
+left, right = st.columns([2, 3], gap="medium")
+sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
+query["order_by"], query["ascending"] = SORTS[sort]
+page_number = state.get("review_page", 1)
+page_df, total = store.review_queue(run_id, gamma, eta, **query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
+state.review_pages = n_pages(total, PAGE_SIZE)
+if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
+    state.review_page = page_number = state.review_pages
+    page_df, total = store.review_queue(
+        run_id, gamma, eta, **query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
+    )
+
+if page_df.empty:
+    empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
+    st.info(empty or "No rows match these filters.", icon=":material/filter_alt_off:")
+    st.stop()
+
+rows = [int(i) for i in page_df["row_index"]]
+if state.get("review_row") not in rows:
+    position = state.get("review_pos", 0)
+    state.review_row = rows[position if -len(rows) <= position < len(rows) else len(rows) - 1]
+position = rows.index(state.review_row)
+state.review_rows, state.review_pos = rows, position
+
+with left:
+    queue(page_df, position)
+    navigation(dataset_id)
+    st.caption(f"{total:,} rows match · page {page_number} of {state.review_pages}")
+    if state.review_pages > 1:
+        st.pagination(
+            state.review_pages, key="review_page", on_change=lambda: state.update(review_row=None, review_pos=0)
+        )
+with right:
+    row_detail(dataset_id, run_id, page_df.iloc[position])

@@ -1,0 +1,168 @@
+"""Run: score the current dataset in the background worker, follow its progress live, cancel or resume it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages._components import db_path, get_store, guard, md_plain, require_dataset, run_progress, safe_callback
+from clear_core import EMBEDDED_MODEL, runs
+from clear_core.confidence import ScoringConfig
+from clear_core.ui_state import run_bar
+
+DEVICES = ("auto", "cpu", "cuda")
+STATUS_ICONS = {
+    "running": ":material/progress_activity:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/cancel:",
+    "pending": ":material/schedule:",
+}
+
+
+@safe_callback
+def start(dataset_id: int, model: str | None = None, config: ScoringConfig | None = None) -> None:
+    """Button callback: start a run with the page's settings, or resume one (model and config given), on the
+    device and row limit chosen on the page. Reads widget values here: a button's args date from the last draw."""
+    state = st.session_state
+    if model is None:
+        model = state.run_model
+        config = ScoringConfig(samples=int(state.run_samples), propose=bool(state.run_propose))
+    limit = int(state.run_limit) if state.run_rows == "First N rows" else None
+    runs.start_run(
+        get_store(),
+        db_path(),
+        dataset_id,
+        model=model.strip() or EMBEDDED_MODEL,
+        device=state.run_device,
+        config=config,
+        limit=limit,
+    )
+
+
+@safe_callback
+def cancel(run_id: int) -> None:
+    runs.cancel(get_store(), run_id)
+
+
+def live_progress(run_id: int) -> None:
+    """Progress of one run; redrawn every 2 s while it runs (each redraw also pulls finished rows in)."""
+    with guard("the run progress"):
+        store = get_store()
+        progress = run_progress(store, run_id)
+        run = store.get_run(run_id)
+        fraction, text = run_bar(
+            progress.status, progress.rows_done, progress.rows_total, progress.rows_per_s, progress.eta_s
+        )
+        st.progress(fraction, text=text)
+        samples = run["params"].get("samples")
+        device = f" · {progress.device}" if progress.device else ""
+        st.caption(
+            f"{STATUS_ICONS.get(progress.status, '')} Run #{run_id} · **{progress.status}** · "
+            f"`{run['model']}` · k = {samples} samples{device}"
+        )
+        if progress.status == "running":
+            st.button("Cancel run", icon=":material/stop_circle:", on_click=cancel, args=(run_id,))
+        if progress.status == "failed" and progress.error:
+            st.error(progress.error, icon=":material/error:")
+        seen = st.session_state.get("run_seen_status")
+        st.session_state.run_seen_status = progress.status
+        if seen == "running" and progress.status != "running":
+            st.rerun()  # the run just ended: redraw the whole page (buttons, history)
+
+
+def settings(dataset: dict) -> None:
+    defaults = ScoringConfig()
+    st.text_input(
+        "Model",
+        value=EMBEDDED_MODEL,
+        key="run_model",
+        help="The embedded SmolLM2-135M-Instruct, a Hugging Face model id already in the local cache, or a local "
+        "model directory.",
+    )
+    c1, c2, c3 = st.columns(3)
+    c1.number_input(
+        "Samples per row (k)",
+        min_value=0,
+        max_value=20,
+        value=defaults.samples,
+        key="run_samples",
+        help="Sampled answers for observed consistency (BSDetector uses k = 5). 0 is fastest.",
+    )
+    c2.selectbox("Device", DEVICES, key="run_device", help="auto picks a CUDA GPU when there is one.")
+    c3.toggle(
+        "Propose corrections",
+        value=defaults.propose,
+        key="run_propose",
+        help="Generate the model's own answer for doubtful rows and judge it against the response (Auto-Correct).",
+    )
+    c1, c2 = st.columns(2)
+    rows = c1.radio("Rows to score", ["All rows", "First N rows"], key="run_rows", horizontal=True)
+    c2.number_input(
+        "N",
+        min_value=1,
+        max_value=max(1, dataset["n_rows"]),
+        value=min(50, dataset["n_rows"]),
+        key="run_limit",
+        disabled=rows == "All rows",
+    )
+
+
+def history(dataset_id: int) -> None:
+    table = get_store().list_runs(dataset_id)
+    if table.empty:
+        return
+    st.subheader("Runs of this dataset")
+    table["samples"] = [p.get("samples") for p in table["params"]]
+    st.dataframe(
+        table[["run_id", "status", "model", "samples", "n_scored", "rows_total", "created_at", "finished_at", "error"]],
+        hide_index=True,
+        column_config={
+            "run_id": st.column_config.NumberColumn("Run", width="small"),
+            "status": "Status",
+            "model": "Model",
+            "samples": st.column_config.NumberColumn("k", width="small"),
+            "n_scored": st.column_config.NumberColumn("Scored", format="localized"),
+            "rows_total": st.column_config.NumberColumn("Rows", format="localized"),
+            "created_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm"),
+            "finished_at": st.column_config.DatetimeColumn("Finished (UTC)", format="YYYY-MM-DD HH:mm"),
+            "error": "Error",
+        },
+    )
+
+
+store = get_store()
+dataset = require_dataset(store)
+st.title("Run")
+st.caption(
+    f"Score “{md_plain(dataset['name'])}” ({dataset['n_rows']:,} rows) with a local model. Scoring runs in its own "
+    "worker process: you can switch pages, reload or close the tab, and rows appear in Review as they are scored."
+)
+
+latest = store.latest_run(dataset["dataset_id"])
+running = latest is not None and latest["status"] == "running"
+if latest is not None:
+    with st.container(border=True):
+        st.fragment(run_every=2 if running else None)(live_progress)(latest["run_id"])
+
+st.subheader("New run")
+settings(dataset)
+c1, c2 = st.columns([1, 3])
+c1.button(
+    "Start scoring",
+    type="primary",
+    icon=":material/play_arrow:",
+    disabled=running,
+    on_click=start,
+    args=(dataset["dataset_id"],),
+    help="Cancel the current run first." if running else "Resumes the latest run with the same model and settings.",
+)
+if latest is not None and not running and latest["n_scored"] < dataset["n_rows"]:
+    c2.button(
+        f"Resume run #{latest['run_id']} ({latest['n_scored']:,} of {dataset['n_rows']:,} rows scored)",
+        icon=":material/resume:",
+        on_click=start,
+        args=(dataset["dataset_id"], latest["model"], ScoringConfig.from_params(latest["params"])),
+        help="Scores the rows this run has not scored yet (all of them, or up to the first N), with its own model "
+        "and settings on the device chosen above.",
+    )
+history(dataset["dataset_id"])

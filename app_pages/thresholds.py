@@ -1,0 +1,218 @@
+"""Thresholds (for leads): where γ and η cut the confidence distributions, how many rows each action gets, and how
+often reviewers agreed with the automatic action at each confidence, to pick γ/η from evidence.
+
+CLEAR's symbols: γ (gamma) is the Auto-Filter threshold on confidence, η (eta) the Auto-Correct threshold on
+correction confidence. They are stored per dataset, so moving them re-labels rows at once, without re-scoring.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app_pages._components import annotator, get_store, md_plain, require_dataset, require_scores, safe_callback
+from clear_core import clear
+from clear_core.ui_state import ACTION_LABELS, SIGNAL_HELP
+
+COLORS = {"filter": "#d1495b", "correct": "#2a9d8f", "keep": "#8d99ae"}
+SCATTER_MAX_POINTS = 20_000  # a random sample beyond this keeps the browser responsive on 100k-row datasets
+SCATTER_X = {
+    "response_length": "Response length (characters)",
+    "n_response_tokens": "Response length (tokens)",
+    "logprob_mean": "Mean log-probability",
+    "pmi": "PMI (prompt explains response)",
+    "eos_prob": "End-of-response probability",
+    "self_reflection": "Self-reflection",
+    "consistency": "Observed consistency",
+    "judge_prob": "Judge probability",
+    "correction_confidence": "Correction confidence",
+}
+state = st.session_state
+
+
+@safe_callback
+def save(dataset_id: int) -> None:
+    get_store().set_thresholds(dataset_id, state.th_gamma, state.th_eta, updated_by=annotator() or None)
+
+
+@safe_callback
+def reset(dataset_id: int) -> None:
+    state.th_gamma, state.th_eta = clear.DEFAULT_GAMMA, clear.DEFAULT_ETA
+    save(dataset_id)
+
+
+def histograms(values: pd.DataFrame, actions, gamma: float, eta: float) -> go.Figure:
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("Confidence (γ filters below)", "Correction confidence (η corrects above)")
+    )
+    bins = {"start": 0.0, "end": 1.0, "size": 0.02}
+    for action in clear.ACTIONS:
+        picked = values[actions == action]
+        fig.add_trace(
+            go.Histogram(
+                x=picked["confidence"],
+                xbins=bins,
+                name=ACTION_LABELS[action],
+                marker_color=COLORS[action],
+                legendgroup=action,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Histogram(
+                x=picked["correction_confidence"],
+                xbins=bins,
+                name=ACTION_LABELS[action],
+                marker_color=COLORS[action],
+                legendgroup=action,
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+    fig.add_vline(
+        x=gamma,
+        line_dash="dash",
+        line_color="#b23a48",
+        annotation_text=f"γ = {gamma:.2f}",
+        annotation_position="top left",
+        row=1,
+        col=1,
+    )
+    fig.add_vline(
+        x=eta,
+        line_dash="dash",
+        line_color="#1f7a70",
+        annotation_text=f"η = {eta:.2f}",
+        annotation_position="top left",
+        row=1,
+        col=2,
+    )
+    fig.update_layout(
+        barmode="stack",
+        height=330,
+        margin={"t": 40, "b": 10, "l": 10, "r": 10},
+        legend={"orientation": "h", "y": -0.15},
+    )
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(title_text="rows", row=1, col=1)
+    return fig
+
+
+def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
+    decided = buckets[buckets["n_decided"] > 0]
+    labels = [f"{r.n_agree} of {r.n_decided}" for r in decided.itertuples()]
+    fig = go.Figure(
+        go.Bar(
+            x=(decided["lower"] + decided["upper"]) / 2,
+            y=decided["agreement"],
+            width=0.09,
+            text=labels,
+            textposition="outside",
+            marker_color="#457b9d",
+            hovertemplate="confidence %{x:.2f}<br>agreement %{y:.0%}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=gamma, line_dash="dash", line_color="#b23a48", annotation_text=f"γ = {gamma:.2f}")
+    fig.update_layout(height=300, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    fig.update_xaxes(range=[0, 1], title_text="confidence bucket")
+    fig.update_yaxes(range=[0, 1.15], tickformat=".0%", title_text="reviewers agreed")
+    return fig
+
+
+def scatter(values: pd.DataFrame, actions, x: str) -> go.Figure:
+    frame = values.assign(action=actions)
+    if len(frame) > SCATTER_MAX_POINTS:
+        frame = frame.sample(SCATTER_MAX_POINTS, random_state=0)
+    fig = go.Figure()
+    for action in clear.ACTIONS:
+        picked = frame[frame["action"] == action]
+        fig.add_trace(
+            go.Scattergl(
+                x=picked[x],
+                y=picked["confidence"],
+                mode="markers",
+                name=ACTION_LABELS[action],
+                marker={"color": COLORS[action], "size": 6, "opacity": 0.7},
+                customdata=picked["row_index"],
+                hovertemplate="row %{customdata}<br>x %{x}<br>confidence %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(height=360, margin={"t": 20, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(title_text=SCATTER_X[x])
+    fig.update_yaxes(title_text="confidence", range=[0, 1])
+    return fig
+
+
+store = get_store()
+dataset = require_dataset(store)
+run = require_scores(store, dataset)
+dataset_id, run_id = dataset["dataset_id"], run["run_id"]
+values = store.confidence_values(run_id)
+st.title("Thresholds")
+st.caption(
+    f"“{md_plain(dataset['name'])}”, run #{run_id}: {len(values):,} scored rows. Rows with confidence below **γ** "
+    "are filtered; rows whose proposal has correction confidence above **η** are corrected (a confident fix "
+    "wins over removal); the rest are kept. Changes are saved at once and relabel the Review queue."
+)
+if values.empty:
+    st.info("No rows are scored yet. They appear here as the run scores them.", icon=":material/hourglass_top:")
+    st.stop()
+
+if "th_gamma" not in state:
+    state.th_gamma, state.th_eta = store.get_thresholds(dataset_id)
+c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+gamma = c1.slider(
+    "γ: filter below this confidence", 0.0, 1.0, step=0.01, key="th_gamma", on_change=save, args=(dataset_id,)
+)
+eta = c2.slider(
+    "η: correct above this correction confidence", 0.0, 1.0, step=0.01, key="th_eta", on_change=save, args=(dataset_id,)
+)
+c3.button(
+    "Reset to defaults", on_click=reset, args=(dataset_id,), help=f"γ = {clear.DEFAULT_GAMMA}, η = {clear.DEFAULT_ETA}"
+)
+
+counts = store.action_counts(run_id, gamma, eta)
+total = max(sum(counts.values()), 1)
+for column, action in zip(st.columns(3), clear.ACTIONS):
+    column.metric(
+        f"{ACTION_LABELS[action]}",
+        f"{counts[action]:,}",
+        f"{counts[action] / total:.0%} of scored",
+        delta_color="off",
+        delta_arrow="off",
+        border=True,
+    )
+
+actions = clear.decide_many(values["confidence"], values["correction_confidence"], gamma, eta)
+st.plotly_chart(histograms(values, actions, gamma, eta), config={"displaylogo": False})
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Did reviewers agree?")
+    buckets = store.agreement_by_bucket(run_id, gamma, eta, bins=10)
+    if buckets["n_decided"].sum() == 0:
+        st.info(
+            "No review decisions yet. As reviewers decide, this shows per confidence bucket how often they "
+            "agreed with the automatic action at these thresholds.",
+            icon=":material/groups:",
+        )
+    else:
+        st.caption(
+            "Share of reviewed rows per confidence bucket where the decision matched the automatic action "
+            "(filter ~ remove, correct ~ accept or edit, keep ~ reject)."
+        )
+        st.plotly_chart(agreement_chart(buckets, gamma), config={"displaylogo": False})
+with right:
+    st.subheader("Signals")
+    x = st.selectbox(
+        "Confidence against",
+        list(SCATTER_X),
+        format_func=SCATTER_X.get,
+        key="th_scatter_x",
+        help=SIGNAL_HELP.get("confidence"),
+    )
+    st.plotly_chart(scatter(values, actions, x), config={"displaylogo": False})

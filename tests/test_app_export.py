@@ -1,0 +1,59 @@
+"""The Export page in AppTest: what is applied, the summary of changes, the download in the chosen format."""
+
+from __future__ import annotations
+
+from clear_core.store import Store
+
+EXPORT = "app_pages/export.py"
+
+
+def summary(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_default_export_applies_automatic_actions(app_db, app):
+    at = app(EXPORT)
+    assert not at.exception and not at.error
+    # γ = 0.5: rows 0, 1, 2 and 5 are filtered; η = 0.8: row 3 takes the proposal
+    assert summary(at) == {
+        "Rows in": "12",
+        "Rows out": "8",
+        "Removed": "4",
+        "Corrected": "1",
+        "Edited": "0",
+        "Unchanged": "7",
+    }
+    assert at.download_button[0].label == "Download gsm8k_small.curated.json"
+    changes = at.dataframe[0].value
+    assert list(changes["Row"]) == [0, 1, 2, 3, 5]
+    assert list(changes["Why"]) == ["Automatic (filter)"] * 3 + ["Automatic (correct)", "Automatic (filter)"]
+
+
+def test_decisions_override_and_only_reviewed_rows(app_db, app):
+    path, dataset_id, run_id = app_db
+    with Store(path) as store:
+        store.record_decision(dataset_id, 0, "reject", run_id=run_id, annotator="alice")
+        store.record_decision(dataset_id, 5, "edit", run_id=run_id, final_response="She earned $10.", annotator="bob")
+        store.record_decision(dataset_id, 9, "remove", run_id=run_id, annotator="bob")
+    at = app(EXPORT)
+    assert summary(at)["Rows out"] == "9" and summary(at)["Edited"] == "1" and summary(at)["Removed"] == "3"
+    changes = at.dataframe[0].value.set_index("Row")
+    assert changes.loc[5, "Why"] == "Edited" and changes.loc[5, "Annotator"] == "bob"
+    assert changes.loc[9, "Why"] == "Removed" and 0 not in changes.index
+
+    at.checkbox(key="ex_only").check().run()
+    assert summary(at)["Rows out"] == "2"  # rows 0 (kept original) and 5 (edited)
+    at.checkbox(key="ex_auto").uncheck().run()
+    at.checkbox(key="ex_only").uncheck().run()
+    assert summary(at)["Rows out"] == "11" and summary(at)["Corrected"] == "0"
+
+
+def test_format_choice_names_the_file(app_db, app):
+    at = app(EXPORT)
+    for choice, name in [("jsonl", "jsonl"), ("csv", "csv"), ("parquet", "parquet")]:
+        at.segmented_control(key="ex_format").set_value(choice).run()
+        assert not at.exception and not at.error
+        assert at.download_button[0].label == f"Download gsm8k_small.curated.{name}"
+    at.checkbox(key="ex_scores").check().run()
+    at.checkbox(key="ex_all").check().run()
+    assert not at.exception and not at.error

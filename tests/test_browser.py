@@ -1,0 +1,317 @@
+"""The whole journey in a real browser: the app server, headless Debian Chromium, the embedded model.
+
+Upload a real file (GSM8K rows, two responses corrupted), score the first rows in the worker, accept a proposal,
+reject one row, edit one, undo a removal, reload, export JSONL through the download button, and check the
+downloaded file row by row against the database and what was clicked. Screenshots of every page go to
+tests/artifacts/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from clear_core import clear
+from clear_core.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+GSM8K = REPO.parent / "shared" / "data" / "dev" / "gsm8k_train.json"
+SCORED_ROWS = 5  # of the 6 in the file: the last row stays unscored, as a partial run leaves it
+EDITED_TEXT = "Edited by the browser test: the answer is 42."
+ANNOTATOR = "Browser Tester"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian chromium is not installed at {CHROMIUM}"),
+    pytest.mark.skipif(not GSM8K.exists(), reason=f"the dev data set {GSM8K} is missing"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`streamlit run app.py` on a free port with its own database (CLEAR_DB in tmp_path, no demo run)."""
+
+    def __init__(self, tmp_path: Path):
+        self.db = tmp_path / "clear.duckdb"
+        self.log_path = tmp_path / "server.log"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "CLEAR_DB": str(self.db), "CLEAR_NO_DEMO": "1"}
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+        command += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout_s: float = 60) -> None:
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the app server did not start:\n" + self.log_path.read_text()) from None
+                time.sleep(0.5)
+
+    def stop(self) -> str:
+        """Stop the server (so the database file is free) and return its log."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def server(tmp_path):
+    app_server = AppServer(tmp_path)
+    try:
+        app_server.wait_healthy()
+        yield app_server
+    finally:
+        log = app_server.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "server.log").write_text(log)
+
+
+@pytest.fixture
+def source_file(tmp_path) -> Path:
+    """The first 6 real GSM8K rows; row 1 answers with a refusal, row 3 is cut off mid-sentence."""
+    rows = json.loads(GSM8K.read_text(encoding="utf-8"))[:6]
+    rows[1]["output"] = "I'm sorry, but I can't help with that request."
+    rows[3]["output"] = rows[3]["output"][: len(rows[3]["output"]) // 3]
+    path = tmp_path / "gsm8k_six.json"
+    path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(1.0)  # let charts and fonts settle
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def open_page(page, title: str) -> None:
+    page.get_by_role("link", name=title, exact=True).click()
+    settle(page)
+
+
+def settle(page) -> None:
+    """Give the app a moment to finish the script run a click started (each run takes well under a second)."""
+    page.wait_for_load_state()
+    time.sleep(1.5)
+
+
+def reviewed(page) -> str:
+    return page.get_by_text(re.compile(r"^Reviewed \d+ of \d+ rows$")).inner_text()
+
+
+def current_row(page) -> int:
+    heading = page.locator("h4").filter(has_text=re.compile(r"^Row \d+")).inner_text()
+    return int(re.match(r"Row (\d+)", heading).group(1))
+
+
+def wait_for_decision(page, count_before: str) -> None:
+    """After a decision: the progress line moves on, then the page settles on the next row."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text(re.compile(r"^Reviewed \d+ of \d+ rows$"))).not_to_have_text(count_before)
+    settle(page)
+
+
+def test_upload_score_review_export_in_a_real_browser(server, source_file, browser_page):
+    from playwright.sync_api import expect
+
+    base, db = server.url, server.db
+    page = browser_page
+
+    # -- Data: upload, preview, import -----------------------------------------------------------------------
+    page.goto(f"{base}/data?annotator={ANNOTATOR.replace(' ', '+')}")
+    page.locator("input[type='file']").set_input_files(str(source_file))
+    expect(page.get_by_text("Every row checks out.")).to_be_visible()
+    expect(page.get_by_text("Recognised format: alpaca")).to_be_visible()
+    shot(page, "1-data-preview")
+    page.get_by_role("button", name=re.compile("^Import")).click()
+    expect(page.get_by_text("Imported “gsm8k_six”: 6 rows.")).to_be_visible()
+    shot(page, "2-data-imported")
+
+    # -- Run: the embedded model, no samples (fast), the first 5 rows ------------------------------------------
+    open_page(page, "Run")
+    samples = page.get_by_role("spinbutton", name="Samples per row (k)")
+    samples.fill("0")
+    samples.press("Enter")
+    page.get_by_text("First N rows").click()
+    limit = page.get_by_role("spinbutton", name="N", exact=True)
+    expect(limit).to_be_enabled()
+    limit.fill(str(SCORED_ROWS))
+    limit.press("Enter")
+    expect(page.get_by_label("Model", exact=True)).to_have_value("embedded:SmolLM2-135M-Instruct")
+    time.sleep(1)
+    page.get_by_role("button", name=re.compile("^Start scoring")).click()
+    expect(page.get_by_role("button", name=re.compile("^Cancel run"))).to_be_visible()
+    shot(page, "3-run-in-progress")
+    # about a minute on a 2-core CPU; generous for a busy machine
+    expect(page.get_by_text(f"{SCORED_ROWS} of {SCORED_ROWS} rows scored", exact=True)).to_be_visible(timeout=900_000)
+    expect(page.get_by_text(re.compile(r"Run #1 · done"))).to_be_visible()
+    shot(page, "4-run-done")
+
+    # -- Review: accept a proposal, reject one row, edit one, undo a removal --------------------------------------
+    open_page(page, "Review")
+    expect(page.get_by_text("Reviewed 0 of 6 rows")).to_be_visible()
+    expect(page.locator("h4").filter(has_text=re.compile(r"^Row \d+"))).to_be_visible()
+    shot(page, "5-review")
+    clicked: dict[str, int] = {}
+    accept = page.get_by_role("button", name=re.compile("^Accept correction"))
+    for _ in range(3 * SCORED_ROWS):
+        row, count = current_row(page), reviewed(page)
+        if "accept" not in clicked and accept.is_enabled():
+            page.keyboard.press("a")  # keyboard shortcut
+            clicked["accept"] = row
+        elif "reject" not in clicked:
+            page.get_by_role("button", name=re.compile("^Reject")).click()
+            clicked["reject"] = row
+        elif "edit" not in clicked:
+            page.get_by_role("button", name=re.compile("^Edit")).click()
+            editor = page.get_by_label("Your response", exact=True)
+            expect(editor).to_be_visible()
+            editor.fill(EDITED_TEXT)
+            shot(page, "6-review-edit")
+            page.get_by_role("button", name=re.compile("^Save edit")).click()
+            clicked["edit"] = row
+        elif "accept" not in clicked:
+            page.keyboard.press("n")
+            settle(page)
+            if current_row(page) == row:
+                break  # the end of the queue
+            continue
+        else:
+            break
+        wait_for_decision(page, count)
+    assert set(clicked) == {"accept", "reject", "edit"}, f"no scored row got a proposal to accept: {clicked}"
+    expect(page.get_by_text("Reviewed 3 of 6 rows")).to_be_visible()
+
+    removed_row = current_row(page)
+    page.keyboard.press("d")
+    expect(page.get_by_text("Reviewed 4 of 6 rows")).to_be_visible()
+    page.keyboard.press("u")
+    expect(page.get_by_text("Reviewed 3 of 6 rows")).to_be_visible()
+    expect(page.locator("h4").filter(has_text=re.compile(r"^Row \d+"))).to_have_text(
+        re.compile(rf"^Row {removed_row}\b")
+    )
+
+    # a reload loses nothing: decisions are in the database, the annotator in the address
+    page.reload()
+    expect(page.get_by_text("Reviewed 3 of 6 rows")).to_be_visible()
+    expect(page.get_by_label("Annotator", exact=True)).to_have_value(ANNOTATOR)
+    page.keyboard.press("p")
+    time.sleep(1)
+    shot(page, "7-review-decided")
+
+    # -- Thresholds ------------------------------------------------------------------------------------------------
+    open_page(page, "Thresholds")
+    expect(page.get_by_text("Did reviewers agree?")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    shot(page, "8-thresholds")
+
+    # -- Export: JSONL through the download button ------------------------------------------------------------
+    open_page(page, "Export")
+    page.get_by_role("radio", name="JSONL", exact=True).click()
+    download_button = page.get_by_role("button", name=re.compile(r"^Download gsm8k_six\.curated\.jsonl"))
+    expect(download_button).to_be_visible()
+    shot(page, "9-export")
+    with page.expect_download() as download_info:
+        download_button.click()
+    download = download_info.value
+    assert download.suggested_filename == "gsm8k_six.curated.jsonl"
+    exported = [json.loads(line) for line in Path(download.path()).read_text(encoding="utf-8").splitlines()]
+    shutil.copy(download.path(), ARTIFACTS / "gsm8k_six.curated.jsonl")
+
+    # -- the file, row by row, against the database and the clicks ------------------------------------------------
+    page.close()
+    log = server.stop()
+    assert "Traceback" not in log, "the app server logged a traceback; see tests/artifacts/server.log"
+    expected = expected_records(db, json.loads(source_file.read_text(encoding="utf-8")), clicked)
+    assert len(exported) == len(expected)
+    for got, want in zip(exported, expected, strict=True):
+        assert got == want
+
+
+def expected_records(db: Path, source: list[dict], clicked: dict[str, int]) -> list[dict]:
+    """The curated rows worked out by hand from the scores, the thresholds and the decisions in the database."""
+    with Store(db, read_only=True) as store:
+        dataset_id = int(store.list_datasets()["dataset_id"].iloc[0])
+        run = store.latest_run(dataset_id)
+        scores = store.scores(run["run_id"]).set_index("row_index")
+        decisions = store.current_decisions(dataset_id).set_index("row_index")
+        gamma, eta = store.get_thresholds(dataset_id)
+    assert len(scores) == SCORED_ROWS and run["status"] == "done"
+    assert {d: int(r) for r, d in decisions["decision"].items()} == clicked
+    assert set(decisions["annotator"]) == {ANNOTATOR}
+
+    proposal = scores.loc[clicked["accept"], "proposed_response"]
+    assert isinstance(proposal, str) and proposal.strip()
+    expected = []
+    for row_index, record in enumerate(source):
+        output = record["output"]
+        if row_index == clicked["accept"]:
+            output = proposal
+        elif row_index == clicked["edit"]:
+            output = EDITED_TEXT
+        elif row_index == clicked["reject"]:
+            pass
+        elif row_index in scores.index:
+            score = scores.loc[row_index]
+            usable = isinstance(score["proposed_response"], str) and bool(score["proposed_response"].strip())
+            correction = score["correction_confidence"] if usable else None
+            action = clear.decide(score["confidence"], correction, gamma, eta)
+            if action == "filter":
+                continue
+            if action == "correct":
+                output = score["proposed_response"]
+        expected.append({**record, "output": output})
+    return expected
