@@ -221,7 +221,7 @@ def figure(detection: pd.DataFrame, reliability: pd.DataFrame, confidence, frame
             x=reliability["mean_confidence"],
             y=reliability["observed_good_rate"],
             mode="lines+markers",
-            name="calibrated",
+            name="reliability",
         ),
         row=1,
         col=2,
