@@ -108,7 +108,8 @@ def ingest(store, run_id: int) -> int:
         state = handoff.worker_state(directory)
         if state == "done":  # the worker scored every row it was given (all rows, or the first --limit)
             store.set_run_status(run_id, "done")
-        elif state == "cancelled":
+        elif state == "cancelled" or (state == "dead" and handoff.cancel_requested(directory)):
+            # a worker stopped by Cancel while still starting up dies before it can say so
             store.set_run_status(run_id, "cancelled")
         elif state == "failed":
             store.set_run_status(run_id, "failed", error=handoff.read_progress(directory).get("error"))
