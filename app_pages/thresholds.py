@@ -24,6 +24,8 @@ SCATTER_X = {
     "logprob_mean": "Mean log-probability",
     "pmi": "PMI (prompt explains response)",
     "eos_prob": "End-of-response probability",
+    "stop_prob": "Stop probability (low = truncated)",
+    "final_number_logprob": "Final number log-probability",
     "self_reflection": "Self-reflection",
     "consistency": "Observed consistency",
     "judge_prob": "Judge probability",

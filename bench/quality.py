@@ -37,6 +37,7 @@ from clear_core.confidence import (  # noqa: E402
     COMBINER_FEATURES,
     COMBINER_PATH,
     Combiner,
+    LogisticScore,
     combined_confidence,
     correction_confidence,
     feature_vector,
@@ -55,6 +56,8 @@ SIGNALS = {
     "logprob_min": lambda d: d["logprob_min"],
     "pmi": lambda d: d["pmi"],
     "eos_prob": lambda d: d["eos_prob"],
+    "stop_prob": lambda d: d["stop_prob"],
+    "final_number_logprob": lambda d: d["final_number_logprob"],
 }
 
 
@@ -107,14 +110,9 @@ def shipped_confidences(scores: pd.DataFrame, combiner: Combiner) -> pd.DataFram
 
 def calibrate(combiner: Combiner, scores: pd.DataFrame, good: np.ndarray) -> Combiner:
     """Platt-scale the combiner so its output reads as P(good): a monotone map, so the ranking is unchanged."""
-    conf = np.clip([combiner(feature_vector(r)) for r in scores.to_dict("records")], 1e-12, 1 - 1e-12)
-    a, b = metrics.platt_scale(np.log(conf / (1 - conf)), good.astype(float))
-    return Combiner(
-        weights={k: w * a for k, w in combiner.weights.items()},
-        means=combiner.means,
-        scales=combiner.scales,
-        bias=combiner.bias * a + b,
-    )
+    raw = np.clip([combiner.raw(feature_vector(r)) for r in scores.to_dict("records")], 1e-12, 1 - 1e-12)
+    a, b = metrics.platt_scale(np.log(raw / (1 - raw)), good.astype(float))
+    return Combiner(content=combiner.content, complete=combiner.complete, platt_a=float(a), platt_b=float(b))
 
 
 def features(scores: pd.DataFrame) -> np.ndarray:
@@ -122,11 +120,12 @@ def features(scores: pd.DataFrame) -> np.ndarray:
     return np.array([[np.nan if r[f] is None else r[f] for f in COMBINER_FEATURES] for r in rows], dtype=float)
 
 
-def fit_combiner(x: np.ndarray, good: np.ndarray) -> Combiner:
-    """Logistic regression on the standardised signals (missing values at the column mean)."""
+def fit_logistic_score(x: np.ndarray, good: np.ndarray) -> LogisticScore:
+    """One logistic regression on all standardised signals (missing values at the column mean): the data-fitted
+    linear alternative to the shipped two-factor prior."""
     x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
     fit = metrics.fit_logistic(x, good.astype(float), l2=1.0)
-    return Combiner(
+    return LogisticScore(
         weights={f: float(w) for f, w in zip(COMBINER_FEATURES, fit.standardized_weights)},
         means={f: float(m) for f, m in zip(COMBINER_FEATURES, fit.mean)},
         scales={f: float(s) for f, s in zip(COMBINER_FEATURES, fit.scale)},
@@ -141,8 +140,8 @@ def cross_validated(x: np.ndarray, good: np.ndarray, folds: int = 5, seed: int =
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
-        combiner = fit_combiner(x[train], good[train])
-        out[test] = [combiner(dict(zip(COMBINER_FEATURES, row))) for row in x[test]]
+        score = fit_logistic_score(x[train], good[train])
+        out[test] = [score(dict(zip(COMBINER_FEATURES, row))) for row in x[test]]
     return out
 
 
@@ -299,7 +298,7 @@ def main() -> None:
 
     if args.fit:
         combiner = calibrate(load_combiner(), scores, good)
-        COMBINER_PATH.write_text(json.dumps(combiner.__dict__, indent=2) + "\n")
+        COMBINER_PATH.write_text(json.dumps(combiner.to_json(), indent=2) + "\n")
         print(f"\nWrote {COMBINER_PATH} (re-run without --fit to see the calibrated numbers)")
 
 

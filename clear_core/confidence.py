@@ -3,8 +3,9 @@
 Pure functions on numbers and strings; the model passes that produce the raw inputs live in `engine.py`.
 Two confidences are computed for every row:
 - `bsdetector_confidence`: the paper-faithful C = β·O + (1−β)·S (arXiv 2308.16175), kept as the baseline;
-- `combined_confidence`: a logistic combination of the likelihood signals a local model gives almost free with
-  the BSDetector signals, calibrated to read as P(response is good). See docs/quality.md for how it was fitted.
+- `combined_confidence`: P(content is right) × P(response is complete), each a logistic score of signals (the
+  likelihood signals a local model gives almost free, and the BSDetector signals), Platt-calibrated to read as
+  P(response is good). See docs/quality.md for why this form and how it was measured.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from clear_core.metrics import final_number, token_f1
+from clear_core.metrics import NUMBER_PATTERN, final_number, token_f1
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,19 @@ def observed_consistency(samples: Sequence[str], response: str, alpha: float) ->
     return sum(scores) / len(scores)
 
 
+def final_number_tokens(text: str, spans: Sequence[tuple[int, int]] | None) -> list[int] | None:
+    """Indices of the tokens that spell the text's last number (a GSM8K answer, a count, a year), or None.
+
+    Their log-probability is a targeted fact check: a changed final answer is one or two unlikely tokens that the
+    mean over a long response hides. `spans` are the tokens' character spans; None when unknown.
+    """
+    numbers = list(NUMBER_PATTERN.finditer(text))
+    if not numbers or spans is None:
+        return None
+    start, end = numbers[-1].span()
+    return [i for i, (a, b) in enumerate(spans) if a < end and b > start] or None
+
+
 def option_score(probs: Sequence[float], scores: Sequence[float]) -> float:
     """Expected score of a multiple-choice answer from its option probabilities (renormalised over the options)."""
     total = sum(probs)
@@ -88,31 +102,83 @@ def bsdetector_confidence(consistency: float | None, self_reflection: float, bet
 
 
 @dataclass(frozen=True)
-class Combiner:
-    """Logistic combination of standardised signals: P(good) = σ(bias + Σ wᵢ·(xᵢ − meanᵢ)/scaleᵢ)."""
+class LogisticScore:
+    """σ(bias + Σ wᵢ·(xᵢ − meanᵢ)/scaleᵢ) over named features; a missing feature contributes its mean (nothing)."""
 
     weights: dict[str, float]
     means: dict[str, float]
     scales: dict[str, float]
     bias: float
 
-    def __call__(self, signals: dict[str, float | None]) -> float:
+    def logit(self, features: dict[str, float | None]) -> float:
         z = self.bias
         for name, w in self.weights.items():
-            value = signals.get(name)
+            value = features.get(name)
             if value is None or (isinstance(value, float) and math.isnan(value)):
-                continue  # a missing signal contributes its mean, i.e. nothing
+                continue
             z += w * (value - self.means[name]) / self.scales[name]
-        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+        return z
+
+    def __call__(self, features: dict[str, float | None]) -> float:
+        return _sigmoid(self.logit(features))
 
 
-COMBINER_FEATURES = ("logprob_mean", "logprob_min", "pmi", "log_eos_prob", "self_reflection", "consistency")
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """P(good) = Platt(P(content is right) · P(response is complete)).
+
+    Two failure modes, two scores. A truncated response is the right content cut short: its likelihood and PMI
+    are as high as a clean row's, so in one weighted sum they cancel the low stop probability that gives it away.
+    As a product, either score alone can sink the confidence. The Platt map (a, b) only calibrates: it is monotone,
+    so it never changes the ranking.
+    """
+
+    content: LogisticScore
+    complete: LogisticScore
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+
+    def raw(self, features: dict[str, float | None]) -> float:
+        """The uncalibrated product."""
+        return self.content(features) * self.complete(features)
+
+    def __call__(self, features: dict[str, float | None]) -> float:
+        p = min(max(self.raw(features), 1e-12), 1 - 1e-12)
+        return _sigmoid(self.platt_a * math.log(p / (1 - p)) + self.platt_b)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Combiner:
+        return cls(
+            content=LogisticScore(**data["content"]),
+            complete=LogisticScore(**data["complete"]),
+            platt_a=data.get("platt_a", 1.0),
+            platt_b=data.get("platt_b", 0.0),
+        )
+
+
+COMBINER_FEATURES = (
+    "logprob_mean",
+    "logprob_min",
+    "pmi",
+    "final_number_logprob",
+    "self_reflection",
+    "consistency",
+    "log_stop_prob",
+)
 
 
 def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
-    """The combiner's inputs, derived from raw signals (log of the end probability, clipped at 1e-6)."""
-    eos = raw.get("eos_prob")
-    derived = {"log_eos_prob": None if eos is None else math.log(max(eos, 1e-6))}
+    """The combiner's inputs, derived from raw signals (log of the stop probability, clipped at 1e-6)."""
+    stop = raw.get("stop_prob")
+    missing = stop is None or (isinstance(stop, float) and math.isnan(stop))
+    derived = {"log_stop_prob": None if missing else math.log(max(stop, 1e-6))}
     return {name: derived[name] if name in derived else raw.get(name) for name in COMBINER_FEATURES}
 
 
@@ -120,8 +186,8 @@ COMBINER_PATH = Path(__file__).with_name("combiner.json")
 
 
 def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
-    """The shipped combiner, fitted by `bench/quality.py --fit` on noisy dev rows (see docs/quality.md)."""
-    return Combiner(**json.loads(path.read_text(encoding="utf-8")))
+    """The shipped combiner: weights set as a prior, Platt-calibrated by `bench/quality.py --fit` (docs/quality.md)."""
+    return Combiner.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
 DEFAULT_COMBINER = load_combiner()
@@ -151,6 +217,8 @@ class RowSignals:
     logprob_uncond_mean: float
     pmi: float
     eos_prob: float
+    stop_prob: float
+    final_number_logprob: float | None
     n_response_tokens: int
     self_reflection: float
     consistency: float | None = None

@@ -7,6 +7,7 @@ judge pass (proposal vs response, in both orders). No per-row loop goes around t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from clear_core import prompts
@@ -16,6 +17,7 @@ from clear_core.confidence import (
     bsdetector_confidence,
     combined_confidence,
     correction_confidence,
+    final_number_tokens,
     observed_consistency,
     option_score,
 )
@@ -34,9 +36,11 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
     if not rows:
         return []
     prefixes = [lm.encode_prompt(r["prompt_messages"])[-config.max_prompt_tokens :] for r in rows]
-    responses = [lm.encode_text(r["response"])[: config.max_response_tokens] for r in rows]
+    encoded = [lm.encode_text_with_offsets(r["response"]) for r in rows]
+    responses = [ids[: config.max_response_tokens] for ids, _ in encoded]
+    number_tokens = [final_number_tokens(r["response"], spans) for r, (_, spans) in zip(rows, encoded)]
 
-    likelihood = _likelihood(lm, prefixes, responses)
+    likelihood = _likelihood(lm, prefixes, responses, number_tokens)
     reflection = _self_reflection(lm, rows)
     seed = config.seed + int(rows[0]["row_index"])
     sampled = generate(
@@ -99,24 +103,31 @@ def _propose(lm: LoadedModel, rows, prefixes, scored: list[RowSignals], config: 
         scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence)
 
 
-def _likelihood(lm: LoadedModel, prefixes: list[list[int]], responses: list[list[int]]) -> list[dict]:
-    """Mean log p(response | prompt), the same without the prompt, their difference, and p(end right after)."""
+def _likelihood(
+    lm: LoadedModel, prefixes: list[list[int]], responses: list[list[int]], number_tokens: list[list[int] | None]
+) -> list[dict]:
+    """Mean log p(response | prompt), the same without the prompt, their difference, p(end or stop right after),
+    and log p of the final number's tokens."""
     uncond_prefix = lm.encode_prompt(prompts.UNCONDITIONAL)
     n = len(prefixes)
     passes = continuation_logprobs(lm, prefixes + [uncond_prefix] * n, responses + responses)
     out = []
-    for (cond, cond_end), (uncond, _) in zip(passes[:n], passes[n:]):
+    for cond, uncond, numbers in zip(passes[:n], passes[n:], number_tokens):
+        tokens = cond.token_logprobs
         # An empty response has no tokens of its own: its likelihood is that of ending at once.
-        lp = sum(cond) / len(cond) if cond else cond_end
-        lp_uncond = sum(uncond) / len(uncond) if uncond else lp
+        lp = sum(tokens) / len(tokens) if tokens else cond.end_logprob
+        lp_uncond = sum(uncond.token_logprobs) / len(uncond.token_logprobs) if uncond.token_logprobs else lp
+        numbers = [t for t in numbers or [] if t < len(tokens)]
         out.append(
             {
                 "logprob_mean": lp,
-                "logprob_min": min(cond) if cond else cond_end,
+                "logprob_min": min(tokens) if tokens else cond.end_logprob,
                 "logprob_uncond_mean": lp_uncond,
                 "pmi": lp - lp_uncond,
-                "eos_prob": float(2.718281828459045**cond_end),
-                "n_response_tokens": len(cond),
+                "eos_prob": math.exp(cond.end_logprob),
+                "stop_prob": math.exp(cond.stop_logprob),
+                "final_number_logprob": sum(tokens[t] for t in numbers) if numbers else None,
+                "n_response_tokens": len(tokens),
             }
         )
     return out

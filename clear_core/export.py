@@ -36,6 +36,8 @@ SIGNALS = (
     "logprob_uncond_mean",
     "pmi",
     "eos_prob",
+    "stop_prob",
+    "final_number_logprob",
     "judge_prob",
     "correction_confidence",
     "confidence_bsdetector",

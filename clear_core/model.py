@@ -8,6 +8,7 @@ the positions that are scored (a full vocabulary of logits for every position wo
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import os
 import shutil
@@ -51,6 +52,14 @@ class LoadedModel:
     def encode_text(self, text: str) -> list[int]:
         """Token ids of bare text (a response), without special tokens."""
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def encode_text_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
+        """Token ids of bare text and each token's (start, end) character span; spans are None where the tokenizer
+        cannot report them (slow tokenizers)."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            return self.encode_text(text), None
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(span) for span in enc["offset_mapping"]]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -183,6 +192,15 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 # Scoring passes (no generation)
 
 
+@dataclass
+class Continuation:
+    """What one likelihood pass says about a continuation (a response) after its prefix (a prompt)."""
+
+    token_logprobs: list[float]  # log p of each continuation token
+    end_logprob: float  # log p(end-of-turn) right after the continuation
+    stop_logprob: float  # log p(any natural stop) right after it: end-of-turn, closing punctuation or a line break
+
+
 @torch.inference_mode()
 def continuation_logprobs(
     lm: LoadedModel,
@@ -190,11 +208,12 @@ def continuation_logprobs(
     continuations: Sequence[Sequence[int]],
     max_batch_tokens: int = 8192,
     max_batch_size: int = 16,
-) -> list[tuple[list[float], float]]:
-    """For each (prefix, continuation): log p of every continuation token, and log p(end-of-turn) right after it."""
+) -> list[Continuation]:
+    """For each (prefix, continuation): log p of every continuation token, and of ending (or stopping) right after."""
     seqs = [list(p) + list(c) + [lm.end_token_id] for p, c in zip(prefixes, continuations)]
-    results: list[tuple[list[float], float]] = [([], 0.0)] * len(seqs)
+    results: list[Continuation] = [Continuation([], 0.0, 0.0)] * len(seqs)
     head = lm.model.get_output_embeddings()
+    stops = torch.tensor(stop_token_ids(lm.tokenizer, lm.end_token_id), device=lm.device)
     for batch in length_batches([len(s) for s in seqs], max_batch_tokens, max_batch_size):
         ids, mask = _pad([seqs[i] for i in batch], lm.tokenizer.pad_token_id, left=False)
         hidden = lm.model.base_model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).last_hidden_state
@@ -205,8 +224,34 @@ def continuation_logprobs(
             logp = torch.log_softmax(logits, dim=-1)
             targets = torch.tensor(seqs[i][start:end], device=logp.device)
             token_logp = logp.gather(1, targets[:, None])[:, 0].tolist()
-            results[i] = (token_logp[:-1], token_logp[-1])
+            stop_logp = float(torch.logsumexp(logp[-1, stops], dim=0))
+            results[i] = Continuation(token_logp[:-1], token_logp[-1], stop_logp)
     return results
+
+
+_STOP_PUNCTUATION = frozenset(".!?)]\"'”’»…")
+
+
+@functools.cache
+def _stop_token_ids(tokenizer, end_token_id: int) -> tuple[int, ...]:
+    ids = {end_token_id}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    for token_id in range(len(tokenizer)):
+        text = tokenizer.decode([token_id])
+        stripped = text.strip()
+        if (stripped and set(stripped) <= _STOP_PUNCTUATION) or (not stripped and "\n" in text):
+            ids.add(token_id)
+    return tuple(sorted(ids))
+
+
+def stop_token_ids(tokenizer, end_token_id: int) -> tuple[int, ...]:
+    """Tokens after which a response may naturally stop: end-of-turn and EOS, closing punctuation, line breaks.
+
+    A response cut mid-sentence puts almost no probability on any of them; a complete one that merely lacks a
+    final full stop (a label, a list item) still puts a lot on "." or a line break, unlike on end-of-turn alone.
+    """
+    return _stop_token_ids(tokenizer, end_token_id)
 
 
 @torch.inference_mode()

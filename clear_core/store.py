@@ -59,6 +59,8 @@ SCORE_FIELDS = (
     "judge_prob",
     "correction_confidence",
     "logprob_min",
+    "stop_prob",
+    "final_number_logprob",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
 
@@ -162,6 +164,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         4,
         # The least likely response token: one wrong number or word stands out here while the mean dilutes it.
         "ALTER TABLE scores ADD COLUMN logprob_min DOUBLE;",
+    ),
+    (
+        5,
+        # p(a natural stop right after the response), which detects truncation far better than end-of-turn alone,
+        # and the log-probability of the response's final number (a changed answer shows here).
+        "ALTER TABLE scores ADD COLUMN stop_prob DOUBLE; ALTER TABLE scores ADD COLUMN final_number_logprob DOUBLE;",
     ),
 ]
 

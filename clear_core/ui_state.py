@@ -28,6 +28,9 @@ SIGNAL_HELP = {
     "logprob_uncond_mean": "Mean token log-probability of the response without the prompt.",
     "pmi": "How much the prompt explains the response (log-prob with minus without prompt).",
     "eos_prob": "Probability that the response ends where it ends (low = truncated).",
+    "stop_prob": "Probability that the response could stop here: end of turn, closing punctuation or a line break "
+    "(low = cut off mid-sentence).",
+    "final_number_logprob": "Log-probability of the response's final number (low = a doubtful answer or figure).",
     "n_response_tokens": "Response length in tokens.",
     "judge_prob": "Probability that the model's proposal is better than the response.",
     "correction_confidence": "Confidence that the proposal should replace the response (compared with η).",

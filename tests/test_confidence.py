@@ -9,11 +9,13 @@ import pytest
 from clear_core.confidence import (
     DEFAULT_COMBINER,
     Combiner,
+    LogisticScore,
     ScoringConfig,
     answers_match,
     bsdetector_confidence,
     combined_confidence,
     correction_confidence,
+    final_number_tokens,
     observed_consistency,
     option_score,
 )
@@ -53,25 +55,64 @@ def test_bsdetector_confidence_weights_consistency_by_beta():
     assert bsdetector_confidence(None, 0.4, beta=0.7) == pytest.approx(0.4)
 
 
+BASE_SIGNALS = {
+    "logprob_mean": -1.5,
+    "logprob_min": -8.0,
+    "pmi": 0.5,
+    "final_number_logprob": -3.0,
+    "stop_prob": 0.3,
+    "self_reflection": 0.5,
+    "consistency": 0.3,
+}
+
+
 def test_combined_confidence_is_a_probability_and_monotone_in_each_signal():
-    base = {"logprob_mean": -1.5, "pmi": 0.5, "eos_prob": 0.1, "self_reflection": 0.5, "consistency": 0.3}
-    c = combined_confidence(base)
+    c = combined_confidence(BASE_SIGNALS)
     assert 0.0 < c < 1.0
-    for name, higher in [("logprob_mean", -0.5), ("pmi", 2.0), ("eos_prob", 0.9)]:
-        assert combined_confidence({**base, name: higher}) > c, name
+    for name, higher in [("logprob_mean", -0.5), ("pmi", 2.0), ("stop_prob", 0.9), ("consistency", 0.8)]:
+        assert combined_confidence({**BASE_SIGNALS, name: higher}) > c, name
     # a missing signal counts as its mean value: it neither raises nor lowers the confidence
-    at_mean = DEFAULT_COMBINER.means["consistency"]
-    assert combined_confidence({**base, "consistency": None}) == pytest.approx(
-        combined_confidence({**base, "consistency": at_mean})
+    at_mean = DEFAULT_COMBINER.content.means["consistency"]
+    assert combined_confidence({**BASE_SIGNALS, "consistency": None}) == pytest.approx(
+        combined_confidence({**BASE_SIGNALS, "consistency": at_mean})
     )
 
 
-def test_combiner_ignores_missing_signals():
-    combiner = Combiner(weights={"a": 2.0}, means={"a": 0.0}, scales={"a": 1.0}, bias=0.0)
-    assert combiner({"a": None}) == pytest.approx(0.5)
-    assert combiner({"a": float("nan")}) == pytest.approx(0.5)
-    assert combiner({"a": 1.0}) == pytest.approx(1 / (1 + math.exp(-2.0)))
-    assert set(DEFAULT_COMBINER.weights) <= set(DEFAULT_COMBINER.means) & set(DEFAULT_COMBINER.scales)
+def test_a_response_cut_short_is_doubtful_however_likely_its_words():
+    """The two factors multiply: excellent content cannot buy back a response that stops mid-sentence."""
+    excellent = {**BASE_SIGNALS, "logprob_mean": -0.3, "pmi": 2.5, "consistency": 0.9, "stop_prob": 0.9}
+    assert combined_confidence(excellent) > 0.8
+    assert combined_confidence({**excellent, "stop_prob": 1e-4}) < 0.5
+
+
+def test_logistic_score_ignores_missing_signals():
+    score = LogisticScore(weights={"a": 2.0}, means={"a": 0.0}, scales={"a": 1.0}, bias=0.0)
+    assert score({"a": None}) == pytest.approx(0.5)
+    assert score({"a": float("nan")}) == pytest.approx(0.5)
+    assert score({"a": 1.0}) == pytest.approx(1 / (1 + math.exp(-2.0)))
+    for factor in (DEFAULT_COMBINER.content, DEFAULT_COMBINER.complete):
+        assert set(factor.weights) <= set(factor.means) & set(factor.scales)
+
+
+def test_combiner_is_a_calibrated_product_that_round_trips_through_json():
+    content = LogisticScore(weights={"a": 1.0}, means={"a": 0.0}, scales={"a": 1.0}, bias=0.0)
+    complete = LogisticScore(weights={"b": 1.0}, means={"b": 0.0}, scales={"b": 1.0}, bias=0.0)
+    plain = Combiner(content, complete)
+    assert plain({"a": 0.0, "b": 0.0}) == pytest.approx(0.25)  # 0.5 * 0.5, identity Platt map
+    calibrated = Combiner(content, complete, platt_a=2.0, platt_b=0.5)
+    values = [{"a": a, "b": b} for a, b in [(-2, 1), (0, 0), (1, 3), (3, -1)]]
+    # Platt scaling is monotone: it changes the numbers, never the ranking
+    assert sorted(values, key=plain) == sorted(values, key=calibrated)
+    assert Combiner.from_json(calibrated.to_json()) == calibrated
+
+
+def test_final_number_tokens_finds_the_tokens_of_the_last_number():
+    text = "She had 48 clips and sold 24, so 72 in all."
+    spans = [(m.start(), m.end()) for m in __import__("re").finditer(r"\d|[^\d\s]+|\s+", text)]
+    picked = final_number_tokens(text, spans)
+    assert "".join(text[a:b] for a, b in (spans[i] for i in picked)) == "72"
+    assert final_number_tokens("no digits here", spans) is None
+    assert final_number_tokens(text, None) is None
 
 
 def test_correction_confidence_never_exceeds_doubt_in_the_original():

@@ -35,7 +35,7 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
         scores = store.scores(run["run_id"]).set_index("row_index").sort_index()
         gamma, eta = store.get_thresholds(dataset_id)
     assert list(scores.index) == list(range(20))
-    for name in ("confidence", "confidence_bsdetector", "self_reflection", "consistency", "eos_prob"):
+    for name in ("confidence", "confidence_bsdetector", "self_reflection", "consistency", "eos_prob", "stop_prob"):
         assert scores[name].between(0, 1).all(), name
     assert scores[["logprob_mean", "logprob_uncond_mean", "pmi"]].notna().all().all()
     assert set(SCORE_FIELDS) <= set(scores.columns)
@@ -45,6 +45,8 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
     assert scores.loc[4, "pmi"] < clean["pmi"].median()
     assert scores.loc[14, "pmi"] < clean["pmi"].median()
     assert scores.loc[9, "eos_prob"] < clean["eos_prob"].median()
+    assert scores.loc[9, "stop_prob"] < clean["stop_prob"].median()
+    assert scores["final_number_logprob"].notna().all()  # every GSM8K answer ends with a number
 
     out = tmp_path / "curated.json"
     exported = cli("export", "--db", str(db), "--out", str(out), "--include-scores", "--all-rows")

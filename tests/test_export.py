@@ -403,6 +403,8 @@ def test_all_rows_and_scores_columns(tmp_path):
         "logprob_uncond_mean",
         "pmi",
         "eos_prob",
+        "stop_prob",
+        "final_number_logprob",
         "judge_prob",
         "correction_confidence",
         "confidence_bsdetector",

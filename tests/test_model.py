@@ -13,6 +13,7 @@ from clear_core.model import (
     load_model,
     next_token_probs,
     resolve_device,
+    stop_token_ids,
 )
 
 
@@ -42,11 +43,22 @@ def test_continuation_logprobs_match_unbatched_forward(tiny_model):
     prefixes = [lm.encode_prompt([{"role": "user", "content": q}]) for q in ["What is 2+2?", "Name a colour."]]
     continuations = [lm.encode_text("It is four, of course."), lm.encode_text("Blue")]
     batched = continuation_logprobs(lm, prefixes, continuations, max_batch_size=2)
-    for (tokens, end), prefix, cont in zip(batched, prefixes, continuations):
+    for result, prefix, cont in zip(batched, prefixes, continuations):
         naive_tokens, naive_end = _naive_logprobs(lm, prefix, cont)
-        assert len(tokens) == len(cont)
-        assert tokens == pytest.approx(naive_tokens, abs=1e-4)
-        assert end == pytest.approx(naive_end, abs=1e-4)
+        assert len(result.token_logprobs) == len(cont)
+        assert result.token_logprobs == pytest.approx(naive_tokens, abs=1e-4)
+        assert result.end_logprob == pytest.approx(naive_end, abs=1e-4)
+        # stopping includes ending: its probability is at least the end-of-turn token's, and at most 1
+        assert naive_end - 1e-4 <= result.stop_logprob <= 1e-6
+
+
+def test_stop_tokens_are_ends_closing_punctuation_and_line_breaks(tiny_model):
+    lm = tiny_model
+    stops = stop_token_ids(lm.tokenizer, lm.end_token_id)
+    assert lm.end_token_id in stops
+    texts = {lm.tokenizer.decode([t]) for t in stops if t not in (lm.end_token_id, lm.tokenizer.eos_token_id)}
+    assert "." in texts and "\n" in texts
+    assert all(not text.strip() or set(text.strip()) <= set(".!?)]\"'”’»…") for text in texts)
 
 
 def test_next_token_probs_with_left_padding_match_single_prompts(tiny_model):
