@@ -26,6 +26,7 @@ SCATTER_X = {
     "eos_prob": "End-of-response probability",
     "stop_prob": "Stop probability (low = truncated)",
     "final_number_logprob": "Final number log-probability",
+    "repetition": "Repeated sentences (share)",
     "self_reflection": "Self-reflection",
     "consistency": "Observed consistency",
     "judge_prob": "Judge probability",

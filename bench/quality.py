@@ -6,12 +6,13 @@
    fraction with every recipe of clear_core.noise, keeping each row's clean original.
 2. Scores them through the real path: `python -m clear_core score FILE --db DB --samples K`.
 3. Reports, per noise kind and overall: detection AUROC of every signal alone, of the stored confidence, of a
-   cross-validated refit of the combiner, and of the paper-faithful BSDetector confidence; precision/recall of
-   `filter` at γ; Auto-Correct proposal rates on noisy vs clean rows and how often a proposal is closer to the
-   clean original than the noisy response was; calibration (ECE, reliability table).
-4. `--fit` Platt-calibrates the shipped combiner on these rows and rewrites clear_core/combiner.json. Its weights
-   are a prior set by hand before any measurement; a logistic refit is reported (cross-validated) but did not
-   rank better on this data (docs/quality.md).
+   cross-validated single logistic refit of the same signals, and of the paper-faithful BSDetector confidence;
+   precision/recall of `filter` at γ; Auto-Correct rates on noisy vs clean rows at several η and how often a
+   proposal is closer to the clean original than the noisy response was; calibration (ECE, reliability table).
+4. `--fit` Platt-calibrates the shipped combiner on these rows and rewrites clear_core/combiner.json. Its form
+   (content score × completeness score) and weights were chosen on the rows of seeds 0 and 1; the default seed 2
+   draws other rows (98 of its 100 GSM8K rows are new; Self-Instruct has only 175 tasks, so 69 of its 100 recur,
+   with other noise), a mostly fresh check of choices made elsewhere.
 
 Writes bench/results/quality.md (tables), quality.html and quality.png (figure). Never reads holdout/.
 """
@@ -19,6 +20,7 @@ Writes bench/results/quality.md (tables), quality.html and quality.png (figure).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -58,6 +60,8 @@ SIGNALS = {
     "eos_prob": lambda d: d["eos_prob"],
     "stop_prob": lambda d: d["stop_prob"],
     "final_number_logprob": lambda d: d["final_number_logprob"],
+    "repetition (negated)": lambda d: -d["repetition"],
+    "arithmetic_errors (negated)": lambda d: -d["arithmetic_errors"],
 }
 
 
@@ -112,7 +116,7 @@ def calibrate(combiner: Combiner, scores: pd.DataFrame, good: np.ndarray) -> Com
     """Platt-scale the combiner so its output reads as P(good): a monotone map, so the ranking is unchanged."""
     raw = np.clip([combiner.raw(feature_vector(r)) for r in scores.to_dict("records")], 1e-12, 1 - 1e-12)
     a, b = metrics.platt_scale(np.log(raw / (1 - raw)), good.astype(float))
-    return Combiner(content=combiner.content, complete=combiner.complete, platt_a=float(a), platt_b=float(b))
+    return dataclasses.replace(combiner, platt_a=float(a), platt_b=float(b))
 
 
 def features(scores: pd.DataFrame) -> np.ndarray:
@@ -181,6 +185,23 @@ def correction_table(frame: pd.DataFrame, scores: pd.DataFrame, confidence: np.n
             }
         )
     return pd.DataFrame(rows, index=["noisy rows", "clean rows"])
+
+
+def eta_table(frame: pd.DataFrame, scores: pd.DataFrame, etas) -> pd.DataFrame:
+    """Auto-Correct at several η: share of noisy and of clean rows corrected, and how often a correction helps."""
+    rows = []
+    for eta in etas:
+        table = correction_table(frame, scores, scores["confidence"].to_numpy(dtype=float), eta)
+        rate = f"correct at eta={eta:.2f}"
+        rows.append(
+            {
+                "eta": eta,
+                "noisy rows corrected": table.loc["noisy rows", rate],
+                "clean rows corrected": table.loc["clean rows", rate],
+                "noisy corrections closer to clean": table.loc["noisy rows", "closer to clean original"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("eta")
 
 
 def threshold_table(frame: pd.DataFrame, confidence: np.ndarray, gammas) -> pd.DataFrame:
@@ -254,7 +275,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--samples", type=int, default=5, help="k for observed consistency (paper: 5)")
-    parser.add_argument("--seed", type=int, default=0)
+    # Seeds 0 and 1 drew the rows the combiner's form and weights were chosen on; seed 2 draws fresh rows for the
+    # numbers reported in docs/quality.md.
+    parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--db", type=Path, default=RESULTS / "quality.duckdb")
     parser.add_argument("--fit", action="store_true", help="refit the combiner and write clear_core/combiner.json")
     args = parser.parse_args()
@@ -278,6 +301,7 @@ def main() -> None:
     ece = metrics.expected_calibration_error(stored, good, bins=10)
     thresholds = threshold_table(frame, stored, [0.3, 0.4, 0.5, 0.6, 0.7])
     correction = correction_table(frame, scores, stored, clear.DEFAULT_ETA)
+    etas = eta_table(frame, scores, [0.4, 0.5, 0.6, 0.7, 0.8])
 
     report = [
         f"# Quality benchmark: {len(frame)} dev rows, {args.fraction:.0%} noisy, k={args.samples}, seed={args.seed}",
@@ -288,6 +312,8 @@ def main() -> None:
         markdown(thresholds),
         f"## Auto-Correct at eta = {clear.DEFAULT_ETA}",
         markdown(correction),
+        "## Auto-Correct by eta",
+        markdown(etas),
         "## Reliability of the CLEAR Review confidence",
         markdown(reliability, index=False),
     ]

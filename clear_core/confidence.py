@@ -3,9 +3,10 @@
 Pure functions on numbers and strings; the model passes that produce the raw inputs live in `engine.py`.
 Two confidences are computed for every row:
 - `bsdetector_confidence`: the paper-faithful C = β·O + (1−β)·S (arXiv 2308.16175), kept as the baseline;
-- `combined_confidence`: P(content is right) × P(response is complete), each a logistic score of signals (the
-  likelihood signals a local model gives almost free, and the BSDetector signals), Platt-calibrated to read as
-  P(response is good). See docs/quality.md for why this form and how it was measured.
+- `combined_confidence`: P(content is right) × P(response is complete) × P(checks pass), each a logistic score
+  of signals (the likelihood signals a local model gives almost free, the BSDetector signals, and the
+  deterministic checks of `checks.py`), Platt-calibrated to read as P(response is good). See docs/quality.md for
+  why this form and how it was measured.
 """
 
 from __future__ import annotations
@@ -129,22 +130,23 @@ def _sigmoid(z: float) -> float:
 
 @dataclass(frozen=True)
 class Combiner:
-    """P(good) = Platt(P(content is right) · P(response is complete)).
+    """P(good) = Platt(P(content is right) · P(response is complete) · P(checks pass)).
 
-    Two failure modes, two scores. A truncated response is the right content cut short: its likelihood and PMI
-    are as high as a clean row's, so in one weighted sum they cancel the low stop probability that gives it away.
-    As a product, either score alone can sink the confidence. The Platt map (a, b) only calibrates: it is monotone,
-    so it never changes the ranking.
+    Three failure modes, three scores. A truncated response is the right content cut short, and a loop of
+    repeated lines or a wrong sum reads fluently: their likelihood and PMI are as high as a clean row's, so in one
+    weighted sum they would cancel the one signal that gives them away. As a product, any score alone can sink
+    the confidence. The Platt map (a, b) only calibrates: it is monotone, so it never changes the ranking.
     """
 
     content: LogisticScore
     complete: LogisticScore
+    checks: LogisticScore
     platt_a: float = 1.0
     platt_b: float = 0.0
 
     def raw(self, features: dict[str, float | None]) -> float:
         """The uncalibrated product."""
-        return self.content(features) * self.complete(features)
+        return self.content(features) * self.complete(features) * self.checks(features)
 
     def __call__(self, features: dict[str, float | None]) -> float:
         p = min(max(self.raw(features), 1e-12), 1 - 1e-12)
@@ -158,6 +160,7 @@ class Combiner:
         return cls(
             content=LogisticScore(**data["content"]),
             complete=LogisticScore(**data["complete"]),
+            checks=LogisticScore(**data["checks"]),
             platt_a=data.get("platt_a", 1.0),
             platt_b=data.get("platt_b", 0.0),
         )
@@ -171,6 +174,8 @@ COMBINER_FEATURES = (
     "self_reflection",
     "consistency",
     "log_stop_prob",
+    "repetition",
+    "arithmetic_errors",
 )
 
 
@@ -220,6 +225,8 @@ class RowSignals:
     stop_prob: float
     final_number_logprob: float | None
     n_response_tokens: int
+    repetition: float
+    arithmetic_errors: int | None
     self_reflection: float
     consistency: float | None = None
     proposed_response: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from clear_core import prompts
+from clear_core import checks, prompts
 from clear_core.confidence import (
     RowSignals,
     ScoringConfig,
@@ -61,6 +61,8 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
             **likelihood[i],
             self_reflection=reflection[i],
             consistency=observed_consistency(sampled[i], row["response"], config.alpha),
+            repetition=checks.repetition(row["response"]),
+            arithmetic_errors=checks.arithmetic_errors(row["response"]),
         )
         signals.confidence_bsdetector = bsdetector_confidence(signals.consistency, signals.self_reflection, config.beta)
         signals.confidence = combined_confidence(vars(signals))

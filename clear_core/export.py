@@ -38,6 +38,8 @@ SIGNALS = (
     "eos_prob",
     "stop_prob",
     "final_number_logprob",
+    "repetition",
+    "arithmetic_errors",
     "judge_prob",
     "correction_confidence",
     "confidence_bsdetector",

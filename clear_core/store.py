@@ -61,6 +61,8 @@ SCORE_FIELDS = (
     "logprob_min",
     "stop_prob",
     "final_number_logprob",
+    "repetition",
+    "arithmetic_errors",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
 
@@ -168,8 +170,14 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         5,
         # p(a natural stop right after the response), which detects truncation far better than end-of-turn alone,
-        # and the log-probability of the response's final number (a changed answer shows here).
-        "ALTER TABLE scores ADD COLUMN stop_prob DOUBLE; ALTER TABLE scores ADD COLUMN final_number_logprob DOUBLE;",
+        # the log-probability of the response's final number (a changed answer shows here), and the two
+        # deterministic checks of clear_core/checks.py: repeated sentences and wrong arithmetic.
+        """
+        ALTER TABLE scores ADD COLUMN stop_prob DOUBLE;
+        ALTER TABLE scores ADD COLUMN final_number_logprob DOUBLE;
+        ALTER TABLE scores ADD COLUMN repetition DOUBLE;
+        ALTER TABLE scores ADD COLUMN arithmetic_errors INTEGER;
+        """,
     ),
 ]
 

@@ -31,6 +31,9 @@ SIGNAL_HELP = {
     "stop_prob": "Probability that the response could stop here: end of turn, closing punctuation or a line break "
     "(low = cut off mid-sentence).",
     "final_number_logprob": "Log-probability of the response's final number (low = a doubtful answer or figure).",
+    "repetition": "Share of the response's sentences and lines that repeat an earlier one (a generation loop).",
+    "arithmetic_errors": "Equations like '96 + 125 = 222' in the response whose stated result is wrong "
+    "(empty: none to check).",
     "n_response_tokens": "Response length in tokens.",
     "judge_prob": "Probability that the model's proposal is better than the response.",
     "correction_confidence": "Confidence that the proposal should replace the response (compared with η).",

@@ -63,6 +63,8 @@ BASE_SIGNALS = {
     "stop_prob": 0.3,
     "self_reflection": 0.5,
     "consistency": 0.3,
+    "repetition": 0.0,
+    "arithmetic_errors": None,
 }
 
 
@@ -78,11 +80,16 @@ def test_combined_confidence_is_a_probability_and_monotone_in_each_signal():
     )
 
 
-def test_a_response_cut_short_is_doubtful_however_likely_its_words():
-    """The two factors multiply: excellent content cannot buy back a response that stops mid-sentence."""
+def test_a_cut_short_looping_or_miscalculated_response_is_doubtful_however_likely_its_words():
+    """The factors multiply: excellent content cannot buy back a response that stops mid-sentence, repeats itself
+    or states a wrong sum."""
     excellent = {**BASE_SIGNALS, "logprob_mean": -0.3, "pmi": 2.5, "consistency": 0.9, "stop_prob": 0.9}
     assert combined_confidence(excellent) > 0.8
-    assert combined_confidence({**excellent, "stop_prob": 1e-4}) < 0.5
+    assert combined_confidence({**excellent, "arithmetic_errors": 0}) == pytest.approx(
+        combined_confidence(excellent), abs=0.05
+    )
+    for flaw in ({"stop_prob": 1e-4}, {"repetition": 0.75}, {"arithmetic_errors": 1}):
+        assert combined_confidence({**excellent, **flaw}) < 0.5, flaw
 
 
 def test_logistic_score_ignores_missing_signals():
@@ -90,16 +97,17 @@ def test_logistic_score_ignores_missing_signals():
     assert score({"a": None}) == pytest.approx(0.5)
     assert score({"a": float("nan")}) == pytest.approx(0.5)
     assert score({"a": 1.0}) == pytest.approx(1 / (1 + math.exp(-2.0)))
-    for factor in (DEFAULT_COMBINER.content, DEFAULT_COMBINER.complete):
+    for factor in (DEFAULT_COMBINER.content, DEFAULT_COMBINER.complete, DEFAULT_COMBINER.checks):
         assert set(factor.weights) <= set(factor.means) & set(factor.scales)
 
 
 def test_combiner_is_a_calibrated_product_that_round_trips_through_json():
     content = LogisticScore(weights={"a": 1.0}, means={"a": 0.0}, scales={"a": 1.0}, bias=0.0)
     complete = LogisticScore(weights={"b": 1.0}, means={"b": 0.0}, scales={"b": 1.0}, bias=0.0)
-    plain = Combiner(content, complete)
-    assert plain({"a": 0.0, "b": 0.0}) == pytest.approx(0.25)  # 0.5 * 0.5, identity Platt map
-    calibrated = Combiner(content, complete, platt_a=2.0, platt_b=0.5)
+    checks = LogisticScore(weights={}, means={}, scales={}, bias=0.0)
+    plain = Combiner(content, complete, checks)
+    assert plain({"a": 0.0, "b": 0.0}) == pytest.approx(0.125)  # 0.5 * 0.5 * 0.5, identity Platt map
+    calibrated = Combiner(content, complete, checks, platt_a=2.0, platt_b=0.5)
     values = [{"a": a, "b": b} for a, b in [(-2, 1), (0, 0), (1, 3), (3, -1)]]
     # Platt scaling is monotone: it changes the numbers, never the ranking
     assert sorted(values, key=plain) == sorted(values, key=calibrated)

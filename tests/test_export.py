@@ -405,6 +405,8 @@ def test_all_rows_and_scores_columns(tmp_path):
         "eos_prob",
         "stop_prob",
         "final_number_logprob",
+        "repetition",
+        "arithmetic_errors",
         "judge_prob",
         "correction_confidence",
         "confidence_bsdetector",

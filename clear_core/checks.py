@@ -1,0 +1,105 @@
+"""Deterministic checks of a response's form and arithmetic: failures a model's likelihood cannot see.
+
+A small model finds repeated text *more* likely, not less (each copy predicts the next), and cannot add
+three-digit numbers; so a loop of repeated lines or a stated sum that is wrong both look fine to it. These checks
+are exact, cheap and explainable, and they are stored as their own signals so a reviewer sees why a row scored low.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NUM = r"\$?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?"
+_UNIT = r"(?:\s(?!(?:x|times|of|by|per)\b)[a-z]+)?"  # "48 apples + 12 apples = 60": one lowercase word may follow
+_TERM = _NUM + _UNIT
+_OP = r"\s*(?:[-+*/×÷]|(?<![a-z])x(?![a-z]))\s*"  # "x" as a times sign, never the x inside "boxes"
+# An expression of two or more numbers joined by + - * / (x, ×, ÷ too), "=", and the stated result. The result
+# must not continue as an expression itself ("= 1/4", "= 3 * 5"), and nothing arithmetic may come just before.
+_EQUATION = re.compile(
+    rf"(?<![\d.,)(*/+×÷-])(?<!\$)({_TERM}(?:{_OP}{_TERM})+)\s*=\s*({_NUM})(?![\d,]*\.?\d)(?!\s*[-+*/x×÷(]\s*[\d$(.])"
+)
+_LEFT_CONTINUES = re.compile(r"(?:[-+*/×÷(]|\bx|\bof|\btimes|\bby)[\s$]*$", re.IGNORECASE)
+_SEGMENT = re.compile(r"[^\n.!?]+[.!?]?")
+_MIN_SEGMENT_WORDS = 3  # "Yes." twice is not a loop; only repeated sentences or lines of some length count
+
+
+def _number(text: str) -> float:
+    text = re.sub(r"[a-z]+$", "", text.strip()).replace("$", "").replace(",", "").strip()
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+
+
+def _evaluate(expression: str) -> float | None:
+    """Value of a flat expression of numbers and + - * / with the usual precedence; None when it divides by 0."""
+    parts = re.split(rf"({_OP})", expression)
+    numbers = [_number(p) for p in parts[0::2]]
+    ops = [p.strip().replace("x", "*").replace("×", "*").replace("÷", "/") for p in parts[1::2]]
+    terms, signs, current = [], [], numbers[0]
+    for op, value in zip(ops, numbers[1:]):
+        if op == "*":
+            current *= value
+        elif op == "/":
+            if value == 0:
+                return None
+            current /= value
+        else:
+            terms.append(current)
+            signs.append(op)
+            current = value
+    terms.append(current)
+    total = terms[0]
+    for sign, term in zip(signs, terms[1:]):
+        total = total + term if sign == "+" else total - term
+    return total
+
+
+def _matches(stated_text: str, computed: float) -> bool:
+    """The stated result equals the computation, up to the rounding its own decimals show."""
+    stated = _number(stated_text)
+    digits = stated_text.replace("%", "").partition(".")[2]
+    tolerance = 0.5 * 10 ** -len(digits) if digits else 0.5
+    scale = 100 if stated_text.strip().endswith("%") else 1  # "= 25%" states 0.25 at percent precision
+    return abs(stated - computed) * scale <= tolerance + 1e-9 * max(1.0, abs(computed)) * scale
+
+
+def arithmetic_errors(text: str) -> int | None:
+    """How many plain equations "a + b * c = d" in the text state a wrong result; None when it states none.
+
+    Only numbers, operators and single unit words count ("48 apples + 12 = 60"); an equation with more words
+    between its numbers is skipped, not guessed, and so is one whose result is itself an expression
+    ("1/2 * 1/2 = 1/4").
+    """
+    checked = wrong = 0
+    for match in _EQUATION.finditer(text):
+        if _LEFT_CONTINUES.search(text[: match.start()]):
+            continue  # "60 students x 2/3 = 40": the written equation starts further left, past a word
+        expression, stated = match.groups()
+        try:
+            computed = _evaluate(expression)
+        except ValueError:  # a number the regex admits but float() does not ("1,,2")
+            continue
+        if computed is None:
+            continue
+        checked += 1
+        # A percent sign is used both ways ("100/4 = 25%", "1.2 x 100% = 120"): either reading passes.
+        readings = (computed, computed * 100, computed / 100) if "%" in match.group(0) else (computed,)
+        wrong += not any(_matches(stated, value) for value in readings)
+    return wrong if checked else None
+
+
+def repetition(text: str) -> float:
+    """Share of the response's sentences and lines (of 3+ words) that repeat an earlier one word for word.
+
+    0 for text without repeats; 0.75 for one sentence written four times. Case and spacing are ignored.
+    """
+    seen: set[str] = set()
+    total = repeats = 0
+    for segment in _SEGMENT.findall(text):
+        words = segment.lower().split()
+        if len(words) < _MIN_SEGMENT_WORDS:
+            continue
+        key = " ".join(words).rstrip(".!?")
+        total += 1
+        if key in seen:
+            repeats += 1
+        seen.add(key)
+    return repeats / total if total else 0.0

@@ -1,0 +1,51 @@
+"""The deterministic checks: wrong arithmetic and repeated sentences, on real GSM8K text and hand-made cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clear_core.checks import arithmetic_errors, repetition
+
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "gsm8k_train.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "wrong"),
+    [
+        ("Natalia sold 48/2 = 24 clips in May.", 0),
+        ("Total earned = 96 + 125 = $222", 1),
+        ("Jasper spent $10 + $5 + $20 = $35 on the ingredients.", 0),  # a chain is one equation
+        ("2 + 3 * 4 = 14 and 2 + 3 * 4 = 20", 1),  # usual precedence
+        ("Accommodation is 15% * $1000=$150", 0),  # percent of an amount
+        ("So 100/4=25% of them", 0),  # a ratio written as a percent
+        ("It is 10/3 = 3.33 hours", 0),  # rounding the text itself shows
+        ("It is 10/3 = 3.5 hours", 1),
+        ("3 boxes x 4 = 13", 1),  # "x" between numbers is a times sign, a unit word may follow a number
+        ("There are 60 students x 2/3 = 40 students", 0),
+        ("Half of a half is 1/2 * 1/2 = 1/4", None),  # a fractional result is not guessed at
+        ("The proportion is 3/7.", None),
+        ("No equations here, just words.", None),
+        ("Divide: 5 / 0 = 0", None),
+    ],
+)
+def test_arithmetic_errors_count_wrong_equations(text, wrong):
+    assert arithmetic_errors(text) == wrong
+
+
+def test_arithmetic_errors_rarely_fire_on_real_gsm8k_solutions():
+    """Real solutions contain a few genuine slips; the check must not flag ordinary notation by the hundred."""
+    rows = json.loads(GSM8K.read_text(encoding="utf-8"))[:1000]
+    results = [arithmetic_errors(row["output"]) for row in rows]
+    checked = [r for r in results if r is not None]
+    assert len(checked) > 0.8 * len(rows)  # most solutions state at least one equation
+    assert sum(r > 0 for r in checked) < 0.02 * len(rows)
+
+
+def test_repetition_is_the_share_of_repeated_sentences():
+    assert repetition("The sky is blue. Grass is green.") == 0.0
+    assert repetition("He ran to the shop.\nHe ran to the shop.\nhe ran  to the shop!\nHe ran to the shop.") == 0.75
+    assert repetition("Yes. Yes. Yes.") == 0.0  # short answers repeated are not a loop
+    assert repetition("") == 0.0
