@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -46,7 +47,9 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
     assert scores.loc[14, "pmi"] < clean["pmi"].median()
     assert scores.loc[9, "eos_prob"] < clean["eos_prob"].median()
     assert scores.loc[9, "stop_prob"] < clean["stop_prob"].median()
-    assert scores["final_number_logprob"].notna().all()  # every GSM8K answer ends with a number
+    assert clean["final_number_logprob"].notna().all()  # every clean GSM8K solution states a final number
+    assert math.isnan(scores.loc[4, "final_number_logprob"])  # the refusal states no number
+    assert scores["repetition"].between(0, 1).all()
 
     out = tmp_path / "curated.json"
     exported = cli("export", "--db", str(db), "--out", str(out), "--include-scores", "--all-rows")
