@@ -114,8 +114,8 @@ def shipped_confidences(scores: pd.DataFrame, combiner: Combiner) -> pd.DataFram
 
 def calibrate(combiner: Combiner, scores: pd.DataFrame, good: np.ndarray) -> Combiner:
     """Platt-scale the combiner so its output reads as P(good): a monotone map, so the ranking is unchanged."""
-    raw = np.clip([combiner.raw(feature_vector(r)) for r in scores.to_dict("records")], 1e-12, 1 - 1e-12)
-    a, b = metrics.platt_scale(np.log(raw / (1 - raw)), good.astype(float))
+    logits = np.array([combiner.raw_logit(feature_vector(r)) for r in scores.to_dict("records")])
+    a, b = metrics.platt_scale(logits, good.astype(float))
     return dataclasses.replace(combiner, platt_a=float(a), platt_b=float(b))
 
 

@@ -115,13 +115,18 @@ class LogisticScore:
         z = self.bias
         for name, w in self.weights.items():
             value = features.get(name)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if _missing(value):
                 continue
             z += w * (value - self.means[name]) / self.scales[name]
         return z
 
     def __call__(self, features: dict[str, float | None]) -> float:
         return _sigmoid(self.logit(features))
+
+
+def _missing(value: float | None) -> bool:
+    """None or NaN: how the store and pandas hand over a signal that was not computed for a row."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _sigmoid(z: float) -> float:
@@ -144,13 +149,14 @@ class Combiner:
     platt_a: float = 1.0
     platt_b: float = 0.0
 
-    def raw(self, features: dict[str, float | None]) -> float:
-        """The uncalibrated product."""
-        return self.content(features) * self.complete(features) * self.checks(features)
+    def raw_logit(self, features: dict[str, float | None]) -> float:
+        """Logit of the uncalibrated product: the input of the Platt map."""
+        p = self.content(features) * self.complete(features) * self.checks(features)
+        p = min(max(p, 1e-12), 1 - 1e-12)
+        return math.log(p / (1 - p))
 
     def __call__(self, features: dict[str, float | None]) -> float:
-        p = min(max(self.raw(features), 1e-12), 1 - 1e-12)
-        return _sigmoid(self.platt_a * math.log(p / (1 - p)) + self.platt_b)
+        return _sigmoid(self.platt_a * self.raw_logit(features) + self.platt_b)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -182,8 +188,7 @@ COMBINER_FEATURES = (
 def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
     """The combiner's inputs, derived from raw signals (log of the stop probability, clipped at 1e-6)."""
     stop = raw.get("stop_prob")
-    missing = stop is None or (isinstance(stop, float) and math.isnan(stop))
-    derived = {"log_stop_prob": None if missing else math.log(max(stop, 1e-6))}
+    derived = {"log_stop_prob": None if _missing(stop) else math.log(max(stop, 1e-6))}
     return {name: derived[name] if name in derived else raw.get(name) for name in COMBINER_FEATURES}
 
 

@@ -233,7 +233,13 @@ _STOP_PUNCTUATION = frozenset(".!?)]\"'”’»…")
 
 
 @functools.cache
-def _stop_token_ids(tokenizer, end_token_id: int) -> tuple[int, ...]:
+def stop_token_ids(tokenizer, end_token_id: int) -> tuple[int, ...]:
+    """Tokens after which a response may naturally stop: end-of-turn and EOS, closing punctuation, line breaks.
+
+    A response cut mid-sentence puts almost no probability on any of them; a complete one that merely lacks a
+    final full stop (a label, a list item) still puts a lot on "." or a line break, unlike on end-of-turn alone.
+    Computed once per tokenizer (a pass over the vocabulary, 0.1 s for SmolLM2's).
+    """
     ids = {end_token_id}
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
@@ -243,15 +249,6 @@ def _stop_token_ids(tokenizer, end_token_id: int) -> tuple[int, ...]:
         if (stripped and set(stripped) <= _STOP_PUNCTUATION) or (not stripped and "\n" in text):
             ids.add(token_id)
     return tuple(sorted(ids))
-
-
-def stop_token_ids(tokenizer, end_token_id: int) -> tuple[int, ...]:
-    """Tokens after which a response may naturally stop: end-of-turn and EOS, closing punctuation, line breaks.
-
-    A response cut mid-sentence puts almost no probability on any of them; a complete one that merely lacks a
-    final full stop (a label, a list item) still puts a lot on "." or a line break, unlike on end-of-turn alone.
-    """
-    return _stop_token_ids(tokenizer, end_token_id)
 
 
 @torch.inference_mode()
