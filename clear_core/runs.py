@@ -73,7 +73,8 @@ def start_run(
     if limit is not None:
         todo = todo[todo["row_index"] < limit]  # row indices are 0..n-1 in input order
     if todo.empty:
-        store.set_run_status(run_id, "done")
+        if run is None or run["status"] != "done":
+            store.set_run_status(run_id, "done")  # a finished run keeps its finish time: there was nothing to do
         return run_id
     rows = [
         {

@@ -33,6 +33,12 @@ def test_run_scores_every_row_through_the_worker(tmp_path, gsm8k_file, tiny_mode
         assert sorted(scores["row_index"]) == list(range(12))
         assert scores["confidence"].between(0, 1).all()
         assert handoff.pending_chunks(runs.run_dir(store, run_id)) == []  # everything ingested
+        # starting it again finds nothing to do and leaves the run, and its timing, as it was
+        finished = store.latest_run(dataset_id)["finished_at"]
+        time.sleep(0.01)
+        again = runs.start_run(store, db, dataset_id, model=str(tiny_model_path), device="cpu", config=FAST)
+        assert again == run_id
+        assert store.latest_run(dataset_id)["finished_at"] == finished
 
 
 def test_limit_then_larger_limit_extends_the_same_run(tmp_path, gsm8k_file, tiny_model_path):
