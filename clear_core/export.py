@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import io
 import json
 import math
@@ -46,19 +47,34 @@ SIGNALS = (
     "n_response_tokens",
 )
 HUMAN_DECISIONS = ("accept", "reject", "remove", "edit")
+# What an export does with rows that have no scores (not scored yet, or scoring failed) and no human decision.
+UNSCORED_CHOICES = ("fail", "keep", "drop")
 _SELF_INSTRUCT_KEYS = ("_source_index", "_instance_index")
 
 
 class ExportError(Exception):
-    """The curated records cannot be written in the chosen format."""
+    """The curated records cannot be written in the chosen format or place."""
+
+
+class UnscoredRowsError(ExportError):
+    """The export would pass rows without scores as kept, and the policy says to refuse (``unscored="fail"``)."""
+
+    def __init__(self, unscored: list[int], failed: list[int], total: int):
+        self.unscored, self.failed, self.total = unscored, failed, total
+        super().__init__(describe_unscored(unscored, failed, total))
 
 
 @dataclass(kw_only=True)
 class ExportPolicy:
     """What the export applies. gamma (γ) and eta (η) are the CLEAR Auto-Filter / Auto-Correct thresholds.
 
-    ``curate`` uses apply_auto, gamma, eta, apply_decisions and only_reviewed; ``include_scores`` and
+    ``curate`` uses apply_auto, gamma, eta, apply_decisions, only_reviewed and unscored; ``include_scores`` and
     ``all_rows`` are passed on to ``to_records`` (they choose what is written, not what is kept).
+
+    ``unscored`` is for rows that automatic actions cannot decide because they have no scores (the run stopped
+    early, was limited to the first N rows, or scoring the row failed) and that no annotator decided: 'keep'
+    writes them unchanged, 'drop' leaves them out, 'fail' keeps them in the preview but ``check_scored``
+    refuses the export. It applies only with apply_auto and without only_reviewed (which already drops them).
     """
 
     apply_auto: bool = True  # apply automatic actions: filter drops rows, correct replaces responses
@@ -68,12 +84,18 @@ class ExportPolicy:
     only_reviewed: bool = False  # keep only rows with a human decision
     all_rows: bool = False  # write dropped rows too, with clear_kept / clear_action
     include_scores: bool = False  # add clear_* score columns
+    unscored: str = "fail"  # one of UNSCORED_CHOICES
+
+    def __post_init__(self) -> None:
+        if self.unscored not in UNSCORED_CHOICES:
+            raise ValueError(f"unscored={self.unscored!r}; expected one of {', '.join(UNSCORED_CHOICES)}.")
 
 
 @dataclass
 class CuratedRow:
     """A row after curation: action is 'keep' | 'filter' | 'correct' after decisions; source is who chose it
-    ('human', 'auto', or 'none' when the row is unscored or automatic actions are off)."""
+    ('human', 'auto', or 'none' when the row is unscored or automatic actions are off); scoring is 'scored',
+    'unscored' (no score row) or 'failed' (a score row whose scoring raised: its ``error`` is set)."""
 
     row_index: int
     record: dict[str, Any]
@@ -85,6 +107,12 @@ class CuratedRow:
     scores: dict[str, Any] = field(default_factory=dict)
     decision: str | None = None
     annotator: str | None = None
+    scoring: str = "scored"
+
+    @property
+    def pending(self) -> bool:
+        """No scores and no human decision: nothing has decided this row."""
+        return self.scoring != "scored" and self.source != "human"
 
 
 # -- curation -----------------------------------------------------------------------------------------------
@@ -123,9 +151,16 @@ def _usable(text: Any) -> bool:
     return isinstance(text, str) and bool(text.strip())
 
 
+def _scoring(scores: dict[str, Any]) -> str:
+    """'scored', 'unscored' (no score row) or 'failed' (the score row records an error)."""
+    if not scores:
+        return "unscored"
+    return "failed" if scores.get("error") else "scored"
+
+
 def _automatic(response: str, scores: dict[str, Any] | None, policy: ExportPolicy) -> tuple[str, str, str]:
     """(action, final_response, source) from the scores alone; a correction needs a non-empty proposal."""
-    if not scores or not policy.apply_auto:
+    if _scoring(scores or {}) != "scored" or not policy.apply_auto:
         return "keep", response, "none"
     proposal = scores.get("proposed_response")
     correction = scores.get("correction_confidence") if _usable(proposal) else None
@@ -162,7 +197,8 @@ def curate(
 
     ``scores``: one row per scored row_index (docs/architecture.md score fields). ``decisions``: the current
     decision per row (row_index, decision, final_response, annotator); with duplicates the last one wins.
-    Dropped rows are returned too (``kept=False``) so the result can be summarised and previewed.
+    Dropped rows are returned too (``kept=False``) so the result can be summarised and previewed. Rows without
+    scores follow ``policy.unscored`` (see ExportPolicy); ``check_scored`` enforces 'fail'.
     """
     score_rows = _by_row_index(scores)
     decision_rows = _by_row_index(decisions) if policy.apply_decisions else {}
@@ -175,6 +211,9 @@ def curate(
             action, final = _human(row_index, response, row_scores, decision)
             source = "human"
         kept = action != "filter" and (decision is not None or not policy.only_reviewed)
+        scoring = _scoring(row_scores)
+        if decision is None and scoring != "scored" and policy.apply_auto and policy.unscored == "drop":
+            kept = False
         curated.append(
             CuratedRow(
                 row_index=row_index,
@@ -187,13 +226,17 @@ def curate(
                 scores=row_scores,
                 decision=None if decision is None else decision.get("decision"),
                 annotator=None if decision is None else decision.get("annotator"),
+                scoring=scoring,
             )
         )
     return curated
 
 
 def summarize(curated: list[CuratedRow]) -> dict[str, int]:
-    """Counts for the export screen; kept = corrected_auto + corrected_human + edited + unchanged."""
+    """Counts for the export screen; kept = corrected_auto + corrected_human + edited + unchanged.
+
+    ``unscored`` and ``failed`` count rows that nothing decided (no scores, no human decision), kept or not.
+    """
     kept = [c for c in curated if c.kept]
     counts = {
         "total": len(curated),
@@ -205,7 +248,43 @@ def summarize(curated: list[CuratedRow]) -> dict[str, int]:
         "unchanged": sum(c.action == "keep" for c in kept),
     }
     counts["corrected"] = counts["corrected_auto"] + counts["corrected_human"]
+    unscored, failed = pending_rows(curated)
+    counts["unscored"], counts["failed"] = len(unscored), len(failed)
     return counts
+
+
+def pending_rows(curated: list[CuratedRow]) -> tuple[list[int], list[int]]:
+    """Row indices that nothing decided: (not scored, scoring failed), both without a human decision."""
+    unscored = [c.row_index for c in curated if c.pending and c.scoring == "unscored"]
+    failed = [c.row_index for c in curated if c.pending and c.scoring == "failed"]
+    return unscored, failed
+
+
+def row_list(indices: list[int], shown: int = 5) -> str:
+    """'row 3', 'rows 8, 9, 10' or 'rows 8, 9, 10, 11, 12 and 17 more' (row indices as the Review page shows them)."""
+    head = ", ".join(str(i) for i in indices[:shown])
+    more = f" and {len(indices) - shown:,} more" if len(indices) > shown else ""
+    return f"{'row' if len(indices) == 1 else 'rows'} {head}{more}"
+
+
+def describe_unscored(unscored: list[int], failed: list[int], total: int) -> str:
+    """'22 of 30 rows are not scored (rows 8, 9, 10, 11, 12 and 17 more) and 1 failed scoring (row 3)'."""
+    failed_part = f"failed scoring ({row_list(failed)})"
+    if not unscored:
+        return f"{len(failed):,} of {total:,} rows {failed_part}"
+    verb = "is" if len(unscored) == 1 else "are"
+    text = f"{len(unscored):,} of {total:,} rows {verb} not scored ({row_list(unscored)})"
+    return f"{text} and {len(failed):,} {failed_part}" if failed else text
+
+
+def check_scored(curated: list[CuratedRow], policy: ExportPolicy) -> None:
+    """Raise UnscoredRowsError when ``policy.unscored`` is 'fail' and automatic actions would leave rows
+    without scores undecided (they would pass as kept without anyone having looked at them)."""
+    if policy.unscored != "fail" or not policy.apply_auto or policy.only_reviewed:
+        return
+    unscored, failed = pending_rows(curated)
+    if unscored or failed:
+        raise UnscoredRowsError(unscored, failed, len(curated))
 
 
 # -- records in the input's schema --------------------------------------------------------------------------
@@ -369,11 +448,40 @@ def _write_atomic(path: Path, payload: bytes) -> None:
         raise
 
 
+def _why_not_written(path: Path, exc: OSError) -> str:
+    """The cause of a failed write in plain words."""
+    folder = path.parent.resolve()
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return "it is a folder; give a file name"
+    if exc.errno == errno.ENOENT:
+        return f"the folder {folder} does not exist"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: you cannot write to the folder {folder} (or replace the file)"
+    if exc.errno == errno.EROFS:
+        return f"the file system holding {folder} is read-only"
+    if exc.errno == errno.ENOSPC:
+        return f"the disk holding {folder} is full"
+    if exc.errno == errno.EDQUOT:
+        return f"your disk quota on {folder} is used up"
+    if exc.errno == errno.EFBIG:
+        return "the file would exceed the largest file size allowed here"
+    return exc.strerror or str(exc)
+
+
 def write_records(
     records: list[dict[str, Any]], path: str | Path, fmt: str = "original", *, input_format: str | None = None
 ) -> Path:
-    """Write records to ``path`` atomically; fmt 'original' uses ``input_format`` (else the path's extension)."""
+    """Write records to ``path`` atomically; fmt 'original' uses ``input_format`` (else the path's extension).
+
+    A failed write raises ExportError naming the path and the cause; it leaves no temporary file and keeps any
+    previous file at ``path`` as it was.
+    """
     path = Path(path)
     payload = export_bytes(records, resolve_format(fmt, input_format, path))
-    _write_atomic(path, payload)
+    try:
+        _write_atomic(path, payload)
+    except OSError as exc:
+        raise ExportError(
+            f"Could not write the export to {path}: {_why_not_written(path, exc)}. Nothing was written."
+        ) from exc
     return path

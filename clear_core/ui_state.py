@@ -54,7 +54,9 @@ STATUS_FILTERS = {
     "reject": "Kept original",
     "remove": "Removed",
     "edit": "Edited",
+    "failed": "Scoring failed",  # rows the worker could not score; only this filter shows them
 }
+FAILED_LABEL = "Failed"  # the Action cell of a row that could not be scored (it has no automatic action)
 # Queue orders offered to reviewers: label -> (order_by, ascending). The first is the default (CLEAR: least
 # confident first, where bad rows concentrate).
 SORTS = {
@@ -155,7 +157,7 @@ def step(page: int, position: int, rows_on_page: int, pages: int, delta: int) ->
 
 def stays_in_queue(status_filter: str, decision: str) -> bool:
     """Whether a row just given ``decision`` still matches the queue's status filter (else it drops out)."""
-    return status_filter in ("all", "decided", decision)
+    return status_filter in ("all", "decided", "failed", decision)
 
 
 def queue_table(page: pd.DataFrame) -> pd.DataFrame:
@@ -164,7 +166,7 @@ def queue_table(page: pd.DataFrame) -> pd.DataFrame:
         {
             "Row": page["row_index"].astype(int),
             "Confidence": page["confidence"].astype(float),
-            "Action": [ACTION_LABELS.get(a, a) for a in page["action"]],
+            "Action": [ACTION_LABELS[a] if isinstance(a, str) else FAILED_LABEL for a in page["action"]],
             "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in page["decision"]],
         }
     )
@@ -292,6 +294,8 @@ def changed_rows(curated: Sequence, limit: int = 200) -> tuple[pd.DataFrame, int
 def _reason(row) -> str:
     if row.source == "human":
         return DECISION_LABELS.get(row.decision, row.decision or "")
+    if row.scoring != "scored" and not row.kept:
+        return "Scoring failed" if row.scoring == "failed" else "Not scored"
     if not row.kept and row.action != "filter":
         return "Not reviewed"
     return f"Automatic ({row.action})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
 from pathlib import Path
 
 import pandas as pd
@@ -15,9 +16,14 @@ from clear_core.data import ColumnMapping, Row, load_dataset
 from clear_core.export import (
     ExportError,
     ExportPolicy,
+    UnscoredRowsError,
+    check_scored,
     curate,
+    describe_unscored,
     export_bytes,
+    pending_rows,
     resolve_format,
+    row_list,
     summarize,
     to_records,
     write_records,
@@ -269,6 +275,8 @@ def test_real_gsm8k_first_50_rows_in_its_own_json_format(tmp_path):
         "edited": 0,
         "unchanged": 48,
         "corrected": 1,
+        "unscored": 47,
+        "failed": 0,
     }
 
 
@@ -316,6 +324,8 @@ def test_human_decisions_override_automatic_actions():
         "edited": 1,
         "unchanged": 2,
         "corrected": 1,
+        "unscored": 0,
+        "failed": 0,
     }
     ignored = curate(rows(5), scores, decisions, ExportPolicy(gamma=0.5, eta=0.8, apply_decisions=False))
     assert [c.action for c in ignored] == ["filter", "correct", "keep", "filter", "keep"]
@@ -334,6 +344,68 @@ def test_unscored_rows_and_missing_scores_are_kept():
     curated = curate(rows(2), scores, None, POLICY)
     assert [(c.action, c.source, c.kept) for c in curated] == [("keep", "none", True), ("keep", "auto", True)]
     assert curated[1].scores["confidence"] is None
+
+
+def limited_run_scores(n_scored: int, failed: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Scores of a run that stopped after its first n_scored rows; rows in ``failed`` raised while scoring
+    (all signals NULL, ``error`` set, as the store keeps them)."""
+    frame = pd.DataFrame(
+        {
+            "row_index": range(n_scored),
+            "confidence": [0.9] * n_scored,
+            "correction_confidence": [0.1] * n_scored,
+            "proposed_response": ["p"] * n_scored,
+            "error": [None] * n_scored,
+        }
+    )
+    for i in failed:
+        frame.loc[i, ["confidence", "correction_confidence", "proposed_response", "error"]] = [
+            None,
+            None,
+            None,
+            "RuntimeError: CUDA out of memory",
+        ]
+    return frame
+
+
+def test_rows_without_scores_are_counted_and_named_by_the_policy():
+    scores = limited_run_scores(8, failed=(3,))
+    decisions = pd.DataFrame({"row_index": [20], "decision": ["reject"], "annotator": ["ann"]})
+    strict = curate(rows(30), scores, decisions, POLICY)
+    assert POLICY.unscored == "fail"  # the default: never pass unscored rows as kept without a word
+    assert [c.scoring for c in strict[:9]] == ["scored"] * 3 + ["failed"] + ["scored"] * 4 + ["unscored"]
+    assert pending_rows(strict) == ([*range(8, 20), *range(21, 30)], [3])  # row 20 has a human decision
+    assert summarize(strict)["unscored"] == 21 and summarize(strict)["failed"] == 1
+    with pytest.raises(UnscoredRowsError) as refused:
+        check_scored(strict, POLICY)
+    assert str(refused.value) == (
+        "21 of 30 rows are not scored (rows 8, 9, 10, 11, 12 and 16 more) and 1 failed scoring (row 3)"
+    )
+    assert (refused.value.unscored[:2], refused.value.failed, refused.value.total) == ([8, 9], [3], 30)
+
+    kept = curate(rows(30), scores, decisions, ExportPolicy(gamma=0.5, eta=0.8, unscored="keep"))
+    assert all(c.kept for c in kept) and summarize(kept)["kept"] == 30 and summarize(kept)["unscored"] == 21
+    assert [c.source for c in kept[2:5]] == ["auto", "none", "auto"]  # a failed row gets no automatic action
+    check_scored(kept, ExportPolicy(gamma=0.5, eta=0.8, unscored="keep"))
+
+    dropped = curate(rows(30), scores, decisions, ExportPolicy(gamma=0.5, eta=0.8, unscored="drop"))
+    assert [c.row_index for c in dropped if c.kept] == [0, 1, 2, 4, 5, 6, 7, 20]
+    assert summarize(dropped)["removed"] == 22 and summarize(dropped)["unscored"] == 21
+
+    # only scores decide automatic actions: without them (or with only reviewed rows) nothing is refused
+    check_scored(strict, ExportPolicy(gamma=0.5, eta=0.8, apply_auto=False))
+    check_scored(strict, ExportPolicy(gamma=0.5, eta=0.8, only_reviewed=True))
+    complete = curate(rows(8), limited_run_scores(8), None, POLICY)
+    check_scored(complete, POLICY)
+    assert pending_rows(complete) == ([], [])
+
+
+def test_the_unscored_message_reads_well():
+    assert describe_unscored([4], [], 5) == "1 of 5 rows is not scored (row 4)"
+    assert describe_unscored([], [0, 1], 5) == "2 of 5 rows failed scoring (rows 0, 1)"
+    assert row_list(list(range(1000, 3000))) == "rows 1000, 1001, 1002, 1003, 1004 and 1,995 more"
+    with pytest.raises(ValueError, match="unscored='skip'"):
+        ExportPolicy(gamma=0.5, eta=0.8, unscored="skip")
 
 
 def test_automatic_actions_can_be_switched_off():
@@ -477,6 +549,30 @@ def test_failed_export_leaves_nothing_behind(tmp_path, fmt, records):
         write_records(records, target, fmt)
     assert [p.name for p in target.parent.iterdir()] == [target.name]
     assert target.read_bytes() == b"previous export"
+
+
+def test_a_write_that_fails_on_disk_names_the_path_and_the_cause(tmp_path):
+    records = [{"instruction": "x" * 200, "output": "y"}] * 50  # about 11 kB
+    target = tmp_path / "curated.json"
+    target.write_bytes(b"previous export")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # files stop growing at 4 kB, like a full disk
+    try:
+        with pytest.raises(ExportError) as failed:
+            write_records(records, target)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(failed.value) == (
+        f"Could not write the export to {target}: the file would exceed the largest file size allowed here. "
+        "Nothing was written."
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["curated.json"]  # no temporary file left behind
+    assert target.read_bytes() == b"previous export"
+
+    with pytest.raises(ExportError, match=f"the folder {tmp_path / 'missing'} does not exist"):
+        write_records(records, tmp_path / "missing" / "curated.json")
+    with pytest.raises(ExportError, match="it is a folder"):
+        write_records(records, tmp_path, "json")
 
 
 def test_empty_export_writes_valid_files(tmp_path):
