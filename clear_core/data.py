@@ -1,12 +1,31 @@
-"""Import of instruction-tuning files: reading CSV/JSONL/JSON/Parquet, recognising the schema, validating rows.
+"""Import of instruction-tuning files: reading CSV/JSONL/JSON/Parquet (and Hugging Face ``datasets`` folders),
+recognising the schema, validating rows.
 
 Every problem names the file, the line (or row) and the column, and says what to do about it. ``load_dataset``
-stops at the first problem and returns nothing partial; ``validate`` lists them all for the preview screen.
+stops at the first problem and returns nothing partial; ``validate`` lists them all for the preview screen and
+``inspect`` adds what imports but deserves a look (duplicates, notices).
 
 Self-instruct files hold several instances per task; each instance becomes its own ``Row`` whose ``record`` is
 the task with ``instances`` narrowed to that one instance, plus ``_source_index`` (0-based task position) and
 ``_instance_index`` (position inside the task) so that export can regroup them. In CSV files nested columns
 (``messages``, ``conversations``, ``instances``) hold JSON text; it is decoded into the record.
+
+No import changes data quietly. What a file holds is either imported as it is, imported and reported, or refused:
+
+- An unclosed quote in a CSV file is refused at the line where the quote opened (CSV readers would otherwise read
+  every following line into that one value); so is any other broken quoting.
+- A JSON object that names a key twice is refused (JSON readers keep the last value and drop the other silently).
+- Text holding half of a UTF-16 surrogate pair (an escape such as ``\\ud800`` with no partner) is refused: it is
+  not a character and cannot be stored. JSON nested more than ``MAX_NESTING`` levels deep is refused.
+- Binary (bytes) values in Parquet files and ``datasets`` folders are imported as text when they are UTF-8 text,
+  with a notice naming the column, and refused (row and column named) when they are not.
+- Exact duplicate rows (the same record, every column equal) are imported and reported (``Dataset.duplicates``);
+  ``drop_duplicates=True`` drops every repeat and keeps the first. ``row_index`` stays 0..n-1 either way.
+- In chats, speaker names are matched case-insensitively (``CHAT_ROLES``); message content given as a list of
+  parts (OpenAI) is read as its text parts joined by a line break, and export writes a changed response back as
+  one text part. Parts that are not text (images, audio, files) are refused: the model cannot read them.
+- A ``datasets`` folder (``Dataset.save_to_disk``) has no file format to write back; export writes Parquet
+  (``EXPORT_FORMAT_OF``) unless another format is asked for.
 """
 
 from __future__ import annotations
@@ -19,7 +38,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +54,48 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-SCHEMAS = ("alpaca", "prompt_response", "prompt_completion", "messages", "sharegpt", "self_instruct", "mapped")
+DATASETS_FORMAT = "datasets"  # a folder written by Hugging Face datasets' ``save_to_disk`` (Arrow files)
+# Input formats with no writer of their own, and what export writes for them instead ("original" format).
+EXPORT_FORMAT_OF = {DATASETS_FORMAT: "parquet"}
+# Flat schemas: (prompt column, optional column appended to the prompt after a blank line, response column).
+FLAT_SCHEMAS = {
+    "alpaca": ("instruction", "input", "output"),
+    "prompt_response": ("prompt", None, "response"),
+    "prompt_completion": ("prompt", None, "completion"),
+    "dolly": ("instruction", "context", "response"),
+    "instruction_response": ("instruction", "input", "response"),  # GPTeacher
+    "question_answer": ("question", "context", "answer"),
+}
+SCHEMAS = (*FLAT_SCHEMAS, "messages", "sharegpt", "self_instruct", "mapped")
 # Where each flat schema keeps its response (export writes the curated text back there).
-RESPONSE_COLUMNS = {"alpaca": "output", "prompt_response": "response", "prompt_completion": "completion"}
+RESPONSE_COLUMNS = {schema: columns[2] for schema, columns in FLAT_SCHEMAS.items()}
 # Chat schemas: (column holding the turns, key of the speaker, key of the text).
 CHAT_KEYS = {"messages": ("messages", "role", "content"), "sharegpt": ("conversations", "from", "value")}
-# ShareGPT speakers mapped to chat roles; unknown speakers keep their own name as the role.
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "chatgpt": "assistant",
+# Speaker names (matched case-insensitively, in both chat schemas) mapped to chat roles; other speakers keep
+# their own name as the role (tool, function, observation).
+CHAT_ROLES = {
+    **dict.fromkeys(("user", "human"), "user"),
+    **dict.fromkeys(("assistant", "gpt", "chatgpt", "model", "bing", "bard", "bot", "ai"), "assistant"),
     "system": "system",
 }
+# Message content as a list of parts (OpenAI): the part types that hold text.
+TEXT_PART_TYPES = ("text", "input_text", "output_text")
 MAX_PROBLEMS = 100
+# JSON deeper than this is refused: no real dataset nests so deep, and Python's parser stops near 1000 levels.
+MAX_NESTING = 100
+DUPLICATES_SHOWN = 5  # line numbers listed in a duplicates summary
 
 _KNOWN_SCHEMAS_HINT = (
     "Recognised columns: instruction/input/output (Alpaca), prompt/response, prompt/completion, "
+    "instruction/input/response (GPTeacher), instruction/context/response (Dolly), question/answer, "
     "messages (chat), conversations (ShareGPT), instruction/instances (self-instruct)."
 )
 _TEXT_HINT = "Fix the value or map another column."
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_CSV_QUOTED = re.compile(r'"[^"]*(?:""[^"]*)*"')
+_CSV_UNQUOTED = re.compile(r"[^,\r\n]*")
 
 
 # -- errors -------------------------------------------------------------------------------------------------
@@ -167,6 +206,41 @@ class Dataset:
     rows: list[Row]
     content_hash: str
     columns: list[str]
+    duplicates: list[Duplicate] = field(default_factory=list)  # found (and kept, unless dropped)
+    duplicates_dropped: bool = False
+    notices: list[str] = field(default_factory=list)  # what the import did that the user should know
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A row that exactly repeats an earlier row (every column equal): where it is and where it first appeared.
+    ``location`` is a file line or a 1-based row number, as in Problem (``unit``)."""
+
+    location: int | None
+    first_location: int | None
+    unit: str = "line"
+
+
+@dataclass
+class Inspection:
+    """What importing a file would do, for the preview screen: its problems (nothing imports while there is one),
+    its exact duplicate rows, and notices about values read in another form."""
+
+    problems: list[Problem]
+    duplicates: list[Duplicate] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def describe_duplicates(duplicates: list[Duplicate]) -> str:
+    """'3 exact duplicate rows (lines 5, 9, 12)', with the first DUPLICATES_SHOWN locations; '' when none."""
+    if not duplicates:
+        return ""
+    unit = duplicates[0].unit
+    shown = sorted(dict.fromkeys(d.location for d in duplicates if d.location is not None))
+    where = ", ".join(map(str, shown[:DUPLICATES_SHOWN]))
+    more = f" and {len(shown) - DUPLICATES_SHOWN} more" if len(shown) > DUPLICATES_SHOWN else ""
+    plural = "s" * (len(duplicates) != 1)
+    return f"{len(duplicates)} exact duplicate row{plural} ({unit}{'s' * (len(shown) != 1)} {where}{more})"
 
 
 @dataclass
@@ -182,7 +256,9 @@ class _Item:
 
 
 def detect_format(path: str | Path) -> str:
-    """'csv', 'jsonl', 'json' or 'parquet' from the file extension."""
+    """'csv', 'jsonl', 'json' or 'parquet' from the file extension; 'datasets' for a folder."""
+    if Path(path).is_dir():
+        return DATASETS_FORMAT
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise DataError(
@@ -190,7 +266,8 @@ def detect_format(path: str | Path) -> str:
             None,
             None,
             f"unsupported file type {Path(path).suffix or '(no extension)'!r}",
-            "Supported formats: .csv, .jsonl/.ndjson, .json (an array of objects), .parquet/.pq.",
+            "Supported formats: .csv, .jsonl/.ndjson, .json (an array of objects), .parquet/.pq, and folders "
+            "written by Hugging Face datasets' save_to_disk.",
         )
     return fmt
 
@@ -229,8 +306,13 @@ def _decode(path: str, data: bytes) -> str:
         ) from exc
 
 
+class _NotText(Exception):
+    """A binary value that is not UTF-8 text."""
+
+
 def _jsonable(value: Any) -> Any:
-    """Parquet values as plain JSON values: NaN -> None, dates -> ISO text, decimals and bytes -> text."""
+    """Arrow values as plain JSON values: NaN -> None, dates -> ISO text, decimals -> text, UTF-8 bytes -> text
+    (other bytes raise _NotText)."""
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, dict):
@@ -244,15 +326,65 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotText from exc
     return value
+
+
+def _csv_open_quote(text: str, start: int) -> tuple[int, int] | None:
+    """(offset, field number) of a quote opened at the start of a field, at or after ``start``, that is never
+    closed; None when every quoted field there closes. Only called after the CSV reader hit the end of the file
+    inside quotes, so ``start`` is the start of the unfinished row."""
+    pos, field_number = start, 0
+    while pos < len(text):
+        if text[pos] == '"':
+            match = _CSV_QUOTED.match(text, pos)
+            if match is None:
+                return pos, field_number
+            pos = match.end()
+        pos = _CSV_UNQUOTED.match(text, pos).end()
+        if text.startswith(",", pos):
+            field_number += 1
+        elif pos < len(text):
+            field_number = 0  # a line break: the next row
+        pos += 2 if text.startswith("\r\n", pos) else 1
+    return None
+
+
+def _line_start(text: str, line: int) -> int:
+    """Offset of the first character of 1-based file ``line``."""
+    offset = 0
+    for _, match in zip(range(line - 1), _LINE_BREAK.finditer(text), strict=False):
+        offset = match.end()
+    return offset
+
+
+def _csv_quote_problem(path: str, text: str, header: list[str], after_line: int, exc: csv.Error) -> Problem:
+    """The problem for a CSV quoting error in the row that starts after file line ``after_line``."""
+    start = _line_start(text, after_line + 1)
+    opened = _csv_open_quote(text, start) if "end of data" in str(exc) else None
+    if opened is None:
+        message = f"a quoted value in the row that starts here is followed by more text before the next comma ({exc})"
+        hint = 'End a quoted value with a quote right before the comma or line break; write a quote inside it as "".'
+        return Problem(path, after_line + 1, None, message, hint)
+    offset, field_number = opened
+    line = len(_LINE_BREAK.findall(text, 0, offset)) + 1
+    column = header[field_number] if field_number < len(header) else field_number + 1
+    message = "a quote opens a value here and is never closed, so every following line would be read into it"
+    hint = 'Close the quote, or remove it; write a quote inside a quoted value as two quotes ("").'
+    return Problem(path, line, column, message, hint)
 
 
 def _csv_items(path: str, text: str) -> list[_Item]:
     """Records of a CSV file keyed by the header, each at the file line where it starts (header = line 1)."""
     csv.field_size_limit(2**31 - 1)  # long responses exceed the 128 KiB default
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unclosed quote is an error at the end of the file instead of one value holding the rest of it
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     items: list[_Item] = []
+    header: list[str] = []
+    done = 0  # the file line where the last complete row ends
     try:
         header = next(reader, None)
         if header is None:
@@ -260,10 +392,13 @@ def _csv_items(path: str, text: str) -> list[_Item]:
         dupes = sorted({c for c in header if header.count(c) > 1})
         if dupes:
             return [_Item(1, problem=Problem(path, 1, dupes[0], "the header names this column twice", "Rename one."))]
+        done = reader.line_num
         for fields in reader:
             if not fields:  # blank line
+                done = reader.line_num
                 continue
             start = reader.line_num - sum(len(_LINE_BREAK.findall(f)) for f in fields)
+            done = reader.line_num
             if len(fields) != len(header):
                 message = f"the row has {len(fields)} values but the header has {len(header)} columns"
                 hint = "Quote values that contain commas or line breaks, or fix the number of values."
@@ -271,25 +406,70 @@ def _csv_items(path: str, text: str) -> list[_Item]:
                 continue
             items.append(_Item(start, dict(zip(header, fields, strict=True))))
     except csv.Error as exc:
-        hint = "Check the quoting on this line."
-        items.append(_Item(reader.line_num, problem=Problem(path, reader.line_num, None, f"invalid CSV ({exc})", hint)))
+        problem = _csv_quote_problem(path, text, header or [], done, exc)
+        items.append(_Item(problem.line, problem=problem))
     return items
+
+
+class _DuplicateKeys(dict):
+    """A JSON object that names a key more than once (``key``); it holds the last value, as json does, until the
+    check that refuses it (see ``_value_problem``)."""
+
+    key: str = ""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: a plain dict, or a _DuplicateKeys when a key repeats."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        record = _DuplicateKeys(record)
+        record.key = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return record
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads that keeps duplicate keys visible and reads NaN/Infinity as null (JSON has no NaN)."""
+    return json.loads(text, parse_constant=lambda _: None, object_pairs_hook=_json_object)
+
+
+def _too_deep(text: str, limit: int) -> int:
+    """Offset of the bracket where JSON ``text`` first nests more than ``limit`` levels (0 if it never does)."""
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        bracket = match.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return match.start()
+        elif bracket in "]}":
+            depth -= 1
+    return 0
+
+
+_NESTING_MESSAGE = f"the JSON nests more than {MAX_NESTING} levels deep here"
+_NESTING_HINT = "Flatten the value; instruction-tuning rows need text, not deeply nested structures."
 
 
 def _jsonl_items(path: str, text: str) -> list[_Item]:
     """One record per non-blank line; a bad line becomes a problem and reading goes on."""
     items: list[_Item] = []
-    # split on "\n" only: str.splitlines would also split on U+2028 and friends inside JSON strings
-    for number, line in enumerate(text.split("\n"), 1):
+    # JSON strings cannot hold a raw line break, so any of \r\n, \r, \n ends a line; str.splitlines would also
+    # split on U+2028 and friends inside JSON strings
+    for number, line in enumerate(_LINE_BREAK.split(text), 1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=lambda _: None)
+            value = _json_loads(line)
         except json.JSONDecodeError as exc:
             hint = "Each line must be one complete JSON object; check for a missing quote, comma or bracket."
             if number == 1 and line.strip() in ("[", "{"):
                 hint = "This looks like one JSON document, not JSON Lines; rename the file to .json."
             items.append(_Item(number, problem=Problem(path, number, exc.colno, f"invalid JSON ({exc.msg})", hint)))
+            continue
+        except RecursionError:
+            column = _too_deep(line, MAX_NESTING) + 1
+            items.append(_Item(number, problem=Problem(path, number, column, _NESTING_MESSAGE, _NESTING_HINT)))
             continue
         if not isinstance(value, dict):
             hint = 'Each line must be a JSON object such as {"prompt": "...", "response": "..."}.'
@@ -303,12 +483,17 @@ def _jsonl_items(path: str, text: str) -> list[_Item]:
 def _json_items(path: str, text: str) -> list[_Item]:
     """Records of a JSON array of objects, numbered as rows from 1."""
     try:
-        value = json.loads(text, parse_constant=lambda _: None)
+        value = _json_loads(text)
     except json.JSONDecodeError as exc:
         hint = "Check for a missing quote, comma or bracket."
         if exc.msg == "Extra data":
             hint = "The file holds several JSON values; if it has one object per line, rename it to .jsonl."
         return [_Item(exc.lineno, problem=Problem(path, exc.lineno, exc.colno, f"invalid JSON ({exc.msg})", hint))]
+    except RecursionError:
+        offset = _too_deep(text, MAX_NESTING + 1)  # + 1: the array around the rows
+        line = len(_LINE_BREAK.findall(text, 0, offset)) + 1
+        column = offset - _line_start(text, line) + 1
+        return [_Item(line, problem=Problem(path, line, column, _NESTING_MESSAGE, _NESTING_HINT))]
     if not isinstance(value, list):
         message = f"the file holds {_kind(value)}, expected an array of rows"
         return [_Item(1, problem=Problem(path, 1, None, message, "Put the rows in [ ... ], or use JSON Lines."))]
@@ -324,25 +509,104 @@ def _json_items(path: str, text: str) -> list[_Item]:
     return items
 
 
-def _parquet_items(path: str, data: bytes) -> list[_Item]:
-    """Records of a Parquet file, numbered as rows from 1, with values made JSON-serialisable."""
+def _table_items(path: str, table: pa.Table, notices: list[str]) -> list[_Item]:
+    """Records of an Arrow table, numbered as rows from 1, with values made JSON-serialisable. A binary column
+    is read as UTF-8 text with a notice; a value that is not UTF-8 text is a problem at its row and column."""
+    names = table.column_names
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        return [
+            _Item(None, problem=Problem(path, None, dupes[0], "the file has two columns of this name", "Rename one."))
+        ]
+    binary = [f.name for f in table.schema if "binary" in str(f.type)]
+    items = []
+    for number, record in enumerate(table.to_pylist(), 1):
+        try:
+            items.append(_Item(number, _jsonable(record)))
+        except _NotText:
+            column = next(c for c in binary if _not_text(record.get(c)))
+            message = "the value is binary data that is not UTF-8 text"
+            hint = "Convert the column to text or drop it before importing; only text can be scored and exported."
+            items.append(_Item(number, problem=Problem(path, number, column, message, hint, "row")))
+    for column in binary:
+        notices.append(
+            f'{Path(path).name}: column "{column}" holds binary values; they were read as UTF-8 text, and export '
+            "writes them as text."
+        )
+    return items
+
+
+def _not_text(value: Any) -> bool:
+    try:
+        _jsonable(value)
+    except _NotText:
+        return True
+    return False
+
+
+def _parquet_items(path: str, data: bytes, notices: list[str]) -> list[_Item]:
+    """Records of a Parquet file (see _table_items)."""
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as exc:
         return [_Item(None, problem=Problem(path, None, None, f"not a readable Parquet file ({exc})", ""))]
-    return [_Item(i, _jsonable(record)) for i, record in enumerate(table.to_pylist(), 1)]
+    return _table_items(path, table, notices)
 
 
-def _read_items(path: str, data: bytes, file_format: str) -> list[_Item]:
+def _datasets_table(path: str) -> pa.Table:
+    """The Arrow table of a folder written by ``Dataset.save_to_disk``; a DataError says what else it is."""
+    folder = Path(path)
+    if (folder / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in folder.iterdir() if (p / "state.json").is_file())
+        raise DataError(
+            path,
+            None,
+            None,
+            f"the folder holds several splits ({', '.join(splits)})",
+            f"Give one split's folder, for example {folder / (splits[0] if splits else 'train')}.",
+        )
+    if not (folder / "state.json").is_file():
+        raise DataError(
+            path,
+            None,
+            None,
+            "the folder is not a Hugging Face datasets folder (it has no state.json)",
+            "Give a data file (.csv, .jsonl, .json, .parquet), or a folder written by Dataset.save_to_disk.",
+        )
+    from datasets import load_from_disk  # slow to import; only folders need it
+
+    try:
+        return load_from_disk(str(folder)).with_format("arrow")[:]
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+        raise DataError(path, None, None, f"the datasets folder cannot be read ({exc})", "Save it again.") from exc
+
+
+def _folder_hash(path: str) -> str:
+    """sha256 over a folder's file names and contents, in name order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_items(path: str, file_format: str, notices: list[str] | None = None) -> tuple[list[_Item], str]:
+    """(items, content hash) of a file or datasets folder; notices (binary columns read as text) are appended."""
+    notices = [] if notices is None else notices
+    if file_format == DATASETS_FORMAT:
+        return _table_items(path, _datasets_table(path), notices), _folder_hash(path)
+    data = _read_file(path)
     if file_format == "parquet":
-        return _parquet_items(path, data)
+        return _parquet_items(path, data, notices), hashlib.sha256(data).hexdigest()
     text = _decode(path, data)
     readers = {"csv": _csv_items, "jsonl": _jsonl_items, "json": _json_items}
-    return readers[file_format](path, text)
+    return readers[file_format](path, text), hashlib.sha256(data).hexdigest()
 
 
 def _unit(file_format: str) -> str:
-    return "row" if file_format in ("json", "parquet") else "line"
+    return "row" if file_format in ("json", "parquet", DATASETS_FORMAT) else "line"
 
 
 def _read_file(path: str | Path) -> bytes:
@@ -355,10 +619,11 @@ def _read_file(path: str | Path) -> bytes:
 def read_records(path: str | Path, file_format: str | None = None) -> list[dict[str, Any]]:
     """Every record of the file as a dict, raising DataError at the first unreadable line or row."""
     file_format = file_format or detect_format(path)
-    items = _read_items(str(path), _read_file(path), file_format)
+    items, _ = _read_items(str(path), file_format)
     for item in items:
-        if item.problem is not None:
-            raise item.problem.error()
+        problem = item.problem or _record_problem(str(path), file_format, item)
+        if problem is not None:
+            raise problem.error()
     return [item.record for item in items]
 
 
@@ -369,11 +634,66 @@ def _columns_of(records: list[dict[str, Any]]) -> list[str]:
 
 def preview_records(path: str | Path, n: int = 20) -> pd.DataFrame:
     """The first ``n`` readable records as a DataFrame (columns as in the file) for the import preview."""
-    items = _read_items(str(path), _read_file(path), detect_format(path))
+    items, _ = _read_items(str(path), detect_format(path))
     records = [item.record for item in items if item.record is not None][:n]
     if not records and any(item.problem for item in items):
         raise next(item.problem for item in items if item.problem).error()
     return pd.DataFrame.from_records(records, columns=_columns_of(records))
+
+
+# -- values -------------------------------------------------------------------------------------------------
+
+
+def _value_problem(value: dict | list, label: str | None = None) -> _RowError | None:
+    """The first value inside ``value`` that cannot be imported unchanged: a repeated JSON key, text with half a
+    surrogate pair, nesting deeper than MAX_NESTING. ``label`` names ``value``'s column (None for a record)."""
+    stack = [(value, label, 0)]
+    while stack:
+        value, label, depth = stack.pop()
+        if depth >= MAX_NESTING:
+            top = label.split("[")[0].split(".")[0] if label else None  # the column, not a 100-level path
+            return _RowError(top, _NESTING_MESSAGE.removesuffix(" here"), _NESTING_HINT)
+        if isinstance(value, _DuplicateKeys):
+            message = f'the object names the key "{value.key}" twice (a JSON reader would keep only the last)'
+            return _RowError(label or value.key, message, "Remove or rename one of them.")
+        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(key, str) and not key.isascii() and _SURROGATE.search(key):
+                return _RowError(label, _surrogate_message(key), _SURROGATE_HINT)
+            if isinstance(child, str):
+                if not child.isascii() and _SURROGATE.search(child):
+                    return _RowError(_child_label(label, key), _surrogate_message(child), _SURROGATE_HINT)
+            elif isinstance(child, dict | list):
+                stack.append((child, _child_label(label, key), depth + 1))
+    return None
+
+
+def _child_label(label: str | None, key: str | int) -> str:
+    """'messages[1].content' style names for nested values."""
+    if isinstance(key, int):
+        return f"{label}[{key}]"
+    return key if label is None else f"{label}.{key}"
+
+
+_SURROGATE_HINT = (
+    "Remove the escape or write the character it stands for; a tool that cut text inside an emoji or other "
+    "character outside the basic range leaves such halves behind."
+)
+
+
+def _surrogate_message(text: str) -> str:
+    char = _SURROGATE.search(text).group()
+    return (
+        f"the text holds the escape \\u{ord(char):04x}, half of a UTF-16 surrogate pair without its other half, "
+        "which is not a character and cannot be stored"
+    )
+
+
+def _record_problem(path: str, file_format: str, item: _Item) -> Problem | None:
+    """The problem (from _value_problem) of a record read from a file, at its line or row."""
+    error = _value_problem(item.record)
+    if error is None:
+        return None
+    return Problem(path, item.location, error.column, error.message, error.hint, _unit(file_format))
 
 
 # -- schemas ------------------------------------------------------------------------------------------------
@@ -397,6 +717,12 @@ def detect_schema(columns_or_records: list[str] | list[dict[str, Any]]) -> str |
         return "prompt_response"
     if {"prompt", "completion"} <= columns:
         return "prompt_completion"
+    if {"instruction", "context", "response"} <= columns:
+        return "dolly"
+    if {"instruction", "response"} <= columns:
+        return "instruction_response"
+    if {"question", "answer"} <= columns:
+        return "question_answer"
     return None
 
 
@@ -458,9 +784,13 @@ def _nested_list(record: dict[str, Any], key: str) -> list[Any]:
     value = record[key]
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = _json_loads(value)
         except json.JSONDecodeError as exc:
             raise _RowError(key, f"the text is not valid JSON ({exc.msg})", "Write the list as JSON.") from exc
+        except RecursionError as exc:
+            raise _RowError(key, _NESTING_MESSAGE.removesuffix(" here"), _NESTING_HINT) from exc
+        if (error := _value_problem(value, key)) is not None:
+            raise error
     if not isinstance(value, list):
         raise _RowError(key, f"value is {_kind(value)}, expected a list", "Write the list as JSON.")
     if not value:
@@ -487,19 +817,51 @@ def render_prompt(messages: list[dict[str, str]]) -> str:
     return "\n\n".join([*earlier, messages[-1]["content"]])
 
 
+def chat_role(name: Any) -> Any:
+    """The chat role of a speaker name (``CHAT_ROLES``, any case); other names are returned as they are."""
+    return CHAT_ROLES.get(name.strip().lower(), name) if isinstance(name, str) else name
+
+
 def response_turn_index(schema: str, turns: list[dict[str, Any]]) -> int | None:
     """Index of the last assistant turn in a chat (``messages`` or ``sharegpt``), the one that is the response."""
     _, role_key, _ = CHAT_KEYS[schema]
-    roles = SHAREGPT_ROLES if schema == "sharegpt" else {}
     found = None
     for i, turn in enumerate(turns):
-        if isinstance(turn, dict) and roles.get(turn.get(role_key), turn.get(role_key)) == "assistant":
+        if isinstance(turn, dict) and chat_role(turn.get(role_key)) == "assistant":
             found = i
     return found
 
 
+def content_like(original: Any, text: str) -> Any:
+    """``text`` in the shape of a turn's ``original`` content: a list of parts becomes one text part (of the type
+    its first text part had), anything else plain text."""
+    if isinstance(original, list):
+        kind = next((p["type"] for p in original if isinstance(p, dict) and p.get("type") in TEXT_PART_TYPES), "text")
+        return [{"type": kind, "text": text}]
+    return text
+
+
+def _content_text(turn: dict[str, Any], key: str, label: str) -> str:
+    """A turn's text: plain text, or a list of text parts joined by a line break; null reads as '' (tool calls)."""
+    value = turn.get(key)
+    if not isinstance(value, list):
+        return _optional_text(turn, key, label)
+    texts = []
+    for j, part in enumerate(value):
+        where = f"{label}[{j}]"
+        if not isinstance(part, dict):
+            raise _RowError(
+                where, f"the part is {_kind(part)}, expected an object", 'Write {"type": "text", "text": ...}.'
+            )
+        if part.get("type") not in TEXT_PART_TYPES:
+            message = f"the part is of type {json.dumps(part.get('type'))}, not text; the model reads text only"
+            raise _RowError(where, message, "Remove the parts that are not text (images, audio, files), or the row.")
+        texts.append(_text(part, "text", f"{where}.text"))
+    return "\n".join(texts)
+
+
 def _chat_turns(schema: str, record: dict[str, Any]) -> list[dict[str, str]]:
-    """Validated turns of a chat record as {"role", "content"}; null content reads as '' (tool calls)."""
+    """Validated turns of a chat record as {"role", "content"} (see chat_role, _content_text)."""
     key, role_key, text_key = CHAT_KEYS[schema]
     turns = []
     for i, turn in enumerate(_nested_list(record, key)):
@@ -509,19 +871,25 @@ def _chat_turns(schema: str, record: dict[str, Any]) -> list[dict[str, str]]:
                 label, f"the turn is {_kind(turn)}, expected an object", f"Give it {role_key} and {text_key}."
             )
         role = _text(turn, role_key, f"{label}.{role_key}")
-        content = _optional_text(turn, text_key, f"{label}.{text_key}")
-        turns.append({"role": SHAREGPT_ROLES.get(role, role) if schema == "sharegpt" else role, "content": content})
+        turns.append({"role": chat_role(role), "content": _content_text(turn, text_key, f"{label}.{text_key}")})
     return turns
+
+
+_ASSISTANT_NAMES = ", ".join(name for name, role in CHAT_ROLES.items() if role == "assistant")
 
 
 def _parse_chat(schema: str, record: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     """(prompt_messages, response): the last assistant turn is the response, every turn before it the prompt."""
-    key, _, text_key = CHAT_KEYS[schema]
+    key, role_key, text_key = CHAT_KEYS[schema]
     turns = _chat_turns(schema, record)
     last = response_turn_index("messages", turns)  # turns already carry chat roles, whatever the schema
     if last is None:
-        hint = "The last assistant turn is the response being judged; add one or remove the row."
-        raise _RowError(key, "the conversation has no assistant turn", hint)
+        speakers = ", ".join(dict.fromkeys(json.dumps(t[role_key]) for t in _nested_list(record, key)))
+        hint = (
+            f"The last assistant turn is the response being judged. Names read as the assistant (in any case): "
+            f"{_ASSISTANT_NAMES}. Rename the speaker, add an assistant turn, or remove the row."
+        )
+        raise _RowError(key, f"the conversation has no assistant turn (speakers: {speakers})", hint)
     raw = _nested_list(record, key)[last]
     if raw.get(text_key) is None:
         raise _RowError(f"{key}[{last}].{text_key}", "the response is missing", "Fill it in or remove the row.")
@@ -543,11 +911,10 @@ def _parse_record(
         return [({**record, key: _nested_list(record, key)}, prompt, response)]
     if schema == "self_instruct":
         return _parse_self_instruct(record, position)
-    if schema == "alpaca":
-        content = join_instruction(_prompt_text(record, "instruction"), _optional_text(record, "input"))
-        return [(record, user_turn(content), _text(record, "output"))]
-    if schema in ("prompt_response", "prompt_completion"):
-        return [(record, user_turn(_prompt_text(record, "prompt")), _text(record, RESPONSE_COLUMNS[schema]))]
+    if schema in FLAT_SCHEMAS:
+        prompt, extra, response = FLAT_SCHEMAS[schema]
+        content = join_instruction(_prompt_text(record, prompt), _optional_text(record, extra))
+        return [(record, user_turn(content), _text(record, response))]
     assert mapping is not None, "the 'mapped' schema needs a ColumnMapping"
     return [(record, _mapped_prompt(mapping, record), _text(record, mapping.response))]
 
@@ -588,6 +955,9 @@ class _Scan:
     columns: list[str]
     rows: list[Row]
     content_hash: str
+    duplicates: list[Duplicate]
+    repeats: set[int]  # row_index of every row that repeats an earlier one
+    notices: list[str]
 
 
 def _file_problems(path: str, fmt: str, items: list[_Item], mapping: ColumnMapping | None) -> tuple[str | None, list]:
@@ -614,19 +984,36 @@ def _file_problems(path: str, fmt: str, items: list[_Item], mapping: ColumnMappi
     return schema, []
 
 
+def _duplicate_key(record: dict[str, Any]) -> tuple:
+    """What makes two rows exact duplicates: the same record (key order aside), wherever it sits in the file."""
+    return _frozen({k: v for k, v in record.items() if k not in ("_source_index", "_instance_index")})
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable copy of a JSON value that tells 1, 1.0 and true apart."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return (list, tuple(_frozen(v) for v in value))
+    return (type(value), value)
+
+
 def _scan(path: str | Path, mapping: ColumnMapping | None, max_problems: int) -> tuple[_Scan | None, list[Problem]]:
     """Read, recognise and validate a file, collecting up to ``max_problems`` problems in file order."""
     path = str(path)
+    notices: list[str] = []
     try:
         fmt = detect_format(path)
-        data = _read_file(path)
-        items = _read_items(path, data, fmt)
+        items, content_hash = _read_items(path, fmt, notices)
     except DataError as exc:
         return None, [exc.problem]
     schema, problems = _file_problems(path, fmt, items, mapping)
     if problems:
         return None, problems
     rows: list[Row] = []
+    duplicates: list[Duplicate] = []
+    repeats: set[int] = set()
+    first_seen: dict[tuple, int | None] = {}
     for position, item in enumerate(items):
         if len(problems) >= max_problems:
             break
@@ -634,14 +1021,27 @@ def _scan(path: str | Path, mapping: ColumnMapping | None, max_problems: int) ->
             problems.append(item.problem)
             continue
         try:
+            if (error := _value_problem(item.record)) is not None:
+                raise error
             parsed = _parse_record(schema, mapping, item.record, position)
         except _RowError as exc:
             problems.append(Problem(path, item.location, exc.column, exc.message, exc.hint, _unit(fmt)))
             continue
         for record, messages, response in parsed:
+            key = _duplicate_key(record)
+            if key in first_seen:
+                duplicates.append(Duplicate(item.location, first_seen[key], _unit(fmt)))
+                repeats.add(len(rows))
+            else:
+                first_seen[key] = item.location
             rows.append(Row(len(rows), record, messages, render_prompt(messages), response))
+    if fmt == DATASETS_FORMAT:
+        notices.append(
+            f"{Path(path).name}: a datasets folder has no file format of its own; export writes its curated set "
+            f"as {EXPORT_FORMAT_OF[fmt].capitalize()} unless you choose JSONL, JSON or CSV."
+        )
     columns = _columns_of([item.record for item in items if item.record is not None])
-    scan = _Scan(fmt, schema, columns, rows, hashlib.sha256(data).hexdigest())
+    scan = _Scan(fmt, schema, columns, rows, content_hash, duplicates, repeats, notices)
     return scan, problems[:max_problems]
 
 
@@ -650,18 +1050,41 @@ def validate(path: str | Path, mapping: ColumnMapping | None = None) -> list[Pro
     return _scan(path, mapping, MAX_PROBLEMS)[1]
 
 
-def load_dataset(path: str | Path, mapping: ColumnMapping | None = None, name: str | None = None) -> Dataset:
-    """Read, recognise (or apply ``mapping``) and validate a file; raises DataError at its first problem."""
+def inspect(path: str | Path, mapping: ColumnMapping | None = None) -> Inspection:
+    """What importing the file would do: its problems (as ``validate``), exact duplicate rows and notices."""
+    scan, problems = _scan(path, mapping, MAX_PROBLEMS)
+    if scan is None:
+        return Inspection(problems)
+    return Inspection(problems, scan.duplicates, scan.notices)
+
+
+def load_dataset(
+    path: str | Path, mapping: ColumnMapping | None = None, name: str | None = None, *, drop_duplicates: bool = False
+) -> Dataset:
+    """Read, recognise (or apply ``mapping``) and validate a file; raises DataError at its first problem.
+
+    Exact duplicate rows are kept and listed in ``Dataset.duplicates``; ``drop_duplicates`` keeps only the first
+    of each (row_index is renumbered 0..n-1, and the content hash differs from the file kept whole).
+    """
     scan, problems = _scan(path, mapping, 1)
     if problems:
         raise problems[0].error()
+    rows, content_hash = scan.rows, scan.content_hash
+    dropped = drop_duplicates and bool(scan.repeats)
+    if dropped:
+        kept = [row for row in rows if row.row_index not in scan.repeats]
+        rows = [replace(row, row_index=i) for i, row in enumerate(kept)]
+        content_hash = hashlib.sha256(f"{content_hash} without duplicates".encode()).hexdigest()
     return Dataset(
         name=name or Path(path).stem,
         source_path=str(path),
         file_format=scan.file_format,
         schema=scan.schema,
         mapping=mapping,
-        rows=scan.rows,
-        content_hash=scan.content_hash,
+        rows=rows,
+        content_hash=content_hash,
         columns=scan.columns,
+        duplicates=scan.duplicates,
+        duplicates_dropped=dropped,
+        notices=scan.notices,
     )

@@ -258,7 +258,10 @@ def test_detect_format_and_schema():
     ]
     assert detect_schema(["instruction", "output"]) == "alpaca"
     assert detect_schema([{"prompt": "a"}, {"completion": "b"}]) == "prompt_completion"
-    assert detect_schema(["question", "answer"]) is None
+    assert detect_schema(["question", "answer"]) == "question_answer"
+    assert detect_schema(["instruction", "input", "response"]) == "instruction_response"
+    assert detect_schema(["instruction", "context", "response", "category"]) == "dolly"
+    assert detect_schema(["query", "reply"]) is None
 
 
 def test_preview_and_read_records(tmp_path):
