@@ -25,7 +25,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clear_core.clear import decide
-from clear_core.data import CHAT_KEYS, RESPONSE_COLUMNS, ColumnMapping, Row, detect_format, response_turn_index
+from clear_core.data import (
+    CHAT_KEYS,
+    EXPORT_FORMAT_OF,
+    RESPONSE_COLUMNS,
+    ColumnMapping,
+    Row,
+    content_like,
+    detect_format,
+    response_turn_index,
+)
 
 EXPORT_FORMATS = ("jsonl", "json", "csv", "parquet")
 # Score fields written as ``clear_<name>`` with include_scores (confidence, action, proposal come first).
@@ -302,7 +311,8 @@ def _with_response(schema: str, record: dict[str, Any], response: str, mapping: 
     elif schema in CHAT_KEYS:
         key, _, text_key = CHAT_KEYS[schema]
         turns = copy.deepcopy(record[key])
-        turns[response_turn_index(schema, turns)][text_key] = response
+        turn = turns[response_turn_index(schema, turns)]
+        turn[text_key] = content_like(turn.get(text_key), response)  # a list of parts stays a list of parts
         out[key] = turns
     elif schema == "self_instruct":
         out["instances"] = [{**record["instances"][0], "output": response}]
@@ -374,9 +384,11 @@ def to_records(
 
 
 def resolve_format(fmt: str, input_format: str | None = None, path: str | Path | None = None) -> str:
-    """The concrete output format: 'original' means the input's format (or, failing that, the path's extension)."""
+    """The concrete output format: 'original' means the input's format (or, failing that, the path's extension);
+    an input format with no writer (a datasets folder) is written as ``EXPORT_FORMAT_OF`` says (Parquet)."""
     if fmt == "original":
         fmt = input_format or (detect_format(path) if path is not None else "")
+        fmt = EXPORT_FORMAT_OF.get(fmt, fmt)
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)} or 'original'.")
     return fmt
