@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from clear_core import EMBEDDED_MODEL, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
-from clear_core.data import ColumnMapping, DataError, load_dataset
+from clear_core.data import ColumnMapping, DataError, describe_duplicates, load_dataset
 from clear_core.export import ExportPolicy
 from clear_core.store import Store, StoreError
 
@@ -31,7 +32,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("input_path", metavar="INPUT", type=click.Path())  # a file, or a datasets save_to_disk folder
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to store scores in.")
 @click.option("--model", default=None, help=f"HF model id or local directory (default: {EMBEDDED_MODEL}).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N rows.")
@@ -41,22 +42,43 @@ def main() -> None:
 @click.option("--prompt-column", default=None, help="Column holding the prompt, for files of no known schema.")
 @click.option("--input-column", default=None, help="Optional column appended to the prompt.")
 @click.option("--response-column", default=None, help="Column holding the response, for files of no known schema.")
+@click.option("--drop-duplicates", is_flag=True, help="Drop rows that exactly repeat an earlier row (kept by default).")
 def score(
-    input_path, db, model, limit, samples, device, no_propose, prompt_column, input_column, response_column
+    input_path,
+    db,
+    model,
+    limit,
+    samples,
+    device,
+    no_propose,
+    prompt_column,
+    input_column,
+    response_column,
+    drop_duplicates,
 ) -> None:
-    """Score INPUT (CSV, JSONL, JSON or Parquet) into DB; re-running resumes an interrupted run."""
+    """Score INPUT (CSV, JSONL, JSON, Parquet, or a Hugging Face datasets folder) into DB; re-running resumes an
+    interrupted run."""
     mapping = _mapping(prompt_column, input_column, response_column)
     overrides = {"propose": not no_propose}
     if samples is not None:
         overrides["samples"] = samples
     config = ScoringConfig(**overrides)
     try:
-        dataset = load_dataset(input_path, mapping=mapping)  # validate before touching the database
+        dataset = load_dataset(input_path, mapping=mapping, drop_duplicates=drop_duplicates)  # before the database
     except DataError as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(_import_summary(dataset))
+    created = _new_paths(db)
     store = _open_store(db)
     try:
-        dataset_id = store.add_dataset(dataset)
+        try:
+            dataset_id = store.add_dataset(dataset)
+        except BaseException as exc:
+            store.close()
+            _remove_new(created)  # a failed import leaves no new, empty database behind
+            if isinstance(exc, StoreError):
+                raise click.ClickException(str(exc)) from exc
+            raise
         ds = store.get_dataset(dataset_id)
         started = time.time()
         run_id = runs.start_run(store, db, dataset_id, model=model, device=device, config=config, limit=limit)
@@ -78,6 +100,28 @@ def score(
         )
     finally:
         store.close()
+
+
+def _import_summary(dataset) -> str:
+    """One line on what was read: rows, layout, exact duplicates (kept or dropped) and any notices."""
+    name = Path(dataset.source_path).name
+    parts = [f"Read {len(dataset.rows)} rows of {name} ({dataset.schema}, {dataset.file_format})."]
+    if dataset.duplicates:
+        found = describe_duplicates(dataset.duplicates)
+        kept = f"Kept {found}; --drop-duplicates drops {'them' if len(dataset.duplicates) > 1 else 'it'}."
+        parts.append(f"Dropped {found}." if dataset.duplicates_dropped else kept)
+    return " ".join([*parts, *dataset.notices])
+
+
+def _new_paths(db: str) -> list[Path]:
+    """The database file and DuckDB's .wal beside it, where they do not exist yet."""
+    path = Path(db)
+    return [p for p in (path, path.with_name(path.name + ".wal")) if not p.exists()]
+
+
+def _remove_new(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _mapping(prompt_column, input_column, response_column) -> ColumnMapping | None:
