@@ -1,4 +1,8 @@
-"""Data: upload a file (or pick a sample), preview it, map its columns, see every problem, then import it."""
+"""Data: upload a file (or pick a sample), preview it, map its columns, see every problem, then import it.
+
+An uploaded file is copied to ``uploads/`` beside the database while it is being checked (the checks read a file)
+and deleted once it is imported; the database holds the rows from then on.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,22 @@ def preview(path: str, stamp: tuple) -> tuple:
 
 
 @st.cache_data(show_spinner="Checking every row…", max_entries=8)
-def problems(path: str, stamp: tuple, mapping: tuple | None) -> list:
-    return data.validate(path, None if mapping is None else data.ColumnMapping(*mapping))
+def inspection(path: str, stamp: tuple, mapping: tuple | None) -> data.Inspection:
+    return data.inspect(path, None if mapping is None else data.ColumnMapping(*mapping))
+
+
+def uploads_dir() -> Path:
+    return db_path().parent / "uploads"
+
+
+def discard_upload(path: str | Path) -> None:
+    """Delete an uploaded copy (and its hash folder once empty); files outside uploads/ are left alone."""
+    path, uploads = Path(path).resolve(), uploads_dir().resolve()
+    if uploads not in path.parents:
+        return
+    path.unlink(missing_ok=True)
+    if path.parent != uploads and not any(path.parent.iterdir()):
+        path.parent.rmdir()
 
 
 def pick_file() -> Path | None:
@@ -33,15 +51,33 @@ def pick_file() -> Path | None:
         upload = st.file_uploader(
             "Dataset file",
             type=UPLOAD_TYPES,
-            help="CSV, JSONL, a JSON array or Parquet. Alpaca, prompt/response, prompt/completion, OpenAI "
-            "messages, ShareGPT and self-instruct are recognised; other columns can be mapped.",
+            help="CSV, JSONL, a JSON array or Parquet. Alpaca, prompt/response, prompt/completion, GPTeacher, "
+            "Dolly, question/answer, OpenAI messages, ShareGPT and self-instruct are recognised; other columns "
+            "can be mapped. The uploaded copy is kept only until it is imported.",
+            key=f"upload_{st.session_state.get('upload_round', 0)}",  # a new key empties the widget after import
         )
-        return None if upload is None else save_upload(db_path().parent / "uploads", upload.name, upload.getvalue())
+        return None if upload is None else save_upload(uploads_dir(), upload.name, upload.getvalue())
     samples = sample_files(SHARED_SAMPLES, workspace.SAMPLES_DIR)
     if not samples:
         st.info("No sample files found.")
         return None
     return st.selectbox("Sample file", samples, format_func=lambda p: f"{p.name}  ({p.stat().st_size / 1024:,.0f} KB)")
+
+
+def readable(path: Path | None) -> Path | None:
+    """``path`` when it can be previewed; otherwise shows why not (file, line, column, what to do) and returns None."""
+    if path is None:
+        return None
+    try:
+        frame, _ = preview(str(path), (path.stat().st_size, path.stat().st_mtime_ns))
+        if len(frame.columns):
+            return path
+        found = data.validate(path)  # no rows to preview: say why
+    except data.DataError as exc:
+        found = [exc.problem]
+    st.error("This file cannot be imported. Fix it and upload it again.", icon=":material/report:")
+    st.dataframe(problems_table(found), hide_index=True)
+    return None
 
 
 def pick_mapping(columns: list[str]) -> tuple | None:
@@ -66,14 +102,22 @@ def pick_mapping(columns: list[str]) -> tuple | None:
 
 
 @safe_callback
-def do_import(path: str, mapping: tuple | None, name_key: str) -> None:
-    """Button callback (runs before the page, so it may switch the sidebar's dataset)."""
+def do_import(path: str, mapping: tuple | None, name_key: str, drop_key: str) -> None:
+    """Button callback (runs before the page, so it may switch the sidebar's dataset). An uploaded copy is
+    deleted once its rows are in the database."""
     name = (st.session_state.get(name_key) or "").strip()
     column_mapping = None if mapping is None else data.ColumnMapping(*mapping)
-    dataset_id = workspace.import_file(get_store(), path, column_mapping, name=name or None)
+    drop = bool(st.session_state.get(drop_key))
+    dataset = data.load_dataset(path, column_mapping, name=name or None, drop_duplicates=drop)
+    dataset_id = get_store().add_dataset(dataset)
+    discard_upload(path)
+    st.session_state.upload_round = st.session_state.get("upload_round", 0) + 1
     st.session_state.dataset_id = dataset_id
     st.query_params["dataset"] = str(dataset_id)
     st.session_state.imported = dataset_id
+    if dataset.duplicates:
+        found = data.describe_duplicates(dataset.duplicates)
+        st.session_state.import_note = f"{'Dropped' if dataset.duplicates_dropped else 'Kept'} {found}."
 
 
 def existing_datasets() -> None:
@@ -100,7 +144,7 @@ st.title("Data")
 st.caption("Bring in an instruction-tuning file. Nothing is imported until every row checks out.")
 
 
-path = pick_file()
+path = readable(pick_file())
 if path is not None:
     stamp = (path.stat().st_size, path.stat().st_mtime_ns)
     frame, schema = preview(str(path), stamp)
@@ -111,7 +155,8 @@ if path is not None:
     if schema is not None:
         st.caption(f"Recognised format: **{schema}**")
     if schema is not None or mapping is not None:
-        found = problems(str(path), stamp, mapping)
+        checked = inspection(str(path), stamp, mapping)
+        found = checked.problems
         if found:
             more = " (the first 100 are listed)" if len(found) >= data.MAX_PROBLEMS else ""
             st.error(
@@ -122,6 +167,16 @@ if path is not None:
             st.dataframe(problems_table(found), hide_index=True)
         else:
             st.success("Every row checks out.", icon=":material/task_alt:")
+        for notice in checked.notices:
+            st.dataframe({"Notice": [notice]}, hide_index=True)  # a table: file and column names are not Markdown
+        drop_key = f"drop_{path}"
+        if checked.duplicates and not found:
+            st.warning(
+                f"{data.describe_duplicates(checked.duplicates)}: each repeats an earlier row exactly, every column "
+                "equal. They are imported unless you drop them.",
+                icon=":material/content_copy:",
+            )
+            st.checkbox("Drop exact duplicate rows (the first of each is kept)", key=drop_key)
         name_key = f"name_{path}"
         st.text_input("Dataset name", value=path.stem, key=name_key)
         st.button(
@@ -130,11 +185,13 @@ if path is not None:
             icon=":material/download_done:",
             disabled=bool(found),
             on_click=do_import,
-            args=(str(path), mapping, name_key),
+            args=(str(path), mapping, name_key, drop_key),
         )
 
 if imported := st.session_state.pop("imported", None):  # shown under the Import button the user just clicked
     dataset = get_store().get_dataset(imported)
     st.success(f"Imported “{md_plain(dataset['name'])}”: {dataset['n_rows']:,} rows.", icon=":material/check_circle:")
     st.page_link("app_pages/run.py", label="Score it on the Run page", icon=":material/play_circle:")
+if note := st.session_state.pop("import_note", None):
+    st.info(note, icon=":material/content_copy:")
 existing_datasets()
