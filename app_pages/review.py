@@ -11,7 +11,9 @@ from app_pages._components import (
     diff_blocks,
     get_store,
     guard,
+    html_line,
     md_plain,
+    plain,
     require_dataset,
     require_scores,
     run_progress,
@@ -23,6 +25,7 @@ from clear_core.store import NUMERIC_SCORE_FIELDS
 from clear_core.ui_state import (
     ACTION_LABELS,
     DECISION_LABELS,
+    FAILED_LABEL,
     SIGNAL_HELP,
     SORTS,
     STATUS_FILTERS,
@@ -205,23 +208,29 @@ def queue(page_df: pd.DataFrame, position: int) -> None:
 
 
 def row_header(row: pd.Series) -> None:
-    """'Row 17', its automatic action and scores, and who decided what, when."""
-    action = row["action"]
-    st.markdown(
-        f"#### Row {int(row['row_index'])} &nbsp; :{ACTION_COLORS[action]}-badge[Automatic: {ACTION_LABELS[action]}]"
-    )
-    scores = (
-        f"Confidence **{format_score(row['confidence'])}** · "
-        f"correction confidence **{format_score(row['correction_confidence'])}**"
-    )
-    if isinstance(row["decision"], str):
-        when = pd.Timestamp(row["decided_at"]).strftime("%Y-%m-%d %H:%M UTC")
-        who = md_plain(row["annotator"])
-        st.markdown(
-            f"{scores} · :green[:material/how_to_reg: **{DECISION_LABELS[row['decision']]}** by **{who}**, {when}]"
+    """'Row 17', its automatic action and scores (or why it could not be scored), and who decided what, when."""
+    action, error = row["action"], row.get("error")
+    if isinstance(error, str):
+        st.markdown(f"#### Row {int(row['row_index'])} &nbsp; :red-badge[Scoring {FAILED_LABEL.lower()}]")
+        st.error(
+            f"The model could not score this row: {md_plain(error)}  \nStarting the run again retries it.",
+            icon=":material/error:",
         )
     else:
-        st.markdown(f"{scores} · :gray[not reviewed yet]")
+        st.markdown(
+            f"#### Row {int(row['row_index'])} &nbsp; "
+            f":{ACTION_COLORS[action]}-badge[Automatic: {ACTION_LABELS[action]}]"
+        )
+    scores = (
+        f"Confidence <b>{format_score(row['confidence'])}</b> · "
+        f"correction confidence <b>{format_score(row['correction_confidence'])}</b>"
+    )
+    if isinstance(row["decision"], str):  # HTML, not Markdown: the annotator's name is shown verbatim, never a link
+        when = pd.Timestamp(row["decided_at"]).strftime("%Y-%m-%d %H:%M UTC")
+        decided = f"<b>{DECISION_LABELS[row['decision']]}</b> by <b>{plain(row['annotator'])}</b>, {when}"
+        html_line(f'{scores} · <span class="clear-ok">✓ {decided}</span>', kind="line")
+    else:
+        html_line(f'{scores} · <span class="clear-muted">not reviewed yet</span>', kind="line")
 
 
 def navigation(dataset_id: int) -> None:
@@ -319,6 +328,8 @@ def row_detail(dataset_id: int, run_id: int, row: pd.Series) -> None:
     else:
         text_block(row["response"], label="Response")
         st.caption("No proposal for this row: the model proposes an answer only where it doubts the response.")
+    if isinstance(row.get("error"), str):
+        return  # a failed row has no signals
     with st.expander("Signals behind the confidence"):
         names = [name for name in NUMERIC_SCORE_FIELDS if name in row.index]
         st.dataframe(
@@ -344,7 +355,7 @@ gamma, eta = store.get_thresholds(dataset_id)
 scored = run_progress(store, run_id).rows_done if run["status"] == "running" else run["n_scored"]
 
 head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
-head.markdown(f"### Review · {md_plain(dataset['name'])}")
+html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
 n_decided, n_rows = store.review_progress(run_id)
 done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
 with bulk:
@@ -367,6 +378,12 @@ if page_df.empty and page_number > 1:  # the queue shrank under the page we were
 
 if page_df.empty:
     empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
+    failed = run.get("n_failed") or 0
+    if failed and query["status"] != "failed":
+        rows_word = "1 row" if failed == 1 else f"{failed:,} rows"
+        empty = (empty or "No rows match these filters.") + (
+            f" {rows_word} could not be scored: choose “{STATUS_FILTERS['failed']}” under Review status to see why."
+        )
     st.info(empty or "No rows match these filters.", icon=":material/filter_alt_off:")
     st.stop()
 

@@ -7,17 +7,30 @@ DuckDB allows one writing process per file, so the worker never opens the databa
     chunks/         chunk-000001.jsonl … one per scored batch                          written by the worker
     progress.json   rows done, rows/s, pid, status, error                              written by the worker
     cancel          present = stop after the current batch                             written by the owner
-    worker.log      the worker's stdout/stderr
+    attempt.json    per start: where worker.log began, rows stored, deaths in a row     written by the owner
+    worker.log      the worker's stdout/stderr (appended to by every start)
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half a file and a
 killed worker loses at most the batch in flight.
+
+rows.jsonl and the chunks are JSON Lines written ASCII-only (``ensure_ascii=True``) and read back by splitting on
+"\n" alone. JSON escapes every control character and, ASCII-only, every non-ASCII one (U+2028, U+2029, U+0085,
+lone surrogates…), so the only raw "\n" in a file is the record separator; splitting on "\n" alone (never
+``str.splitlines``, which also splits on U+2028 and friends) keeps even a file written without the escapes readable.
+So no text in a prompt, response or proposal can break a line or the file's encoding. JSON Lines rather than
+Parquet keeps the files readable with `head` while a run is debugged; the escapes cost space only for non-ASCII
+text, in files that live until the owner ingests them.
+
+A full disk anywhere in the hand-off raises ``DiskFullError``, whose message names the directory and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,20 +40,62 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+class DiskFullError(OSError):
+    """A hand-off file could not be written because the disk is full; the message says which disk and what to do."""
+
+    def __init__(self, directory: Path | str):
+        super().__init__(errno.ENOSPC, disk_full_message(directory))
+        self.directory = str(directory)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def disk_full_message(directory: Path | str) -> str:
+    return (
+        f"The disk holding {directory} is full (no space left on device). Free space and start the run again; "
+        "finished rows are kept."
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC (errno 28) and for errors whose text says so (DuckDB reports it as text)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return _mentions_disk_full(str(exc))
+
+
+def _mentions_disk_full(text: str) -> bool:
+    return "no space left on device" in text.lower() or "[errno 28]" in text.lower()
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file in the same directory and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write text to path via a temporary file in the same directory and an atomic rename.
+
+    A full disk raises DiskFullError naming the directory; the temporary file is removed either way.
+    """
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError) and is_disk_full(exc):
+            raise DiskFullError(path.parent) from exc
         raise
 
 
 def _jsonl(records: Iterable[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    """JSON Lines, ASCII-only: every line break and non-ASCII character inside a value is escaped (see above)."""
+    return "".join(json.dumps(r, ensure_ascii=True) + "\n" for r in records)
+
+
+def _read_jsonl(text: str) -> list[dict]:
+    # split on "\n" only: str.splitlines would also split on U+2028, U+2029, U+0085, \r, \x1c... inside strings
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -61,25 +116,88 @@ def prepare_run_dir(run_dir: Path, job: dict, rows: Iterable[dict]) -> Path:
     return run_dir
 
 
-def start_worker(run_dir: Path) -> int:
+def start_worker(run_dir: Path, rows_stored: int = 0) -> int:
     """Launch `python -m clear_core.worker RUN_DIR` detached from this process; returns its pid.
 
     It gets its own session so it survives the app's page reloads, a closed tab, and a Ctrl-C in a terminal.
+    `rows_stored` (rows of the run already in the database) goes to attempt.json with where this start's part of
+    worker.log begins, so the owner can tell a worker that died without scoring anything new.
     """
     log = open(run_dir / "worker.log", "ab")
+    log_offset = os.fstat(log.fileno()).st_size
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clear_core.worker", str(run_dir)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-    )
-    log.close()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clear_core.worker", str(run_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+        )
+    finally:
+        log.close()
     write_atomic(run_dir / "worker.pid", str(proc.pid))
+    write_attempt(run_dir, log_offset=log_offset, rows_stored=int(rows_stored), started_at=time.time())
     return proc.pid
+
+
+def read_attempt(run_dir: Path) -> dict:
+    """attempt.json: log_offset, rows_stored and started_at of the latest start, and stalled_deaths (how many
+    starts in a row ended with the worker dead and no new row stored)."""
+    try:
+        return json.loads((run_dir / "attempt.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_attempt(run_dir: Path, **fields) -> None:
+    """Update attempt.json with the given fields, keeping the others."""
+    write_atomic(run_dir / "attempt.json", json.dumps({**read_attempt(run_dir), **fields}))
+
+
+def worker_log(run_dir: Path) -> Path:
+    """The full path of the run's worker.log (for messages that send the user there)."""
+    return (run_dir / "worker.log").resolve()
+
+
+# The lines of worker.log that say what went wrong: an exception's last traceback line ("OSError: [Errno 28] ..."),
+# faulthandler's "Fatal Python error: Segmentation fault", and the worker's own "clear-worker: ..." notes.
+_ERROR_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b|Fatal Python error|Killed|Segmentation fault"
+    r"|clear-worker: (?:failed|could not))"
+)
+_LOG_TAIL_BYTES = 64 * 1024
+
+
+def _log_lines(run_dir: Path) -> list[str]:
+    """The lines this start of the worker wrote to worker.log (at most its last 64 KiB)."""
+    since = int(read_attempt(run_dir).get("log_offset", 0))
+    try:
+        with open(run_dir / "worker.log", "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, since, size - _LOG_TAIL_BYTES)
+            if start > size:  # the log was replaced since: read it all
+                start = max(0, size - _LOG_TAIL_BYTES)
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return []
+    return [line.strip() for line in data.decode("utf-8", errors="replace").split("\n")]
+
+
+def last_error_line(run_dir: Path, limit: int = 300) -> str | None:
+    """The last line in which the worker's latest start reported an error, cut to `limit` characters; None if none."""
+    for line in reversed(_log_lines(run_dir)):
+        if _ERROR_LINE.match(line):
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return None
+
+
+def log_says_disk_full(run_dir: Path) -> bool:
+    """Whether the worker's latest start logged a full disk (ENOSPC) anywhere."""
+    return any(_mentions_disk_full(line) for line in _log_lines(run_dir))
 
 
 def pending_chunks(run_dir: Path) -> list[Path]:
@@ -93,7 +211,7 @@ def read_chunk(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return _read_jsonl(text)
 
 
 def request_cancel(run_dir: Path) -> None:

@@ -2,6 +2,12 @@
 
 The app and the CLI both use these functions: they create (or resume) a run in the store, hand the unscored
 rows to a worker process through a run directory, and pull finished chunks into the store as they appear.
+
+How a run ends, and what it tells the user: ``done`` (every row it was given was handled; rows the worker could not
+score are stored as failed, named in the run's message, and retried by starting the run again), ``cancelled``,
+``failed`` with the worker's reason (e.g. the model did not load), or ``failed`` because the worker died without a
+word (killed, segfault, out of memory): then the message names worker.log's full path and quotes its last error,
+and a worker that died twice in a row without storing a new row is not sent back with "start again to resume".
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from clear_core.confidence import ScoringConfig
 
 @dataclass
 class RunProgress:
-    """What a progress bar needs: rows scored of rows wanted, speed, ETA, status and any error."""
+    """What a progress bar needs: rows scored of rows wanted, speed, ETA, status and any error.
+
+    rows_failed: rows of the run that could not be scored (stored as failed; retried when the run is started
+    again). They count in rows_total, not in rows_done.
+    """
 
     run_id: int
     status: str  # pending | running | done | failed | cancelled
@@ -27,6 +37,7 @@ class RunProgress:
     eta_s: float | None
     error: str | None
     device: str | None = None
+    rows_failed: int = 0
 
     @property
     def fraction(self) -> float:
@@ -86,9 +97,9 @@ def start_run(
         for r in todo.itertuples()
     ]
     job = {"run_id": run_id, "model": model, "device": device, "params": params}
-    handoff.prepare_run_dir(directory, job, rows)
+    handoff.prepare_run_dir(directory, job, rows)  # a full disk raises handoff.DiskFullError, naming the directory
     store.set_run_status(run_id, "running")
-    handoff.start_worker(directory)
+    handoff.start_worker(directory, rows_stored=store.scored_count(run_id))
     return run_id
 
 
@@ -102,26 +113,87 @@ def ingest(store, run_id: int) -> int:
         return 0
     added = 0
     for chunk in handoff.pending_chunks(directory):
-        added += store.add_scores(run_id, handoff.read_chunk(chunk))
+        try:
+            added += store.add_scores(run_id, handoff.read_chunk(chunk))
+        except Exception as exc:
+            if handoff.is_disk_full(exc):  # DuckDB reports a full disk as text
+                raise handoff.DiskFullError(Path(store.path).resolve().parent) from exc
+            raise
         # only after the scores are committed: a crash in between just re-ingests the same rows (idempotent)
         chunk.unlink(missing_ok=True)
     if run["status"] == "running":
         state = handoff.worker_state(directory)
-        if state == "done":  # the worker scored every row it was given (all rows, or the first --limit)
-            store.set_run_status(run_id, "done")
-        elif state == "cancelled" or (state == "dead" and handoff.cancel_requested(directory)):
-            # a worker stopped by Cancel while still starting up dies before it can say so
-            store.set_run_status(run_id, "cancelled")
-        elif state == "failed":
-            store.set_run_status(run_id, "failed", error=handoff.read_progress(directory).get("error"))
-        elif state == "dead":
-            store.set_run_status(
-                run_id,
-                "failed",
-                error="The scoring worker stopped unexpectedly (see worker.log in the run directory). "
-                "Start the run again to resume; finished rows are kept.",
-            )
+        if state == "dead" and handoff.cancel_requested(directory):
+            state = "cancelled"  # a worker stopped by Cancel while still starting up dies before it can say so
+        if state != "running":
+            status, error = _ending(store, run_id, directory, state)
+            store.set_run_status(run_id, status, error=error)
     return added
+
+
+def _ending(store, run_id: int, directory: Path, state: str) -> tuple[str, str | None]:
+    """(status, message) for a run whose worker stopped in `state` (done, cancelled, failed or dead)."""
+    attempt = handoff.read_attempt(directory)
+    stalled = 0
+    if state == "dead" and store.scored_count(run_id) <= int(attempt.get("rows_stored", 0)):
+        stalled = int(attempt.get("stalled_deaths", 0)) + 1
+    handoff.write_attempt(directory, stalled_deaths=stalled)
+    if state == "cancelled":
+        return "cancelled", None
+    if state == "done":
+        return _done(store, run_id, directory)
+    log = handoff.worker_log(directory)
+    if state == "failed":
+        error = handoff.read_progress(directory).get("error") or "The scoring worker failed without a reason."
+        return "failed", f"{error} (details in {log})"
+    return "failed", death_message(directory, stalled)
+
+
+def _done(store, run_id: int, directory: Path) -> tuple[str, str | None]:
+    """A worker that handled every row: done, with a word on the rows that could not be scored."""
+    failures = store.failures(run_id)
+    if failures.empty:
+        return "done", None
+    first = failures.iloc[0]
+    n = len(failures)
+    rows = "1 row" if n == 1 else f"{n:,} rows"
+    where = (
+        f"{'It is' if n == 1 else 'They are'} listed in Review under 'scoring failed'; details in "
+        f"{handoff.worker_log(directory)}."
+    )
+    if store.scored_count(run_id) == 0:
+        return "failed", (
+            f"No row could be scored: {rows} failed (first: row {int(first.row_index)}, {first.error}). {where} "
+            "Starting the run again retries them; check the model and the device first."
+        )
+    return "done", (
+        f"{rows} could not be scored (first: row {int(first.row_index)}, {first.error}). {where} "
+        f"Starting the run again retries only {'it' if n == 1 else 'them'}."
+    )
+
+
+def death_message(directory: Path, stalled: int = 1) -> str:
+    """What to tell the user when the worker vanished without a final status (killed, crashed, out of memory).
+
+    Names worker.log's full path and quotes its last error line; a full disk gets its own message; `stalled` is
+    how many starts in a row died without storing a new row, and from 2 on the user is not told to start again.
+    """
+    log = handoff.worker_log(directory)
+    if handoff.log_says_disk_full(directory):
+        return f"{handoff.disk_full_message(directory)} (worker.log: {log})"
+    line = handoff.last_error_line(directory)
+    said = (
+        f"Its last error in {log}: {line}"
+        if line
+        else f"It wrote no error to {log}, so it was most likely killed from outside (out of memory, kill -9)."
+    )
+    if stalled >= 2:
+        return (
+            f"The scoring worker died {stalled} times in a row without scoring a new row, so starting the run again "
+            f"will most likely fail the same way. {said} Fix the cause (memory, device, model) first; finished rows "
+            "are kept."
+        )
+    return f"The scoring worker stopped unexpectedly. {said} Start the run again to resume; finished rows are kept."
 
 
 def progress(store, run_id: int) -> RunProgress:
@@ -130,13 +202,14 @@ def progress(store, run_id: int) -> RunProgress:
     run = store.get_run(run_id)
     directory = Path(run["work_dir"]) if run.get("work_dir") else None
     worker = handoff.read_progress(directory) if directory and directory.exists() else {}
-    done = store.scored_count(run_id)
-    wanted = done + int(worker.get("rows_total", 0)) - int(worker.get("rows_done", 0))
-    if run["status"] != "running":
-        wanted = max(
-            done,
-            done + len(store.unscored_rows(run_id)) if run["status"] == "pending" else done,
-        )
+    done, failed = store.scored_count(run_id), store.failed_count(run_id)
+    if run["status"] == "running":  # rows this worker has yet to handle, and those it could not score
+        handled = int(worker.get("rows_done", 0))
+        wanted = done + int(worker.get("rows_failed", 0)) + int(worker.get("rows_total", 0)) - handled
+    elif run["status"] == "pending":
+        wanted = done + len(store.unscored_rows(run_id))
+    else:
+        wanted = done + failed
     rate = worker.get("rows_per_s")
     return RunProgress(
         run_id=run_id,
@@ -147,6 +220,7 @@ def progress(store, run_id: int) -> RunProgress:
         eta_s=worker.get("eta_s") if run["status"] == "running" else None,
         error=run.get("error"),
         device=worker.get("device"),
+        rows_failed=failed,
     )
 
 

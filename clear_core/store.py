@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,10 @@ class StoreError(Exception):
 
 class StoreLockedError(StoreError):
     """The database file is open for writing in another process."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The database file, or the folder holding it, cannot be written by this user."""
 
 
 class NotFoundError(StoreError, LookupError):
@@ -65,10 +70,13 @@ SCORE_FIELDS = (
     "arithmetic_errors",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
+# A score row whose `error` is set is a row the worker could not score ("ExceptionType: message"): every signal is
+# NULL, it gets no automatic action, and starting the run again retries it.
+ERROR_FIELD = "error"
 
 RUN_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 DECISIONS = ("accept", "reject", "remove", "edit", "undo")
-REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1])
+REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed: the row could not be scored
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
 
 # The schema's history. Append new (version, SQL) pairs; never edit one that has shipped, because users keep
@@ -179,6 +187,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE scores ADD COLUMN arithmetic_errors INTEGER;
         """,
     ),
+    (
+        6,
+        # Why the worker could not score a row ("ExceptionType: message"); NULL for a row scored normally. A failed
+        # row keeps its place in `scores` (so Review can list it) with every signal NULL.
+        "ALTER TABLE scores ADD COLUMN error VARCHAR;",
+    ),
 ]
 
 
@@ -235,6 +249,30 @@ def _is_other_file(path: str) -> bool:
     return len(header) > 0 and header[8:12] != b"DUCK"
 
 
+def _check_writable(path: str) -> None:
+    """Raise StoreReadOnlyError when the database file or its folder cannot be written.
+
+    DuckDB would open such a file and fail only at the first commit (a bare TransactionException about the
+    ``.wal`` file), after a scoring worker may already have started; trying the writes up front names the cause.
+    """
+    file, folder = Path(path), Path(path).resolve().parent
+    try:
+        if file.exists():
+            os.close(os.open(path, os.O_RDWR))  # opening for writing changes nothing in the file
+        with tempfile.TemporaryFile(dir=folder):  # where DuckDB writes <db>.wal and runs write <db>.work/
+            pass
+    except OSError as exc:
+        if exc.filename == path:
+            what, where = f"The curation database {path}", path
+        else:
+            what, where = f"The folder {folder} that holds the curation database {path}", folder
+        raise StoreReadOnlyError(
+            f"{what} is read-only for this user ({exc.strerror}). CLEAR Review writes scores and decisions into "
+            f"the database, with its journal {path}.wal and scoring runs in {path}.work/ beside it. Make it "
+            f"writable (chmod u+w {where}) or copy the database to a folder you can write to and use the copy."
+        ) from exc
+
+
 def _lock_message(path: str, exc: Exception) -> str:
     pid = re.search(r"PID (\d+)", str(exc))
     holder = f" (PID {pid.group(1)})" if pid else ""
@@ -272,6 +310,8 @@ class Store:
             raise StoreError(
                 f"{self.path} is not a DuckDB database; give the path of a curation database (e.g. curation.duckdb)."
             )
+        if self.path != ":memory:" and not read_only:
+            _check_writable(self.path)
         try:
             self._conn = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
@@ -433,7 +473,7 @@ class Store:
         return self._df(
             f"""
             WITH latest AS (SELECT dataset_id, max(run_id) AS run_id FROM runs GROUP BY dataset_id),
-            scored AS (SELECT run_id, count(*) AS n FROM scores GROUP BY run_id),
+            scored AS (SELECT run_id, count(*) FILTER (WHERE error IS NULL) AS n FROM scores GROUP BY run_id),
             decided AS (SELECT dataset_id, count(*) AS n FROM ({_CURRENT_DECISIONS_ALL}) GROUP BY dataset_id)
             SELECT d.dataset_id, d.name, d.source_path, d.file_format, d.schema, d.content_hash, d.n_rows,
                    d.created_at, latest.run_id AS latest_run_id, runs.status AS latest_run_status,
@@ -515,8 +555,11 @@ class Store:
             )
 
     _RUNS_SQL = """
-        SELECT runs.*, coalesce(scored.n, 0) AS n_scored
-        FROM runs LEFT JOIN (SELECT run_id, count(*) AS n FROM scores GROUP BY run_id) scored USING (run_id)
+        SELECT runs.*, coalesce(scored.n, 0) AS n_scored, coalesce(scored.n_failed, 0) AS n_failed
+        FROM runs LEFT JOIN (
+            SELECT run_id, count(*) FILTER (WHERE error IS NULL) AS n, count(error) AS n_failed
+            FROM scores GROUP BY run_id
+        ) scored USING (run_id)
     """
 
     def _run_record(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -524,14 +567,14 @@ class Store:
         return record
 
     def get_run(self, run_id: int) -> dict[str, Any]:
-        """One run as a dict (``params`` decoded, plus ``n_scored``); NotFoundError if absent."""
+        """One run as a dict (``params`` decoded, plus ``n_scored`` and ``n_failed``); NotFoundError if absent."""
         row = self._one(self._RUNS_SQL + " WHERE run_id = ?", [run_id])
         if row is None:
             raise NotFoundError(f"There is no scoring run with id {run_id}.")
         return self._run_record(row)
 
     def list_runs(self, dataset_id: int | None = None) -> pd.DataFrame:
-        """Runs, newest first, optionally of one dataset; ``params`` decoded, with ``n_scored``."""
+        """Runs, newest first, optionally of one dataset; ``params`` decoded, with ``n_scored`` and ``n_failed``."""
         if dataset_id is None:
             df = self._df(self._RUNS_SQL + " ORDER BY run_id DESC")
         else:
@@ -583,13 +626,16 @@ class Store:
                 raise NotFoundError(f"There is no scoring run with id {run_id}.")
 
     def unscored_rows(self, run_id: int) -> pd.DataFrame:
-        """Rows of the run's dataset without a score in this run: row_index, prompt_messages, prompt, response."""
+        """Rows of the run's dataset not scored in this run (failed rows included, so they are retried):
+        row_index, prompt_messages, prompt, response."""
         df = self._df(
             """
             SELECT r.row_index, r.prompt_messages_json, r.prompt, r.response
             FROM runs JOIN rows r USING (dataset_id)
             WHERE runs.run_id = $run_id
-              AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.run_id = $run_id AND s.row_index = r.row_index)
+              AND NOT EXISTS (
+                  SELECT 1 FROM scores s WHERE s.run_id = $run_id AND s.row_index = r.row_index AND s.error IS NULL
+              )
             ORDER BY r.row_index
             """,
             {"run_id": run_id},
@@ -598,33 +644,51 @@ class Store:
         return df.rename(columns={"prompt_messages_json": "prompt_messages"})
 
     def scored_count(self, run_id: int) -> int:
-        """How many rows of the run have scores."""
-        return int(self._scalar("SELECT count(*) FROM scores WHERE run_id = ?", [run_id]))
+        """How many rows of the run were scored (failed rows not counted)."""
+        return int(self._scalar("SELECT count(*) FROM scores WHERE run_id = ? AND error IS NULL", [run_id]))
+
+    def failed_count(self, run_id: int) -> int:
+        """How many rows of the run the worker could not score (their latest attempt failed)."""
+        return int(self._scalar("SELECT count(*) FROM scores WHERE run_id = ? AND error IS NOT NULL", [run_id]))
+
+    def failures(self, run_id: int) -> pd.DataFrame:
+        """The run's failed rows, ordered by row_index: row_index, error (why), scored_at (when it failed)."""
+        return self._df(
+            "SELECT row_index, error, scored_at FROM scores WHERE run_id = ? AND error IS NOT NULL ORDER BY row_index",
+            [run_id],
+        )
 
     # -- scores ---------------------------------------------------------------------------------------------
 
     def add_scores(self, run_id: int, records: Sequence[dict[str, Any]]) -> int:
-        """Insert or replace score records (row_index + SCORE_FIELDS keys) for a run; returns how many.
+        """Insert or replace score records (row_index + SCORE_FIELDS keys, or row_index + error) for a run;
+        returns how many.
 
-        Idempotent: re-ingesting a chunk replaces the same rows. Missing fields are stored as NULL; unknown keys
-        or row indices outside the run's dataset raise ValueError, since they mean the worker and the store disagree.
+        Idempotent: re-ingesting a chunk replaces the same rows, and a row scored after it failed replaces the
+        failure. A record with ``error`` (why the row could not be scored) is a failed row and carries no signals.
+        Missing fields are stored as NULL; unknown keys or row indices outside the run's dataset raise ValueError,
+        since they mean the worker and the store disagree.
         """
         if not records:
             return 0
-        allowed = {"row_index", *SCORE_FIELDS}
+        allowed = {"row_index", *SCORE_FIELDS, ERROR_FIELD}
         unknown = sorted({key for record in records for key in record} - allowed)
         if unknown:
-            raise ValueError(f"Unknown score fields {unknown}; expected row_index and {list(SCORE_FIELDS)}.")
+            raise ValueError(
+                f"Unknown score fields {unknown}; expected row_index, {ERROR_FIELD} and {list(SCORE_FIELDS)}."
+            )
         if any(record.get("row_index") is None for record in records):
             raise ValueError("Every score record needs a row_index.")
-        columns = ["row_index", *SCORE_FIELDS]
+        for record in records:
+            if record.get(ERROR_FIELD) is not None and any(record.get(f) is not None for f in SCORE_FIELDS):
+                raise ValueError(f"Row {record['row_index']} is marked failed but carries signals.")
+        columns = ["row_index", *SCORE_FIELDS, ERROR_FIELD]
         frame = pd.DataFrame.from_records(list(records), columns=columns)
         frame = frame.drop_duplicates("row_index", keep="last")
         for field in NUMERIC_SCORE_FIELDS:
             frame[field] = pd.to_numeric(frame[field], errors="raise").astype(float)
-        frame["proposed_response"] = (
-            frame["proposed_response"].astype(object).where(frame["proposed_response"].notna(), None)
-        )
+        for field in ("proposed_response", ERROR_FIELD):
+            frame[field] = frame[field].astype(object).where(frame[field].notna(), None)
         with self._transaction() as cursor:
             run = _first(cursor.execute("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id]))
             if run is None:
@@ -647,9 +711,13 @@ class Store:
         return len(frame)
 
     def scores(self, run_id: int) -> pd.DataFrame:
-        """All score rows of a run, ordered by row_index: row_index, SCORE_FIELDS..., scored_at."""
+        """All score rows of a run, ordered by row_index: row_index, SCORE_FIELDS..., error, scored_at.
+
+        Failed rows are included, with every signal NULL and ``error`` saying why (NULL for scored rows).
+        """
         return self._df(
-            f"SELECT row_index, {', '.join(SCORE_FIELDS)}, scored_at FROM scores WHERE run_id = ? ORDER BY row_index",
+            f"SELECT row_index, {', '.join(SCORE_FIELDS)}, {ERROR_FIELD}, scored_at FROM scores WHERE run_id = ? "
+            "ORDER BY row_index",
             [run_id],
         )
 
@@ -680,8 +748,10 @@ class Store:
         """One page of the run's scored rows with their automatic action and current decision, plus the total.
 
         action: 'filter' | 'correct' | 'keep' or a list of them. status: 'undecided', 'decided' or a decision
-        name. Confidence bounds are inclusive. search: case-insensitive substring of prompt, response or
-        proposed_response. Sorting puts NULLs last and breaks ties by row_index.
+        name, or 'failed' for the rows the worker could not score (only those: their ``error`` says why, their
+        action is None); every other status leaves failed rows out. Confidence bounds are inclusive. search:
+        case-insensitive substring of prompt, response or proposed_response. Sorting puts NULLs last and breaks
+        ties by row_index.
         """
         if order_by not in ORDER_COLUMNS:
             raise ValueError(f"Cannot sort by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
@@ -702,13 +772,17 @@ class Store:
         if status is not None:
             if status not in REVIEW_STATUSES:
                 raise ValueError(f"Unknown review status {status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
-            if status == "undecided":
+            if status == "failed":
+                where.append("error IS NOT NULL")
+            elif status == "undecided":
                 where.append("decision IS NULL")
             elif status == "decided":
                 where.append("decision IS NOT NULL")
             else:
                 params["status"] = status
                 where.append("decision = $status")
+        if status != "failed":
+            where.append("error IS NULL")
         if min_confidence is not None:
             params["min_confidence"] = float(min_confidence)
             where.append("confidence >= $min_confidence")
@@ -735,12 +809,13 @@ class Store:
         return page.rename(columns={"prompt_messages_json": "prompt_messages"}), int(total)
 
     def _queue_sql(self) -> str:
-        """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision."""
+        """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision.
+        A failed row (``error`` set) has no action."""
         action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
         return f"""
             SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
-                   {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.scored_at,
-                   {action} AS action, length(r.response) AS response_length,
+                   {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error, s.scored_at,
+                   CASE WHEN s.error IS NULL THEN {action} END AS action, length(r.response) AS response_length,
                    c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at
             FROM scores s
             JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
@@ -749,11 +824,13 @@ class Store:
         """
 
     def action_counts(self, run_id: int, gamma: float, eta: float) -> dict[str, int]:
-        """How many scored rows of the run each automatic action gets: {'filter', 'correct', 'keep'}."""
+        """How many scored rows of the run each automatic action gets: {'filter', 'correct', 'keep'} (failed rows
+        get none)."""
         action = clear.action_sql("confidence", "correction_confidence", "$gamma", "$eta")
         with self._cursor() as cursor:
             rows = cursor.execute(
-                f"SELECT {action} AS action, count(*) FROM scores WHERE run_id = $run_id GROUP BY action",
+                f"SELECT {action} AS action, count(*) FROM scores WHERE run_id = $run_id AND error IS NULL "
+                "GROUP BY action",
                 {"run_id": run_id, "gamma": float(gamma), "eta": float(eta)},
             ).fetchall()
         counts = dict.fromkeys(clear.ACTIONS, 0)
@@ -761,7 +838,8 @@ class Store:
         return counts
 
     def confidence_values(self, run_id: int) -> pd.DataFrame:
-        """For plots: row_index, numeric score fields, response_length (characters) and current decision."""
+        """For plots: row_index, numeric score fields, response_length (characters) and current decision, for the
+        scored rows (failed rows have no scores to plot)."""
         return self._df(
             f"""
             SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)},
@@ -769,7 +847,7 @@ class Store:
             FROM scores s
             JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
             LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
-            WHERE s.run_id = $run_id
+            WHERE s.run_id = $run_id AND s.error IS NULL
             ORDER BY s.row_index
             """,
             {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
@@ -794,7 +872,7 @@ class Store:
                 SELECT least(greatest(CAST(floor(s.confidence * $bins) AS BIGINT), 0), $bins - 1) AS bucket,
                        {action} AS action, c.decision
                 FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
-                WHERE s.run_id = $run_id AND s.confidence IS NOT NULL AND NOT isnan(s.confidence)
+                WHERE s.run_id = $run_id AND s.error IS NULL AND s.confidence IS NOT NULL AND NOT isnan(s.confidence)
             )
             SELECT g.bucket, g.bucket / $bins AS lower, (g.bucket + 1) / $bins AS upper,
                    count(l.action) AS n_rows, count(l.decision) AS n_decided,

@@ -17,6 +17,7 @@ import pytest
 
 from clear_core import clear
 from clear_core.store import (
+    ERROR_FIELD,
     MIGRATIONS,
     SCORE_FIELDS,
     NotFoundError,
@@ -189,11 +190,11 @@ def test_read_only_missing_file_says_so(tmp_path):
 def test_scores_table_matches_score_fields_and_the_architecture_doc(store):
     columns = store._df("SELECT * FROM scores LIMIT 0").columns.tolist()
     # columns added by later migrations come after scored_at
-    assert sorted(columns) == sorted(["run_id", "row_index", *SCORE_FIELDS, "scored_at"])
+    assert sorted(columns) == sorted(["run_id", "row_index", *SCORE_FIELDS, ERROR_FIELD, "scored_at"])
     doc = (REPO / "docs" / "architecture.md").read_text()
     section = doc.split("Score fields", 1)[1].split("\n\n", 2)[1]
     documented = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
-    assert documented == ["row_index", *SCORE_FIELDS]
+    assert documented == ["row_index", *SCORE_FIELDS, ERROR_FIELD]
 
 
 # -- locking and durability -------------------------------------------------------------------------------------
@@ -449,7 +450,7 @@ def test_add_scores_is_idempotent(store):
     assert scores.loc[2, "confidence"] == 0.99
     assert scores.loc[2, "proposed_response"] == "Better"
     assert pd.isna(scores.loc[2, "consistency"])  # missing fields are NULL
-    assert scores.columns.tolist() == [*SCORE_FIELDS, "scored_at"]
+    assert scores.columns.tolist() == [*SCORE_FIELDS, ERROR_FIELD, "scored_at"]
     assert store.add_scores(run_id, []) == 0
 
 
