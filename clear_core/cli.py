@@ -5,25 +5,58 @@ Bad input ends with a one-line message and a non-zero exit code, never a traceba
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from clear_core import EMBEDDED_MODEL, runs, workspace
+from clear_core import EMBEDDED_MODEL, export, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
 from clear_core.data import ColumnMapping, DataError, describe_duplicates, load_dataset
-from clear_core.export import ExportPolicy
-from clear_core.store import Store, StoreError
+from clear_core.export import UNSCORED_CHOICES, ExportPolicy
+from clear_core.store import Store, StoreError, StoreLockedError, StoreReadOnlyError
 
 
-def _open_store(db: str) -> Store:
+def _open_store(db: str, lock_hint: str = "", reading: bool = False) -> Store:
+    """The store, or a one-line ClickException; ``reading``: a database this user cannot write opens read-only."""
     try:
         return Store(db)
+    except StoreLockedError as exc:
+        raise click.ClickException(f"{exc}{lock_hint}") from exc
+    except StoreReadOnlyError as exc:
+        if not reading:
+            raise click.ClickException(str(exc)) from exc
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        return Store(db, read_only=True)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def score_command_line(db: str, dataset: dict, run: dict | None) -> str:
+    """The `python -m clear_core score ...` line that scores the dataset's remaining rows in ``run`` (resuming it:
+    same model and settings), or with the defaults when there is no run yet."""
+    args = ["python", "-m", "clear_core", "score", dataset.get("source_path") or "INPUT", "--db", db]
+    mapping = dataset.get("mapping") or {}
+    for option in ("prompt", "input", "response"):
+        if mapping.get(option):
+            args += [f"--{option}-column", mapping[option]]
+    if run is not None:
+        config, defaults = ScoringConfig.from_params(run["params"]), ScoringConfig()
+        if run["model"] != EMBEDDED_MODEL:
+            args += ["--model", run["model"]]
+        if config.samples != defaults.samples:
+            args += ["--samples", str(config.samples)]
+        if not config.propose:
+            args.append("--no-propose")
+    return shlex.join(args)
 
 
 @click.group()
@@ -89,6 +122,7 @@ def score(
         if state.status == "cancelled":
             raise click.ClickException(
                 f"Scoring stopped after {state.rows_done} rows; run the same command again to resume."
+                + _worker_note(runs.run_dir(store, run_id), stopping=True)
             )
         gamma, eta = store.get_thresholds(dataset_id)
         scores = store.scores(run_id)
@@ -134,11 +168,42 @@ def _mapping(prompt_column, input_column, response_column) -> ColumnMapping | No
     return ColumnMapping(prompt=prompt_column, response=response_column, input=input_column)
 
 
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a closed terminal, a CI timeout) while following a run: handled like Ctrl-C."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise _Interrupted()
+
+
+def _worker_note(directory: Path, stopping: bool = False) -> str:
+    """What the user must know when this command ends while the run's worker process may still be alive."""
+    from clear_core import handoff
+
+    if not directory.exists() or handoff.worker_state(directory) != "running":
+        return ""
+    pid = handoff.read_progress(directory).get("pid")
+    if not pid:  # still loading the model: only the pid written at launch exists
+        pid = (directory / "worker.pid").read_text().strip() if (directory / "worker.pid").exists() else "?"
+    if stopping:
+        return (
+            f" The worker (pid {pid}) is finishing the batch in flight and then stops; run the same command "
+            "again to pick up its rows."
+        )
+    return (
+        f" The scoring worker (pid {pid}) keeps scoring in the background into {directory}; run the same command "
+        f"again to pick up its results, or stop it with: kill {pid}"
+    )
+
+
 def _follow(store, run_id: int) -> runs.RunProgress:
-    """Show a progress bar until the worker stops; Ctrl-C cancels cleanly, keeping finished rows."""
+    """Show a progress bar until the worker stops. Ctrl-C, SIGTERM and SIGHUP cancel the run cleanly, keeping
+    finished rows; any other failure says whether the worker keeps scoring, and how to pick up or stop it."""
     from tqdm import tqdm
 
+    directory = runs.run_dir(store, run_id)  # read now: at a failure the database may be out of reach
     bar = tqdm(total=0, unit="row", file=sys.stderr, dynamic_ncols=True, disable=None)
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
     def update(state: runs.RunProgress) -> None:
         bar.total = state.rows_total
@@ -147,11 +212,21 @@ def _follow(store, run_id: int) -> runs.RunProgress:
         bar.refresh()
 
     try:
-        return runs.wait(store, run_id, on_progress=update)
-    except KeyboardInterrupt:
-        runs.cancel(store, run_id)
-        return runs.progress(store, run_id)
+        try:
+            return runs.wait(store, run_id, on_progress=update)
+        except KeyboardInterrupt:
+            for sig in handlers:  # a second signal while cancelling must not cut the clean-up short
+                signal.signal(sig, signal.SIG_IGN)
+            runs.cancel(store, run_id)
+            return runs.progress(store, run_id)
+    except Exception as exc:
+        note = _worker_note(directory)
+        if note:
+            exc.add_note(note.strip())
+        raise
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         bar.close()
 
 
@@ -165,9 +240,24 @@ def _follow(store, run_id: int) -> runs.RunProgress:
 @click.option("--eta", type=click.FloatRange(0, 1), default=None, help="Auto-Correct threshold (default: stored).")
 @click.option("--only-reviewed", is_flag=True, help="Keep only rows an annotator decided on.")
 @click.option("--no-auto", is_flag=True, help="Apply only human decisions, not automatic actions.")
-def export_command(db, out_path, dataset, include_scores, all_rows, gamma, eta, only_reviewed, no_auto) -> None:
+@click.option(
+    "--unscored",
+    type=click.Choice(UNSCORED_CHOICES),
+    default="fail",
+    show_default=True,
+    help="Rows without scores (not scored yet, e.g. after --limit, or scoring failed) that no annotator decided: "
+    "fail = write nothing and say which rows; keep = write them unchanged; drop = leave them out.",
+)
+def export_command(
+    db, out_path, dataset, include_scores, all_rows, gamma, eta, only_reviewed, no_auto, unscored
+) -> None:
     """Write the curated dataset: filtered rows dropped, corrections applied, in the input's own schema."""
-    store = _open_store(db)
+    store = _open_store(
+        db,
+        " To export while the app is open, use its Export page (Download button); or close the app and run "
+        "this command again.",
+        reading=True,
+    )
     try:
         try:
             ds = workspace.pick_dataset(store, dataset)
@@ -182,27 +272,65 @@ def export_command(db, out_path, dataset, include_scores, all_rows, gamma, eta, 
             only_reviewed=only_reviewed,
             all_rows=all_rows,
             include_scores=include_scores,
+            unscored=unscored,
         )
         result = workspace.curated_export(store, ds["dataset_id"], policy, fmt)
-        from clear_core.export import write_records
-
-        write_records(result.records, out_path, fmt, input_format=ds["file_format"])
+        try:
+            export.check_scored(result.curated, policy)
+        except export.UnscoredRowsError as exc:
+            command = score_command_line(db, ds, store.latest_run(ds["dataset_id"]))
+            raise click.ClickException(
+                f"{exc}, so no automatic action decides them. Nothing was written. Pass --unscored keep to write "
+                f"them unchanged or --unscored drop to leave them out, or score them first: {command}"
+            ) from exc
+        try:
+            export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])
+        except export.ExportError as exc:
+            raise click.ClickException(str(exc)) from exc
         s = result.summary
         click.echo(
             f"Wrote {len(result.records)} records to {out_path} ({result.file_format}): {s['kept']} of {s['total']} "
             f"rows kept, {s['removed']} removed, {s['corrected']} corrected, {s['edited']} edited "
-            f"(gamma={policy.gamma:.2f}, eta={policy.eta:.2f})."
+            f"(gamma={policy.gamma:.2f}, eta={policy.eta:.2f}){_unscored_note(result.curated, policy)}."
         )
     finally:
         store.close()
 
 
+def _unscored_note(curated: list[export.CuratedRow], policy: ExportPolicy) -> str:
+    """'; 22 of 30 rows are not scored (rows 8, ...): written unchanged (--unscored keep)', or '' when none."""
+    unscored, failed = export.pending_rows(curated)
+    if not (unscored or failed):
+        return ""
+    what = export.describe_unscored(unscored, failed, len(curated))
+    if policy.only_reviewed:
+        return f"; {what}: left out (--only-reviewed)"
+    if not policy.apply_auto:
+        return f"; {what}: written unchanged (--no-auto)"
+    done = "written unchanged" if policy.unscored == "keep" else "left out"
+    return f"; {what}: {done} (--unscored {policy.unscored})"
+
+
 @main.command()
 @click.option("--db", required=True, type=click.Path(dir_okay=False, exists=True), help="DuckDB file.")
 def status(db) -> None:
-    """Datasets, runs and review progress in DB."""
-    store = _open_store(db)
+    """Datasets, runs (rows scored, not scored and failed) and review progress in DB.
+
+    While the app or another command has DB open, shows the progress of the runs in DB.work/ instead.
+    """
     try:
+        store = _open_store(db, reading=True)
+    except click.ClickException as exc:
+        if not isinstance(exc.__cause__, StoreLockedError):
+            raise
+        _status_from_run_dirs(db, str(exc.__cause__))
+        return
+    try:
+        if store.read_only:
+            click.echo(
+                f"{db} is read-only for this user: showing what it holds; rows that workers finished since it was "
+                "last written are not counted."
+            )
         datasets = store.list_datasets()
         if datasets.empty:
             click.echo(f"{db}: no datasets yet.")
@@ -210,17 +338,88 @@ def status(db) -> None:
         for ds in datasets.itertuples():
             click.echo(f"dataset {ds.dataset_id} {ds.name!r}: {ds.n_rows} rows ({ds.schema}, {ds.file_format})")
             for run in store.list_runs(ds.dataset_id).itertuples():
-                state = runs.progress(store, run.run_id)
-                rate = f", {state.rows_per_s:.2f} rows/s" if state.rows_per_s else ""
-                click.echo(
-                    f"  run {run.run_id} [{state.status}] {run.model}: {state.rows_done}/{ds.n_rows} rows scored{rate}"
-                    + (f" - {state.error}" if state.error else "")
-                )
+                click.echo("  " + _run_line(store, run.run_id, ds.n_rows))
+            latest = store.latest_run(ds.dataset_id)
+            if latest is None:
+                click.echo(f"  no scoring run yet: {ds.n_rows} rows not scored")
+            if latest is None or (latest["status"] != "running" and _not_scored(latest, ds.n_rows)):
+                command = score_command_line(db, store.get_dataset(ds.dataset_id), latest)
+                click.echo(f"  to score {'them' if latest is None else 'the rest'}: {command}")
             decided = len(store.current_decisions(ds.dataset_id))
             gamma, eta = store.get_thresholds(ds.dataset_id)
             click.echo(f"  reviewed {decided} of {ds.n_rows} rows; gamma={gamma:.2f}, eta={eta:.2f}")
     finally:
         store.close()
+
+
+def _not_scored(run: dict, n_rows: int) -> int:
+    """Rows of the dataset this run has neither scored nor failed on."""
+    return max(n_rows - int(run["n_scored"]) - int(run.get("n_failed") or 0), 0)
+
+
+def _run_line(store: Store, run_id: int, n_rows: int) -> str:
+    """'run 1 (done, --limit 8) MODEL: 8 of 30 rows scored, 22 not scored, 0 failed'; a writable store takes in
+    finished chunks first (runs.progress), a read-only one shows what it holds."""
+    state = None if store.read_only else runs.progress(store, run_id)
+    run = store.get_run(run_id)
+    scored, failed, missing = int(run["n_scored"]), int(run.get("n_failed") or 0), _not_scored(run, n_rows)
+    status = run["status"]
+    if status == "done" and missing:
+        status += f", --limit {scored + failed}"  # a done run scored every row it was asked for
+    if status == "running" and run.get("work_dir"):
+        status += _worker_details(Path(run["work_dir"]))
+    line = (
+        f"run {run_id} ({status}) {run['model']}: {scored} of {n_rows} rows scored, {missing} not scored"
+        f"{' yet' if run['status'] == 'running' else ''}, {failed} failed"
+    )
+    error = state.error if state is not None else run.get("error")
+    return line + (f" - {error}" if error else "")
+
+
+def _worker_details(directory: Path) -> str:
+    """', worker pid 123, 0.52 rows/s, about 40 s left' from the worker's progress.json ('' when unknown)."""
+    from clear_core import handoff
+    from clear_core.ui_state import format_duration
+
+    progress = handoff.read_progress(directory)
+    parts = [f"worker pid {progress['pid']}"] if progress.get("pid") else []
+    if progress.get("rows_per_s"):
+        parts.append(f"{progress['rows_per_s']:.2f} rows/s")
+    if progress.get("eta_s") is not None:
+        parts.append(f"about {format_duration(progress['eta_s'])} left")
+    return "".join(f", {part}" for part in parts)
+
+
+def _status_from_run_dirs(db: str, locked: str) -> None:
+    """Status while another process holds the database: what each run directory's progress.json says."""
+    from clear_core import handoff
+
+    pid = re.search(r"PID (\d+)", locked)
+    click.echo(
+        f"{db} is open in another process{f' (PID {pid.group(1)})' if pid else ''}, the CLEAR Review app or a "
+        "`python -m clear_core` command, so datasets, scored counts and decisions are not shown (the app's Run "
+        f"and Review pages show them; or close that process). What the scoring runs in {runs.work_root(db)}/ say:"
+    )
+    directories = sorted(runs.work_root(db).glob("run-*"), key=lambda d: (len(d.name), d.name))
+    if not directories:
+        click.echo("  no run directories")
+    for directory in directories:
+        progress = handoff.read_progress(directory)
+        try:
+            model = json.loads((directory / "job.json").read_text(encoding="utf-8")).get("model", "?")
+        except (OSError, ValueError):
+            model = "?"
+        state = handoff.worker_state(directory)
+        details = _worker_details(directory) if state == "running" else ""
+        done, total = progress.get("rows_done"), progress.get("rows_total")
+        rows = "worker starting" if total is None else f"{done} of the {total} rows it was given scored"
+        error = f" - {progress['error']}" if progress.get("error") else ""
+        click.echo(f"  {directory.name} ({state}{details}) {model}: {rows}{error}")
+
+
+def _notes(exc: BaseException) -> str:
+    """Notes added to an exception on its way out (e.g. that the worker keeps scoring), on the same line."""
+    return "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -237,12 +436,12 @@ def run(argv: list[str] | None = None) -> int:
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
         return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"Error: {exc.format_message()}{_notes(exc)}", err=True)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - users get one line, developers can ask for the traceback
         if os.environ.get("CLEAR_DEBUG"):
             raise
-        click.echo(f"Error: {type(exc).__name__}: {exc} (set CLEAR_DEBUG=1 for details)", err=True)
+        click.echo(f"Error: {type(exc).__name__}: {exc} (set CLEAR_DEBUG=1 for details){_notes(exc)}", err=True)
         return 1
     return 0
 
