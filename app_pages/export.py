@@ -6,7 +6,14 @@ import streamlit as st
 
 from app_pages._components import db_path, get_store, md_plain, require_dataset
 from clear_core import workspace
-from clear_core.export import ExportPolicy, export_bytes
+from clear_core.export import (
+    ExportPolicy,
+    UnscoredRowsError,
+    check_scored,
+    describe_unscored,
+    export_bytes,
+    pending_rows,
+)
 from clear_core.ui_state import EXPORT_CHOICES, MIME_TYPES, changed_rows, export_file_name
 
 
@@ -20,6 +27,9 @@ def prepare(db: str, dataset_id: int, policy: tuple, choice: str, version: tuple
     del db, version  # part of the cache key only
     result = workspace.curated_export(get_store(), dataset_id, ExportPolicy(**dict(policy)), choice)
     return result, export_bytes(result.records, result.file_format)
+
+
+UNSCORED_LABELS = {"fail": "Don't export yet", "keep": "Keep unchanged", "drop": "Leave out"}
 
 
 def format_label(choice: str, input_format: str) -> str:
@@ -38,6 +48,16 @@ def policy_form(gamma: float, eta: float, scored: bool, write_column) -> ExportP
         "decision always wins.",
     )
     only_reviewed = st.checkbox("Only reviewed rows", key="ex_only", help="Leave out every row without a decision.")
+    unscored = st.radio(
+        "Rows without scores",
+        list(UNSCORED_LABELS),
+        format_func=UNSCORED_LABELS.get,
+        horizontal=True,
+        key="ex_unscored",
+        disabled=not auto or only_reviewed,
+        help="Rows that no automatic action can decide because they have no scores (the run stopped early or "
+        "scored only the first N rows, or scoring the row failed) and that nobody reviewed.",
+    )
     with write_column:
         st.markdown("**Write**")
         all_rows = st.checkbox(
@@ -57,7 +77,34 @@ def policy_form(gamma: float, eta: float, scored: bool, write_column) -> ExportP
         only_reviewed=only_reviewed,
         all_rows=all_rows,
         include_scores=scores,
+        unscored=unscored,
     )
+
+
+def unscored_notice(curated: list, policy: ExportPolicy, run: dict | None) -> bool:
+    """Say how many rows have no scores and what happens to them; False when the export must wait for them."""
+    unscored, failed = pending_rows(curated)
+    if not (unscored or failed):
+        return True
+    try:
+        check_scored(curated, policy)
+    except UnscoredRowsError as exc:
+        where = f"“Resume run #{run['run_id']}”" if run else "“Start scoring”"
+        st.error(
+            f"{exc}, so no automatic action decides them. Score them on the Run page ({where}), or choose under "
+            "“Rows without scores” to keep them unchanged or leave them out.",
+            icon=":material/block:",
+        )
+        return False
+    what = describe_unscored(unscored, failed, len(curated))
+    if policy.only_reviewed:
+        fate = "left out with the other unreviewed rows"
+    elif not policy.apply_auto:
+        fate = "written unchanged, as automatic actions are off"
+    else:
+        fate = "written unchanged" if policy.unscored == "keep" else "left out"
+    st.warning(f"{what}: {fate}.", icon=":material/warning:")
+    return True
 
 
 def summary(counts: dict[str, int]) -> None:
@@ -69,6 +116,8 @@ def summary(counts: dict[str, int]) -> None:
         ("Edited", counts["edited"]),
         ("Unchanged", counts["unchanged"]),
     ]
+    if counts["unscored"] or counts["failed"]:
+        cells.append(("Not scored", counts["unscored"] + counts["failed"]))
     for column, (label, value) in zip(st.columns(len(cells)), cells):
         column.metric(label, f"{value:,}", border=True)
     st.caption(
@@ -98,18 +147,25 @@ with left:
     )
 with right:
     policy = policy_form(gamma, eta, scored=run is not None and run["n_scored"] > 0, write_column=left)
-version = (run and run["run_id"], run and run["n_scored"], len(store.decision_log(dataset["dataset_id"])))
+version = (
+    run and run["run_id"],
+    run and run["n_scored"],
+    run and run.get("n_failed"),
+    len(store.decision_log(dataset["dataset_id"])),
+)
 result, payload = prepare(str(db_path()), dataset["dataset_id"], tuple(sorted(vars(policy).items())), choice, version)
 file_name = export_file_name(dataset["name"], result.file_format)
 summary(result.summary)
+ready = unscored_notice(result.curated, policy, run)
 st.download_button(
     f"Download {file_name}",
-    data=payload,
+    data=payload if ready else b"",
     file_name=file_name,
     mime=MIME_TYPES[result.file_format],
     type="primary",
     icon=":material/download:",
     on_click="ignore",
+    disabled=not ready,
 )
 changes, n_changed = changed_rows(result.curated)
 st.subheader("What changed")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from clear_core import workspace
 from clear_core.store import Store
+from tests.conftest import synthetic_scores
 
 EXPORT = "app_pages/export.py"
 
@@ -57,3 +61,46 @@ def test_format_choice_names_the_file(app_db, app):
     at.checkbox(key="ex_scores").check().run()
     at.checkbox(key="ex_all").check().run()
     assert not at.exception and not at.error
+
+
+@pytest.fixture
+def limited_db(tmp_path, gsm8k_file, monkeypatch):
+    """A run that scored only the first 8 of 12 rows, and row 6 of them failed (all signals NULL, error set)."""
+    path = tmp_path / "limited.duckdb"
+    monkeypatch.setenv("CLEAR_DB", str(path))
+    monkeypatch.setenv("CLEAR_NO_DEMO", "1")
+    with Store(path) as store:
+        dataset_id = workspace.import_file(store, gsm8k_file)
+        run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
+        records = synthetic_scores(8)
+        records[6] = {"row_index": 6, "error": "RuntimeError: CUDA out of memory"}
+        store.add_scores(run_id, records)
+        store.set_run_status(run_id, "done")
+    return path
+
+
+def test_rows_without_scores_block_the_download_until_a_choice_is_made(limited_db, app):
+    at = app(EXPORT)
+    assert not at.exception
+    assert at.radio(key="ex_unscored").value == "fail"
+    assert summary(at)["Not scored"] == "5"
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith(
+        "4 of 12 rows are not scored (rows 8, 9, 10, 11) and 1 failed scoring (row 6), so no automatic action "
+        "decides them. Score them on the Run page (“Resume run #1”)"
+    )
+    assert at.download_button[0].proto.disabled
+
+    at.radio(key="ex_unscored").set_value("keep").run()
+    assert not at.error and not at.download_button[0].proto.disabled
+    assert at.warning[0].value == (
+        "4 of 12 rows are not scored (rows 8, 9, 10, 11) and 1 failed scoring (row 6): written unchanged."
+    )
+    rows_out = int(summary(at)["Rows out"])
+
+    at.radio(key="ex_unscored").set_value("drop").run()
+    assert not at.error and not at.download_button[0].proto.disabled
+    assert at.warning[0].value.endswith(": left out.")
+    assert int(summary(at)["Rows out"]) == rows_out - 5
+    why = at.dataframe[0].value.set_index("Row")["Why"]
+    assert why[6] == "Scoring failed" and why[8] == "Not scored"
