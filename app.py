@@ -11,7 +11,16 @@ import os
 
 import streamlit as st
 
-from app_pages._components import CSS, db_path, get_store, guard, run_progress, show_callback_error
+from app_pages._components import (
+    CSS,
+    db_path,
+    get_store,
+    guard,
+    html_line,
+    plain,
+    run_progress,
+    show_callback_error,
+)
 from clear_core import runs, workspace
 from clear_core.confidence import ScoringConfig
 from clear_core.store import StoreError
@@ -82,7 +91,7 @@ def sidebar(store) -> None:
             if is_starting(progress.status, progress.rows_done, progress.rows_total, progress.rows_per_s):
                 rows = "starting the worker"
             st.caption(f"Run #{run['run_id']} ({progress.status}): {rows}")
-        st.caption(f"Database: `{db_path().name}`", help=str(db_path()))
+        html_line(f"Database: <code>{plain(db_path().name)}</code>", title=str(db_path()))
 
 
 def main() -> None:

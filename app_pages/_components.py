@@ -1,8 +1,12 @@
 """Widgets and plumbing shared by the pages: the one database connection, error guard, escaped text, diff boxes.
 
-Dataset text is untrusted. Every piece of it that reaches the page goes through ``html.escape`` (or
-``diff.diff_html``, which escapes every fragment) and is shown inside our own container; nothing from a dataset is
-ever passed to ``st.markdown`` as Markdown.
+Dataset text is untrusted, and so is everything people type: annotator names, dataset and file names, model ids,
+and run errors that quote them. Every piece of it that reaches the page goes through ``html.escape`` (``plain``,
+or ``diff.diff_html``, which escapes every fragment) and is shown inside our own HTML (``text_block``,
+``html_line``), or in an element that never parses it (``st.code``, a dataframe cell, a widget's value or option).
+None of it is passed to Streamlit Markdown (``st.markdown``, ``st.caption``, ``st.info``, titles): escaping cannot
+make Markdown show text verbatim there, because Streamlit turns a bare URL or e-mail address into a live link,
+``:smile:`` into an emoji, ``:material/x:`` into an icon and ``->`` into an arrow after the escapes are undone.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ CSS = """
 .clear-del { background: #fde2e1; color: #8a1c1c; text-decoration: line-through; }
 .clear-ins { background: #dcf5e3; color: #14532d; text-decoration: none; }
 .clear-empty { color: #8795a1; font-style: italic; }
+.clear-caption { font-size: 0.875rem; color: rgba(31, 42, 51, 0.6); margin: 0; overflow-wrap: anywhere; }
+.clear-line { margin: 0; overflow-wrap: anywhere; }
+.clear-heading { font-size: 1.5rem; font-weight: 600; line-height: 1.2; margin: 0; padding: 0.5rem 0;
+  overflow-wrap: anywhere; }
+.clear-ok { color: #177233; }
+.clear-muted { color: rgba(31, 42, 51, 0.6); }
 [data-testid="stMainBlockContainer"] { padding: 3.5rem 2.5rem 2rem 2.5rem; }
 [data-testid="stSidebarContent"] { padding-top: 0.5rem; }
 section[data-testid="stSidebar"] { width: 250px !important; min-width: 250px !important; }
@@ -122,13 +132,26 @@ def require_scores(store: Store, dataset: dict) -> dict:
     """The dataset's latest run when it has scored rows, else a pointer to the Run page and a stop."""
     run = store.latest_run(dataset["dataset_id"])
     if run is None:
-        st.info(
-            f"“{md_plain(dataset['name'])}” has not been scored yet. Start a run on the Run page.",
-            icon=":material/info:",
-        )
+        st.info("This dataset has not been scored yet. Start a run on the Run page.", icon=":material/info:")
         st.page_link("app_pages/run.py", label="Go to Run", icon=":material/play_circle:")
         st.stop()
     return run
+
+
+def plain(text: object) -> str:
+    """User text (a name, a file name, a model id, an error) escaped for our own HTML, so it shows verbatim."""
+    return html.escape(str(text))
+
+
+def html_line(body: str, kind: str = "caption", title: str | None = None, container=st) -> None:
+    """One line of our own wording as HTML, not Markdown; put user text in with ``plain()``.
+
+    ``kind`` is ``caption`` (small and grey, like ``st.caption``), ``line`` (body text) or ``heading``; ``title``
+    is a hover text (plain text too).
+    """
+    tag = "h3" if kind == "heading" else "p"
+    tip = f' title="{plain(title)}"' if title else ""
+    container.html(f'<{tag} class="clear-{kind}"{tip}>{body}</{tag}>')
 
 
 def text_block(text: object, label: str | None = None, max_height: str = "16rem") -> None:
@@ -176,5 +199,6 @@ def show_callback_error() -> None:
 
 
 def md_plain(text: object) -> str:
-    """Text (a dataset or annotator name) made inert for Markdown: every punctuation character backslash-escaped."""
+    """Text made inert for Markdown syntax (every punctuation character backslash-escaped), for a widget label, where
+    Streamlit shows no links. Elsewhere use ``plain()`` and ``html_line()``: see the module docstring."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])", r"\\\1", str(text))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._components import REPO, db_path, get_store, md_plain, safe_callback
+from app_pages._components import REPO, db_path, get_store, html_line, plain, safe_callback
 from clear_core import data, workspace
 from clear_core.ui_state import UPLOAD_TYPES, preview_table, problems_table, sample_files, save_upload
 
@@ -148,8 +148,8 @@ path = readable(pick_file())
 if path is not None:
     stamp = (path.stat().st_size, path.stat().st_mtime_ns)
     frame, schema = preview(str(path), stamp)
-    st.subheader(f"Preview of {path.name}")
-    st.caption(f"First {len(frame)} rows, shown as stored in the file.")
+    st.subheader("Preview")
+    html_line(f"The first {len(frame)} rows of <code>{plain(path.name)}</code>, shown as stored in the file.")
     st.dataframe(preview_table(frame), hide_index=True, height=min(250, 35 * (len(frame) + 1) + 3))
     mapping = pick_mapping([str(c) for c in frame.columns]) if schema is None else None
     if schema is not None:
@@ -190,7 +190,8 @@ if path is not None:
 
 if imported := st.session_state.pop("imported", None):  # shown under the Import button the user just clicked
     dataset = get_store().get_dataset(imported)
-    st.success(f"Imported “{md_plain(dataset['name'])}”: {dataset['n_rows']:,} rows.", icon=":material/check_circle:")
+    # the name is user text: shown plain in the sidebar and the table below, never in this Markdown message
+    st.success(f"Imported {dataset['n_rows']:,} rows.", icon=":material/check_circle:")
     st.page_link("app_pages/run.py", label="Score it on the Run page", icon=":material/play_circle:")
 if note := st.session_state.pop("import_note", None):
     st.info(note, icon=":material/content_copy:")

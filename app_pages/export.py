@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages._components import db_path, get_store, md_plain, require_dataset
+from app_pages._components import db_path, get_store, html_line, plain, require_dataset
 from clear_core import workspace
 from clear_core.export import (
     ExportPolicy,
@@ -130,8 +130,8 @@ dataset = require_dataset(store)
 run = store.latest_run(dataset["dataset_id"])
 gamma, eta = store.get_thresholds(dataset["dataset_id"])
 st.title("Export")
-st.caption(
-    f"The curated “{md_plain(dataset['name'])}”: every original column kept, only responses replaced and rows "
+html_line(
+    f"The curated “{plain(dataset['name'])}”: every original column kept, only responses replaced and rows "
     "dropped as chosen below. Reviewers' decisions override automatic actions."
 )
 

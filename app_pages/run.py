@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages._components import db_path, get_store, guard, md_plain, require_dataset, run_progress, safe_callback
+from app_pages._components import (
+    db_path,
+    get_store,
+    guard,
+    html_line,
+    plain,
+    require_dataset,
+    run_progress,
+    safe_callback,
+)
 from clear_core import EMBEDDED_MODEL, runs
 from clear_core.confidence import ScoringConfig
 from clear_core.ui_state import run_bar
@@ -58,12 +67,14 @@ def live_progress(run_id: int) -> None:
         device = f" · {progress.device}" if progress.device else ""
         st.caption(
             f"{STATUS_ICONS.get(progress.status, '')} Run #{run_id} · **{progress.status}** · "
-            f"`{run['model']}` · k = {samples} samples{device}"
+            f"k = {samples} samples{device}"
         )
+        html_line(f"Model: <code>{plain(run['model'])}</code>")  # typed by a person: HTML-escaped, not Markdown
         if progress.status == "running":
             st.button("Cancel run", icon=":material/stop_circle:", on_click=cancel, args=(run_id,))
         if progress.status == "failed" and progress.error:
-            st.error(progress.error, icon=":material/error:")
+            st.error(f"Run #{run_id} failed:", icon=":material/error:")
+            st.code(progress.error, language=None, wrap_lines=True)  # verbatim: it quotes model ids, paths, logs
         seen = st.session_state.get("run_seen_status")
         st.session_state.run_seen_status = progress.status
         if seen == "running" and progress.status != "running":
@@ -133,8 +144,8 @@ def history(dataset_id: int) -> None:
 store = get_store()
 dataset = require_dataset(store)
 st.title("Run")
-st.caption(
-    f"Score “{md_plain(dataset['name'])}” ({dataset['n_rows']:,} rows) with a local model. Scoring runs in its own "
+html_line(
+    f"Score “{plain(dataset['name'])}” ({dataset['n_rows']:,} rows) with a local model. Scoring runs in its own "
     "worker process: you can switch pages, reload or close the tab, and rows appear in Review as they are scored."
 )
 

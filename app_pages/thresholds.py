@@ -12,7 +12,15 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app_pages._components import annotator, get_store, md_plain, require_dataset, require_scores, safe_callback
+from app_pages._components import (
+    annotator,
+    get_store,
+    html_line,
+    plain,
+    require_dataset,
+    require_scores,
+    safe_callback,
+)
 from clear_core import clear
 from clear_core.ui_state import ACTION_LABELS, SIGNAL_HELP
 
@@ -156,9 +164,9 @@ run = require_scores(store, dataset)
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
 values = store.confidence_values(run_id)
 st.title("Thresholds")
-st.caption(
-    f"“{md_plain(dataset['name'])}”, run #{run_id}: {len(values):,} scored rows. Rows with confidence below **γ** "
-    "are filtered; rows whose proposal has correction confidence above **η** are corrected (a confident fix "
+html_line(
+    f"“{plain(dataset['name'])}”, run #{run_id}: {len(values):,} scored rows. Rows with confidence below <b>γ</b> "
+    "are filtered; rows whose proposal has correction confidence above <b>η</b> are corrected (a confident fix "
     "wins over removal); the rest are kept. Changes are saved at once and relabel the Review queue."
 )
 if values.empty:

@@ -36,7 +36,7 @@ def test_upload_preview_and_import(empty_db, gsm8k_file, app):
     assert any("Every row checks out" in s.value for s in at.success)
     at.text_input(key=next(k for k in at.session_state if k.startswith("name_"))).input("gsm8k twelve").run()
     next(b for b in at.button if b.label == "Import").click().run()
-    assert any("Imported “gsm8k twelve”: 12 rows" in s.value for s in at.success)
+    assert any("Imported 12 rows." in s.value for s in at.success)
     table = datasets(empty_db)
     assert list(table["name"]) == ["gsm8k twelve"] and int(table["n_rows"].iloc[0]) == 12
     assert at.sidebar.selectbox(key="dataset_id").value == int(table["dataset_id"].iloc[0])

@@ -98,4 +98,4 @@ def test_a_failing_model_is_reported_without_a_traceback(unscored_db, tmp_path, 
     run = wait_until_stopped(at, path, dataset_id, timeout_s=120)
     assert run["status"] == "failed"
     assert not at.exception
-    assert at.error and "no-such-model" in at.error[0].value
+    assert at.error and "no-such-model" in at.code[0].value  # the run's error, verbatim

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clear_core import runs, workspace
 from clear_core.store import Store
+from tests import hostile_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,7 +60,7 @@ def test_sidebar_keeps_annotator_and_dataset_from_the_address(app_db, tmp_path, 
     assert at.sidebar.selectbox(key="dataset_id").value == second_id  # newest first
     at.sidebar.selectbox(key="dataset_id").select(first_id).run()
     assert at.query_params["dataset"] == str(first_id)
-    assert any(m.value.startswith("### Review") for m in at.markdown)
+    assert any("Review · " in h.value for h in at.html)
 
 
 def test_a_database_open_elsewhere_is_reported(tmp_path, monkeypatch, app):
@@ -136,3 +137,37 @@ def test_the_app_never_imports_the_model(app_db):
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "heavy: []" in out.stdout
+
+
+def markdown_bodies(at) -> list[str]:
+    """The text of every element that Streamlit draws as Markdown, on the page and in the sidebar."""
+    kinds = ("markdown", "caption", "title", "header", "subheader", "info", "success", "warning", "error", "toast")
+    return [element.value for kind in kinds for element in at.get(kind)]
+
+
+def test_user_text_is_shown_verbatim_on_every_page(tmp_path, monkeypatch, gsm8k_file, app):
+    """Names, model ids and run errors never reach Markdown (which would link the URLs, bold the <b>, draw an emoji
+    and an arrow): they are HTML-escaped into our own HTML, or shown by an element that does not parse them.
+    tests/test_browser.py checks the same pages in a real browser."""
+    path = tmp_path / "hostile.duckdb"
+    monkeypatch.setenv("CLEAR_DB", str(path))
+    monkeypatch.setenv("CLEAR_NO_DEMO", "1")
+    dataset_id, _ = hostile_text.seed(path, gsm8k_file)
+    hostile, escaped = hostile_text.HOSTILE, hostile_text.HOSTILE_HTML
+    at = app(annotator=hostile)
+    assert at.sidebar.selectbox(key="dataset_id").format_func(dataset_id) == f"{hostile} · 12 rows"
+    html_by_page = {}
+    for page in ("data", "run", "review", "thresholds", "export"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, page
+        assert not any("evil.example" in body for body in markdown_bodies(at)), page
+        html_by_page[page] = " ".join(element.value for element in at.html)
+        assert "<a" not in html_by_page[page] and "<b>x" not in html_by_page[page], page
+        if page == "data":
+            assert list(at.dataframe[0].value["name"]) == [hostile]
+        if page == "run":
+            assert at.code[0].value == f"The model {hostile} could not be loaded."
+    assert f"Score “{escaped}”" in html_by_page["run"] and f"Model: <code>{escaped}</code>" in html_by_page["run"]
+    assert f"Review · {escaped}" in html_by_page["review"] and f"by <b>{escaped}</b>" in html_by_page["review"]
+    assert f"“{escaped}”, run #1" in html_by_page["thresholds"]
+    assert f"The curated “{escaped}”" in html_by_page["export"]
