@@ -13,6 +13,7 @@ import streamlit as st
 
 from app_pages._components import (
     CSS,
+    REPO,
     db_path,
     get_store,
     guard,
@@ -29,8 +30,11 @@ from clear_core.ui_state import is_starting
 # The first-start demo run favours a quick first look over the paper's k = 5 samples: without sampling and in
 # small batches, the first rows reach Review in about a minute on a laptop CPU. Start a full run on the Run page.
 DEMO_CONFIG = ScoringConfig(samples=0, batch_size=4)
+REVIEW_PAGE = "app_pages/review.py"
 
-st.set_page_config(page_title="CLEAR Review", page_icon=":material/fact_check:", layout="wide")
+# The tab icon is a local SVG (sent inline as a data: URL): a ":material/...:" page icon makes the browser fetch the
+# icon from fonts.gstatic.com, and the app must work air-gapped.
+st.set_page_config(page_title="CLEAR Review", page_icon=str(REPO / "assets" / "favicon.svg"), layout="wide")
 st.html(CSS)
 
 
@@ -94,6 +98,17 @@ def sidebar(store) -> None:
         html_line(f"Database: <code>{plain(db_path().name)}</code>", title=str(db_path()))
 
 
+def home() -> None:
+    """The app root ("/") opens Review at its own address, so /review works as a link and a bookmark too.
+
+    Streamlit serves its default page only at "/", so Review cannot be that page without /review reporting "Page
+    not found"; this hidden default page forwards there, keeping the dataset in the address (the annotator stays
+    there by itself: its widget is bound to the address).
+    """
+    unbound = {k: v for k, v in st.query_params.to_dict().items() if k != "annotator"}
+    st.switch_page(REVIEW_PAGE, query_params=unbound)
+
+
 def main() -> None:
     try:
         store = get_store()
@@ -104,11 +119,13 @@ def main() -> None:
         first_start(str(db_path()))
     with guard("the sidebar"):
         sidebar(store)
-    # Review is the home page ("/"): the demo dataset fills it on first start; without data it points to Data.
+    # Review is the home page ("/" forwards to /review): the demo dataset fills it on first start; without data it
+    # points to Data.
     pages = [
+        st.Page(home, title="Review", url_path="home", default=True, visibility="hidden"),
         st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", url_path="data"),
         st.Page("app_pages/run.py", title="Run", icon=":material/play_circle:", url_path="run"),
-        st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:", url_path="review", default=True),
+        st.Page(REVIEW_PAGE, title="Review", icon=":material/rate_review:", url_path="review"),
         st.Page("app_pages/thresholds.py", title="Thresholds", icon=":material/tune:", url_path="thresholds"),
         st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
     ]

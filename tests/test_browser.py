@@ -1,9 +1,11 @@
-"""The whole journey in a real browser: the app server, headless Debian Chromium, the embedded model.
+"""The app in a real browser: the app server, headless Debian Chromium, the embedded model.
 
-Upload a real file (GSM8K rows, two responses corrupted), score the first rows in the worker, accept a proposal,
-reject one row, edit one, undo a removal, reload, export JSONL through the download button, and check the
-downloaded file row by row against the database and what was clicked. Screenshots of every page go to
-tests/artifacts/ (git-ignored) for a person to look at.
+The whole journey: upload a real file (GSM8K rows, two responses corrupted), score the first rows in the worker,
+accept a proposal, reject one row, edit one, undo a removal, reload, export JSONL through the download button, and
+check the downloaded file row by row against the database and what was clicked. Then every page opened at its own
+address, with hostile names in the database, checked for literal text and no links. Throughout, the browser may
+reach only the app server: every other request is recorded and refused (the app must work air-gapped).
+Screenshots of every page go to tests/artifacts/ (git-ignored) for a person to look at.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from clear_core import clear
 from clear_core.store import Store
+from tests import hostile_text
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -31,6 +35,8 @@ GSM8K = REPO.parent / "shared" / "data" / "dev" / "gsm8k_train.json"
 SCORED_ROWS = 5  # of the 6 in the file: the last row stays unscored, as a partial run leaves it
 EDITED_TEXT = "Edited by the browser test: the answer is 42."
 ANNOTATOR = "Browser Tester"
+PAGES = {"data": "Data", "run": "Run", "review": "Review", "thresholds": "Thresholds", "export": "Export"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 pytestmark = [
     pytest.mark.browser,
@@ -84,16 +90,29 @@ class AppServer:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture
-def server(tmp_path):
+def running_server(tmp_path: Path, seed=None):
+    """Start an AppServer (after ``seed(db_path)`` fills its database, if given), yield it, stop it, keep its log."""
     app_server = AppServer(tmp_path)
     try:
+        if seed is not None:
+            seed(app_server.db)  # the server opens the database only when the first browser session runs
         app_server.wait_healthy()
         yield app_server
     finally:
         log = app_server.stop()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "server.log").write_text(log)
+
+
+@pytest.fixture
+def server(tmp_path):
+    yield from running_server(tmp_path)
+
+
+@pytest.fixture
+def hostile_server(tmp_path, gsm8k_file):
+    """A server whose database names a dataset, an annotator and a model with hostile text (tests/hostile_text.py)."""
+    yield from running_server(tmp_path, seed=lambda db: hostile_text.seed(db, gsm8k_file))
 
 
 @pytest.fixture
@@ -107,8 +126,35 @@ def source_file(tmp_path) -> Path:
     return path
 
 
+def is_local(url: str) -> bool:
+    return url.startswith(("data:", "blob:", "about:")) or urlsplit(url).hostname in LOCAL_HOSTS
+
+
+class Requests:
+    """Every request the pages make; those to any other host than the app server are refused, not sent."""
+
+    def __init__(self):
+        self.urls: list[str] = []
+        self.refused: list[str] = []
+
+    def route(self, route) -> None:
+        if is_local(route.request.url):
+            route.continue_()
+        else:
+            self.refused.append(route.request.url)
+            route.abort()
+
+    def external(self) -> list[str]:
+        return sorted({url for url in self.urls + self.refused if not is_local(url)})
+
+
 @pytest.fixture
-def browser_page():
+def requests_seen() -> Requests:
+    return Requests()
+
+
+@pytest.fixture
+def browser_page(requests_seen):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -123,6 +169,8 @@ def browser_page():
             ],
         )
         context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        context.on("request", lambda request: requests_seen.urls.append(request.url))
+        context.route("**/*", requests_seen.route)
         page = context.new_page()
         page.set_default_timeout(60_000)
         yield page
@@ -164,7 +212,7 @@ def wait_for_decision(page, count_before: str) -> None:
     settle(page)
 
 
-def test_upload_score_review_export_in_a_real_browser(server, source_file, browser_page):
+def test_upload_score_review_export_in_a_real_browser(server, source_file, browser_page, requests_seen):
     from playwright.sync_api import expect
 
     base, db = server.url, server.db
@@ -177,7 +225,7 @@ def test_upload_score_review_export_in_a_real_browser(server, source_file, brows
     expect(page.get_by_text("Recognised format: alpaca")).to_be_visible()
     shot(page, "1-data-preview")
     page.get_by_role("button", name=re.compile("^Import")).click()
-    expect(page.get_by_text("Imported “gsm8k_six”: 6 rows.")).to_be_visible()
+    expect(page.get_by_text("Imported 6 rows.")).to_be_visible()
     shot(page, "2-data-imported")
 
     # -- Run: the embedded model, no samples (fast), the first 5 rows ------------------------------------------
@@ -273,6 +321,7 @@ def test_upload_score_review_export_in_a_real_browser(server, source_file, brows
 
     # -- the file, row by row, against the database and the clicks ------------------------------------------------
     page.close()
+    assert not requests_seen.external(), f"the pages reached outside the app server: {requests_seen.external()}"
     log = server.stop()
     assert "Traceback" not in log, "the app server logged a traceback; see tests/artifacts/server.log"
     expected = expected_records(db, json.loads(source_file.read_text(encoding="utf-8")), clicked)
@@ -315,3 +364,35 @@ def expected_records(db: Path, source: list[dict], clicked: dict[str, int]) -> l
                 output = score["proposed_response"]
         expected.append({**record, "output": output})
     return expected
+
+
+def test_every_page_opens_at_its_own_address_offline_and_shows_user_text_verbatim(
+    hostile_server, browser_page, requests_seen
+):
+    """Each page's address opens that page (the root forwards to /review); no page reaches outside the app server;
+    a hostile dataset, annotator and model name is shown as typed: no link, no bold, no emoji."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)  # a busy 2-core machine loads each element's code lazily, slowly
+    page, hostile = browser_page, hostile_text.HOSTILE
+    for url_path, title in PAGES.items():
+        page.goto(f"{hostile_server.url}/{url_path}?annotator={quote(hostile)}")
+        settle(page)
+        expect(page.get_by_role("heading", name=re.compile(rf"^{title}")).first).to_be_visible(timeout=60_000)
+        assert urlsplit(page.url).path == f"/{url_path}", page.url
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        expect(page.get_by_label("Annotator", exact=True)).to_have_value(hostile)
+        if url_path != "data":  # Data shows names only in its table (drawn on a canvas)
+            expect(page.get_by_text(hostile).first).to_be_visible()
+        if url_path == "review":  # the first row in the queue was decided by the hostile annotator
+            expect(page.get_by_text(f"Kept original by {hostile},")).to_be_visible()
+        expect(page.locator("a[href*='evil.example']")).to_have_count(0)
+        expect(page.locator("b, strong").filter(has_text=re.compile(r"^x$"))).to_have_count(0)
+        assert "\N{SMILING FACE WITH OPEN MOUTH AND SMILING EYES}" not in page.locator("body").inner_text()
+        shot(page, f"direct-{url_path}")
+    page.goto(f"{hostile_server.url}/?annotator={quote(hostile)}&dataset=1")
+    page.wait_for_url(re.compile(r"/review\?"), timeout=60_000)
+    assert "dataset=1" in page.url, page.url
+    expect(page.get_by_label("Annotator", exact=True)).to_have_value(hostile)
+    assert not requests_seen.external(), f"the pages reached outside the app server: {requests_seen.external()}"
+    assert any(url.startswith(hostile_server.url) for url in requests_seen.urls)
