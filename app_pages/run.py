@@ -63,6 +63,7 @@ def live_progress(run_id: int) -> None:
             progress.status, progress.rows_done, progress.rows_total, progress.rows_per_s, progress.eta_s
         )
         st.progress(fraction, text=text)
+        coverage(progress.status, run, store.get_dataset(run["dataset_id"])["n_rows"])
         samples = run["params"].get("samples")
         device = f" · {progress.device}" if progress.device else ""
         st.caption(
@@ -79,6 +80,24 @@ def live_progress(run_id: int) -> None:
         st.session_state.run_seen_status = progress.status
         if seen == "running" and progress.status != "running":
             st.rerun()  # the run just ended: redraw the whole page (buttons, history)
+
+
+def coverage(status: str, run: dict, n_rows: int) -> None:
+    """How much of the dataset the run has scored: a run done with its first N rows has not scored the rest."""
+    scored, failed = int(run["n_scored"]), int(run.get("n_failed") or 0)
+    missing = max(n_rows - scored - failed, 0)
+    text = (
+        f"The dataset: {scored:,} of {n_rows:,} rows scored, {missing:,} not scored"
+        f"{' yet' if status == 'running' else ''}, {failed:,} failed."
+    )
+    if status == "done" and missing:
+        st.warning(
+            f"Run #{run['run_id']} is done with the first {scored + failed:,} rows only. {text} "
+            f"“Resume run #{run['run_id']}” below scores the rest.",
+            icon=":material/warning:",
+        )
+    else:
+        st.caption(text)
 
 
 def settings(dataset: dict) -> None:

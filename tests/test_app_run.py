@@ -9,6 +9,7 @@ import pytest
 
 from clear_core import workspace
 from clear_core.store import Store
+from tests.conftest import synthetic_scores
 
 RUN = "app_pages/run.py"
 
@@ -68,6 +69,10 @@ def test_score_the_first_rows_then_resume_the_rest(unscored_db, tiny_model_path,
     run = wait_until_stopped(at, path, dataset_id)
     assert run["status"] == "done" and run["n_scored"] == 4
     assert any(p.proto.text.startswith("4 of 4 rows scored") for p in at.get("progress"))
+    # done with the rows it was asked for, not with the dataset
+    assert at.warning[0].value.startswith(
+        "Run #1 is done with the first 4 rows only. The dataset: 4 of 12 rows scored, 8 not scored, 0 failed."
+    )
 
     at.radio(key="run_rows").set_value("All rows").run()
     click(at, "Resume run #")
@@ -75,7 +80,27 @@ def test_score_the_first_rows_then_resume_the_rest(unscored_db, tiny_model_path,
     assert run["status"] == "done" and run["n_scored"] == 12 and run["run_id"] == 1
     assert not [b for b in at.button if b.label.startswith("Resume")]
     assert any(p.proto.text.startswith("12 of 12 rows scored") for p in at.get("progress"))
+    assert not at.warning and "The dataset: 12 of 12 rows scored, 0 not scored, 0 failed." in [
+        c.value for c in at.caption
+    ]
     assert at.dataframe[0].value["n_scored"].tolist() == [12]
+
+
+def test_a_run_done_with_its_first_rows_says_how_many_are_not_scored(unscored_db, app):
+    path, dataset_id = unscored_db
+    with Store(path) as store:
+        run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
+        records = synthetic_scores(6)
+        records[2] = {"row_index": 2, "error": "RuntimeError: CUDA out of memory"}
+        store.add_scores(run_id, records)
+        store.set_run_status(run_id, "done")
+    at = app(RUN)
+    assert not at.exception
+    assert at.warning[0].value == (
+        "Run #1 is done with the first 6 rows only. The dataset: 5 of 12 rows scored, 6 not scored, 1 failed. "
+        "“Resume run #1” below scores the rest."
+    )
+    assert any(b.label.startswith("Resume run #1") for b in at.button)
 
 
 def test_cancel_stops_the_worker(unscored_db, tiny_model_path, app):
