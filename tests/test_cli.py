@@ -15,7 +15,7 @@ import pytest
 
 from clear_core import handoff, workspace
 from clear_core.store import Store
-from tests.conftest import REPO, gsm8k_records
+from tests.conftest import REPO, gsm8k_records, synthetic_scores
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -315,3 +315,23 @@ def test_a_failing_score_command_says_that_its_worker_keeps_scoring(tmp_path, ti
         if handoff.pid_alive(worker):
             os.kill(worker, signal.SIGTERM)
             wait_for_exit(worker)
+
+
+def test_rows_whose_scoring_failed_are_counted_and_named(tmp_path, gsm8k_file):
+    db = tmp_path / "c.duckdb"
+    with Store(db) as store:
+        dataset_id = workspace.import_file(store, gsm8k_file)
+        run_id = store.create_run(dataset_id, "some-model", {"samples": 0})
+        records = synthetic_scores(9)
+        records[3] = {"row_index": 3, "error": "RuntimeError: CUDA out of memory"}
+        store.add_scores(run_id, records)
+        store.set_run_status(run_id, "done")
+    status = cli("status", "--db", str(db)).stdout
+    assert "run 1 (done, --limit 9) some-model: 8 of 12 rows scored, 3 not scored, 1 failed" in status
+    out = tmp_path / "c.json"
+    refused = cli("export", "--db", str(db), "--out", str(out))
+    assert_one_line_error(refused, "3 of 12 rows are not scored (rows 9, 10, 11) and 1 failed scoring (row 3)")
+    kept = cli("export", "--db", str(db), "--out", str(out), "--unscored", "drop", "--gamma", "0", "--eta", "1")
+    assert kept.returncode == 0, kept.stderr
+    assert "8 of 12 rows kept, 4 removed" in kept.stdout
+    assert len(json.loads(out.read_text())) == 8
