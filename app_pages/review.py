@@ -212,10 +212,8 @@ def row_header(row: pd.Series) -> None:
     action, error = row["action"], row.get("error")
     if isinstance(error, str):
         st.markdown(f"#### Row {int(row['row_index'])} &nbsp; :red-badge[Scoring {FAILED_LABEL.lower()}]")
-        st.error(
-            f"The model could not score this row: {md_plain(error)}  \nStarting the run again retries it.",
-            icon=":material/error:",
-        )
+        st.error("The model could not score this row. Starting the run again retries it.", icon=":material/error:")
+        st.code(error, language=None, wrap_lines=True)  # verbatim: an exception's text, never Markdown
     else:
         st.markdown(
             f"#### Row {int(row['row_index'])} &nbsp; "
