@@ -251,7 +251,11 @@ def _follow(store, run_id: int) -> runs.RunProgress:
 def export_command(
     db, out_path, dataset, include_scores, all_rows, gamma, eta, only_reviewed, no_auto, unscored
 ) -> None:
-    """Write the curated dataset: filtered rows dropped, corrections applied, in the input's own schema."""
+    """Write the curated dataset: filtered rows dropped, corrections applied, in the input's own schema.
+
+    Rows without scores stop the export (naming them and the command that scores them) unless --unscored says
+    what to do with them. While the app has DB open, export from its Export page.
+    """
     store = _open_store(
         db,
         " To export while the app is open, use its Export page (Download button); or close the app and run "

@@ -335,3 +335,11 @@ def test_rows_whose_scoring_failed_are_counted_and_named(tmp_path, gsm8k_file):
     assert kept.returncode == 0, kept.stderr
     assert "8 of 12 rows kept, 4 removed" in kept.stdout
     assert len(json.loads(out.read_text())) == 8
+
+
+def test_help_documents_the_new_options():
+    export_help = cli("export", "--help").stdout
+    assert "--unscored [fail|keep|drop]" in export_help and "[default: fail]" in export_help
+    assert "Export page" in export_help
+    assert "not scored and failed" in cli("status", "--help").stdout
+    assert "DB.work/" in cli("status", "--help").stdout
