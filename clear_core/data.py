@@ -371,7 +371,8 @@ def _csv_quote_problem(path: str, text: str, header: list[str], after_line: int,
         return Problem(path, after_line + 1, None, message, hint)
     offset, field_number = opened
     line = len(_LINE_BREAK.findall(text, 0, offset)) + 1
-    column = header[field_number] if field_number < len(header) else field_number + 1
+    # the column's name; in the header itself (or past its end) the character position, as for JSON syntax errors
+    column = header[field_number] if field_number < len(header) else offset - _line_start(text, line) + 1
     message = "a quote opens a value here and is never closed, so every following line would be read into it"
     hint = 'Close the quote, or remove it; write a quote inside a quoted value as two quotes ("").'
     return Problem(path, line, column, message, hint)

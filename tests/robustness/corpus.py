@@ -104,6 +104,7 @@ CASES = [
         b'prompt,response\r\nq1,a1\r\n"q2\r\nstill q2",b\r\n"open,a3\r\nq4,a4\r\n',
         Refused("line 5", "prompt", "never closed"),
     ),
+    Case("unclosed_quote_header.csv", b'prompt,"response\nq1,a1\n', Refused("line 1", 8, "never closed")),
     Case(
         "quote_then_text.csv",
         b'prompt,response\nq1,"a1" and more\nq2,a2\n',
