@@ -6,6 +6,8 @@ entry cannot: dropping duplicates, round-tripping the new layouts through export
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clear_core import cli, data, export
 from clear_core.data import DataError, describe_duplicates, load_dataset, validate
@@ -280,3 +284,24 @@ def test_cli_scores_a_datasets_folder_without_its_duplicates(tmp_path, datasets_
     assert "as Parquet unless you choose JSONL, JSON or CSV" in result.stdout
     with Store(db) as store:
         assert list(store.list_datasets()["n_rows"]) == [4]
+
+
+# -- property: whatever text a well-formed file holds comes back unchanged -----------------------------------
+
+_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_texts.filter(str.strip), _texts), min_size=1, max_size=6))
+def test_written_text_imports_unchanged(tmp_path, rows):
+    """Quotes, commas, every kind of line break, NUL and U+2028 survive CSV (as the csv module writes it) and
+    JSON Lines: the strict CSV reading refuses broken quoting only, never a well-formed file."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["prompt", "response"])
+    writer.writerows(rows)
+    (tmp_path / "p.csv").write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    (tmp_path / "p.jsonl").write_bytes(jsonl(*[{"prompt": p, "response": r} for p, r in rows]))
+    for name in ("p.csv", "p.jsonl"):
+        ds = load_dataset(tmp_path / name)
+        assert [(r.prompt, r.response) for r in ds.rows] == rows
