@@ -412,10 +412,11 @@ def _csv_cell(value: Any) -> str:
 def _csv_bytes(records: list[dict[str, Any]]) -> bytes:
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
+    # csv quotes a cell holding "\n" but not one holding a lone "\r", which a reader then takes for a line break
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     columns = _columns(records)
-    writer.writerow(columns)
-    for record in records:
-        writer.writerow([_csv_cell(record.get(c)) for c in columns])
+    for cells in [columns, *([_csv_cell(record.get(c)) for c in columns] for record in records)]:
+        (quoting if any("\r" in cell for cell in cells) else writer).writerow(cells)
     return buffer.getvalue().encode("utf-8")
 
 
