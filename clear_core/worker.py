@@ -55,12 +55,11 @@ def score_isolating(score: Callable, lm, rows: Sequence[dict], config) -> list[d
             print(f"clear-worker: row {rows[0]['row_index']} could not be scored:", file=sys.stderr)
             traceback.print_exc()
             return [{"row_index": int(rows[0]["row_index"]), "error": describe(exc)}]
-        print(
-            f"clear-worker: a batch of {len(rows)} rows failed ({describe(exc)}); scoring it in halves",
-            file=sys.stderr,
-        )
-        middle = len(rows) // 2
-        return score_isolating(score, lm, rows[:middle], config) + score_isolating(score, lm, rows[middle:], config)
+        reason = describe(exc)
+    # retried outside the handler, so a row's traceback in worker.log is not chained to the batch's
+    print(f"clear-worker: a batch of {len(rows)} rows failed ({reason}); scoring it in halves", file=sys.stderr)
+    middle = len(rows) // 2
+    return score_isolating(score, lm, rows[:middle], config) + score_isolating(score, lm, rows[middle:], config)
 
 
 def _final_progress(run_dir: Path, **fields) -> None:

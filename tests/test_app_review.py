@@ -234,3 +234,22 @@ def test_editing_an_edited_row_starts_from_the_edit(app_db, app):
     click(at, "Prev")
     click(at, "Edit")
     assert at.text_area[0].value == "First edit."
+
+
+def test_rows_that_could_not_be_scored_are_listed_apart_with_their_reason(app_db, app):
+    path, dataset_id, run_id = app_db
+    with Store(path) as store:  # what ingesting a chunk with a failed row does
+        store.add_scores(run_id, [{"row_index": 7, "error": "RuntimeError: probability tensor contains inf"}])
+    at = app(REVIEW)
+    assert 7 not in list(at.dataframe[0].value["Row"])  # no automatic action, so not in the normal queue
+    at.selectbox(key="review_status").select("failed").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["Row"]) == [7]
+    assert list(at.dataframe[0].value["Action"]) == ["Failed"]
+    assert current_row(at) == 7
+    assert any("could not score this row" in e.value for e in at.error)
+    assert [c.value for c in at.code] == ["RuntimeError: probability tensor contains inf"]
+    assert button(at, "Accept correction").disabled  # no proposal to accept
+    click(at, "Remove")  # a person can still decide: drop it from the export
+    assert decisions(path, dataset_id).loc[7, "decision"] == "remove"
+    assert list(at.dataframe[0].value["Row"]) == [7]  # still failed, so still listed here

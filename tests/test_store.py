@@ -454,6 +454,40 @@ def test_add_scores_is_idempotent(store):
     assert store.add_scores(run_id, []) == 0
 
 
+def test_failed_rows_are_stored_apart_from_scored_rows_and_retried(store):
+    """A row the worker could not score: kept with its reason, never labelled by thresholds, rescored on restart."""
+    dataset_id = store.add_dataset(make_dataset(4))
+    run_id = store.create_run(dataset_id, "m", {})
+    failure = {"row_index": 2, "error": "RuntimeError: probability tensor contains inf"}
+    assert store.add_scores(run_id, [score(0, 0.1), score(1, 0.9, correction=0.95, proposal="p"), failure]) == 3
+    assert (store.scored_count(run_id), store.failed_count(run_id)) == (2, 1)
+    run = store.get_run(run_id)
+    assert (run["n_scored"], run["n_failed"]) == (2, 1)
+    assert store.list_datasets().loc[0, "n_scored"] == 2
+    assert store.unscored_rows(run_id)["row_index"].tolist() == [2, 3]  # a failed row is handed out again
+    scores = store.scores(run_id).set_index("row_index")
+    assert scores.loc[2, ERROR_FIELD] == failure["error"] and pd.isna(scores.loc[2, "confidence"])
+    assert scores.loc[[0, 1], ERROR_FIELD].isna().all()
+    assert store.failures(run_id)[["row_index", "error"]].values.tolist() == [[2, failure["error"]]]
+
+    # no automatic action for it: not counted, not plotted, not in the queue but under its own status
+    assert store.action_counts(run_id, 0.5, 0.7) == {"filter": 1, "correct": 1, "keep": 0}
+    assert store.confidence_values(run_id)["row_index"].tolist() == [0, 1]
+    assert store.agreement_by_bucket(run_id, 0.5, 0.7)["n_rows"].sum() == 2
+    queue, total = store.review_queue(run_id, 0.5, 0.7)
+    assert total == 2 and sorted(queue["row_index"]) == [0, 1]
+    failed, total = store.review_queue(run_id, 0.5, 0.7, status="failed")
+    assert total == 1 and failed.loc[0, "row_index"] == 2
+    assert failed.loc[0, "error"] == failure["error"] and failed.loc[0, "action"] is None
+    assert store.review_queue(run_id, 0.5, 0.7, status="undecided")[1] == 2
+
+    store.add_scores(run_id, [score(2, 0.7)])  # the retry scored it: the failure is replaced
+    assert (store.scored_count(run_id), store.failed_count(run_id)) == (3, 0)
+    assert pd.isna(store.scores(run_id).set_index("row_index").loc[2, ERROR_FIELD])
+    with pytest.raises(ValueError, match="marked failed but carries signals"):
+        store.add_scores(run_id, [{**score(3, 0.5), "error": "ValueError: x"}])
+
+
 def test_add_scores_rejects_unknown_fields_and_runs(store):
     dataset_id = store.add_dataset(make_dataset(2))
     run_id = store.create_run(dataset_id, "m", {})
