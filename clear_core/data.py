@@ -19,6 +19,8 @@ No import changes data quietly. What a file holds is either imported as it is, i
   not a character and cannot be stored. JSON nested more than ``MAX_NESTING`` levels deep is refused.
 - Binary (bytes) values in Parquet files and ``datasets`` folders are imported as text when they are UTF-8 text,
   with a notice naming the column, and refused (row and column named) when they are not.
+- NaN and Infinity (not JSON, but written by Python's json) and NaN/infinite Parquet floats are read as null, with
+  a notice giving their number and the first line (or the column).
 - Exact duplicate rows (the same record, every column equal) are imported and reported (``Dataset.duplicates``);
   ``drop_duplicates=True`` drops every repeat and keeps the first. ``row_index`` stays 0..n-1 either way.
 - In chats, speaker names are matched case-insensitively (``CHAT_ROLES``); message content given as a list of
@@ -44,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 FORMATS = {
@@ -429,9 +432,22 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
-def _json_loads(text: str) -> Any:
-    """json.loads that keeps duplicate keys visible and reads NaN/Infinity as null (JSON has no NaN)."""
-    return json.loads(text, parse_constant=lambda _: None, object_pairs_hook=_json_object)
+def _json_loads(text: str, constants: list[str] | None = None) -> Any:
+    """json.loads that keeps duplicate keys visible and reads NaN/Infinity as null (JSON has no NaN); the names of
+    the constants it met are appended to ``constants``, so that the change can be reported."""
+
+    def constant(name: str) -> None:
+        if constants is not None:
+            constants.append(name)
+
+    return json.loads(text, parse_constant=constant, object_pairs_hook=_json_object)
+
+
+def _constants_notice(path: str, count: int, where: str) -> str:
+    values = f"{count} NaN or Infinity values ({where}), which JSON does not allow, were"
+    if count == 1:
+        values = f"1 NaN or Infinity value ({where}), which JSON does not allow, was"
+    return f"{Path(path).name}: {values} read as null (empty); export writes null."
 
 
 def _too_deep(text: str, limit: int) -> int:
@@ -452,16 +468,20 @@ _NESTING_MESSAGE = f"the JSON nests more than {MAX_NESTING} levels deep here"
 _NESTING_HINT = "Flatten the value; instruction-tuning rows need text, not deeply nested structures."
 
 
-def _jsonl_items(path: str, text: str) -> list[_Item]:
+def _jsonl_items(path: str, text: str, notices: list[str]) -> list[_Item]:
     """One record per non-blank line; a bad line becomes a problem and reading goes on."""
     items: list[_Item] = []
+    constants: list[str] = []
+    first_constant = None
     # JSON strings cannot hold a raw line break, so any of \r\n, \r, \n ends a line; str.splitlines would also
     # split on U+2028 and friends inside JSON strings
     for number, line in enumerate(_LINE_BREAK.split(text), 1):
         if not line.strip():
             continue
         try:
-            value = _json_loads(line)
+            seen = len(constants)
+            value = _json_loads(line, constants)
+            first_constant = first_constant or (number if len(constants) > seen else None)
         except json.JSONDecodeError as exc:
             hint = "Each line must be one complete JSON object; check for a missing quote, comma or bracket."
             if number == 1 and line.strip() in ("[", "{"):
@@ -478,13 +498,16 @@ def _jsonl_items(path: str, text: str) -> list[_Item]:
             items.append(_Item(number, problem=Problem(path, number, None, message, hint)))
             continue
         items.append(_Item(number, value))
+    if constants:
+        notices.append(_constants_notice(path, len(constants), f"the first on line {first_constant}"))
     return items
 
 
-def _json_items(path: str, text: str) -> list[_Item]:
+def _json_items(path: str, text: str, notices: list[str]) -> list[_Item]:
     """Records of a JSON array of objects, numbered as rows from 1."""
+    constants: list[str] = []
     try:
-        value = _json_loads(text)
+        value = _json_loads(text, constants)
     except json.JSONDecodeError as exc:
         hint = "Check for a missing quote, comma or bracket."
         if exc.msg == "Extra data":
@@ -495,6 +518,8 @@ def _json_items(path: str, text: str) -> list[_Item]:
         line = len(_LINE_BREAK.findall(text, 0, offset)) + 1
         column = offset - _line_start(text, line) + 1
         return [_Item(line, problem=Problem(path, line, column, _NESTING_MESSAGE, _NESTING_HINT))]
+    if constants:
+        notices.append(_constants_notice(path, len(constants), ", ".join(sorted(set(constants)))))
     if not isinstance(value, list):
         message = f"the file holds {_kind(value)}, expected an array of rows"
         return [_Item(1, problem=Problem(path, 1, None, message, "Put the rows in [ ... ], or use JSON Lines."))]
@@ -529,6 +554,18 @@ def _table_items(path: str, table: pa.Table, notices: list[str]) -> list[_Item]:
             message = "the value is binary data that is not UTF-8 text"
             hint = "Convert the column to text or drop it before importing; only text can be scored and exported."
             items.append(_Item(number, problem=Problem(path, number, column, message, hint, "row")))
+    for column_type in table.schema:
+        if pa.types.is_floating(column_type.type):
+            values = table.column(column_type.name)
+            count = pc.sum(pc.or_(pc.is_nan(values), pc.is_inf(values))).as_py() or 0
+            if count:
+                values = (
+                    "1 NaN or infinite value; it was" if count == 1 else f"{count} NaN or infinite values; they were"
+                )
+                notices.append(
+                    f'{Path(path).name}: column "{column_type.name}" has {values} read as null (empty), and export '
+                    "writes null."
+                )
     for column in binary:
         notices.append(
             f'{Path(path).name}: column "{column}" holds binary values; they were read as UTF-8 text, and export '
@@ -602,8 +639,10 @@ def _read_items(path: str, file_format: str, notices: list[str] | None = None) -
     if file_format == "parquet":
         return _parquet_items(path, data, notices), hashlib.sha256(data).hexdigest()
     text = _decode(path, data)
-    readers = {"csv": _csv_items, "jsonl": _jsonl_items, "json": _json_items}
-    return readers[file_format](path, text), hashlib.sha256(data).hexdigest()
+    if file_format == "csv":
+        return _csv_items(path, text), hashlib.sha256(data).hexdigest()
+    readers = {"jsonl": _jsonl_items, "json": _json_items}
+    return readers[file_format](path, text, notices), hashlib.sha256(data).hexdigest()
 
 
 def _unit(file_format: str) -> str:

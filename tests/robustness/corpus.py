@@ -168,6 +168,18 @@ CASES = [
         Imported(3, duplicates="1 exact duplicate row (line 3)"),
     ),
     Case(
+        "nan.jsonl",
+        b'{"prompt": "p", "response": "r", "score": 1}\n{"prompt": "q", "response": "r", "score": NaN}\n',
+        Imported(
+            2, notice="1 NaN or Infinity value (the first on line 2), which JSON does not allow, was read as null"
+        ),
+    ),
+    Case(
+        "nan.parquet",
+        parquet(pa.table({"prompt": ["p", "q"], "response": ["r", "s"], "score": [float("nan"), float("inf")]})),
+        Imported(2, notice='column "score" has 2 NaN or infinite values; they were read as null'),
+    ),
+    Case(
         "binary_text.parquet",
         parquet(pa.table({"prompt": ["p"], "response": ["r"], "blob": [b"text"]})),
         Imported(1, notice='column "blob" holds binary values'),
