@@ -76,6 +76,9 @@ def live_progress(run_id: int) -> None:
         if progress.status == "failed" and progress.error:
             st.error(f"Run #{run_id} failed:", icon=":material/error:")
             st.code(progress.error, language=None, wrap_lines=True)  # verbatim: it quotes model ids, paths, logs
+        elif progress.status == "done" and progress.error:  # done, with rows that could not be scored
+            st.warning(f"Run #{run_id} is done, but not every row could be scored:", icon=":material/warning:")
+            st.code(progress.error, language=None, wrap_lines=True)
         seen = st.session_state.get("run_seen_status")
         st.session_state.run_seen_status = progress.status
         if seen == "running" and progress.status != "running":
