@@ -167,8 +167,8 @@ if path is not None:
             st.dataframe(problems_table(found), hide_index=True)
         else:
             st.success("Every row checks out.", icon=":material/task_alt:")
-        for notice in checked.notices:
-            st.dataframe({"Notice": [notice]}, hide_index=True)  # a table: file and column names are not Markdown
+        if checked.notices:  # a table: file and column names are user text, not Markdown
+            st.dataframe({"Read in another form": checked.notices}, hide_index=True)
         drop_key = f"drop_{path}"
         if checked.duplicates and not found:
             st.warning(

@@ -12,6 +12,7 @@ and a worker that died twice in a row without storing a new row is not sent back
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -137,7 +138,8 @@ def _ending(store, run_id: int, directory: Path, state: str) -> tuple[str, str |
     stalled = 0
     if state == "dead" and store.scored_count(run_id) <= int(attempt.get("rows_stored", 0)):
         stalled = int(attempt.get("stalled_deaths", 0)) + 1
-    handoff.write_attempt(directory, stalled_deaths=stalled)
+    with contextlib.suppress(OSError):  # best effort: on a full disk the run must still end with the message
+        handoff.write_attempt(directory, stalled_deaths=stalled)
     if state == "cancelled":
         return "cancelled", None
     if state == "done":

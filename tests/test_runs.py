@@ -287,11 +287,16 @@ clear-worker: could not write progress.json ([Errno 28] No space left on device)
 """
 
 
-def test_a_worker_that_died_of_a_full_disk_says_which_disk(tmp_path, gsm8k_file):
+def _disk_full(path, text):
+    raise handoff.DiskFullError(path.parent)
+
+
+def test_a_worker_that_died_of_a_full_disk_says_which_disk(tmp_path, gsm8k_file, monkeypatch):
     db = tmp_path / "c.duckdb"
     with Store(db) as store:
         run_id, directory = _running_run(store, db, gsm8k_file)
         (directory / "worker.log").write_text(ENOSPC_TRACEBACK, encoding="utf-8")
+        monkeypatch.setattr(handoff, "write_atomic", _disk_full)  # the owner cannot write to that disk either
         state = runs.progress(store, run_id)
         assert state.status == "failed"
         assert state.error.startswith(f"The disk holding {directory} is full (no space left on device).")
@@ -305,10 +310,7 @@ def test_a_worker_that_cannot_write_anything_still_gets_the_disk_full_message(tm
     with Store(db) as store:
         run_id, directory = _running_run(store, db, gsm8k_file)
 
-        def full(path, text):
-            raise handoff.DiskFullError(path.parent)
-
-        monkeypatch.setattr(handoff, "write_atomic", full)
+        monkeypatch.setattr(handoff, "write_atomic", _disk_full)
         with open(directory / "worker.log", "w") as log, contextlib.redirect_stderr(log):
             assert worker.run(directory) == "failed"
         monkeypatch.undo()
