@@ -148,3 +148,12 @@ def test_unclosed_quote_is_listed_where_it_opens(empty_db, app):
     assert list(problems["Where"]) == ["line 3"] and list(problems["Column"]) == ["response"]
     assert "never closed" in problems["Problem"].iloc[0]
     assert next(b for b in at.button if b.label == "Import").disabled
+
+
+def test_values_read_in_another_form_are_listed(empty_db, app):
+    content = b'{"prompt": "p", "response": "r", "score": NaN}\n'
+    at = app(DATA)
+    at.file_uploader[0].upload("nan.jsonl", content, "application/jsonl").run()
+    notices = at.dataframe[1].value
+    assert list(notices.columns) == ["Read in another form"]
+    assert "1 NaN or Infinity value (the first on line 1)" in notices.iloc[0, 0]
