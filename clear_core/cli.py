@@ -126,11 +126,16 @@ def score(
             )
         gamma, eta = store.get_thresholds(dataset_id)
         scores = store.scores(run_id)
+        if "error" in scores:
+            scores = scores[scores["error"].isna()]  # failed rows have no action
         counts = action_counts(scores["confidence"], scores["correction_confidence"], gamma, eta)
+        missing = _not_scored(store.get_run(run_id), ds["n_rows"])
         click.echo(
             f"Scored {state.rows_done} of {ds['n_rows']} rows of {ds['name']!r} (run {run_id}, "
             f"{model or EMBEDDED_MODEL}) in {elapsed:.1f} s: {counts['filter']} filter, {counts['correct']} correct, "
             f"{counts['keep']} keep at gamma={gamma:.2f}, eta={eta:.2f}."
+            + (f" {missing} rows not scored (--limit); export asks what to do with them." if missing else "")
+            + (f" {state.error}" if state.error else "")  # e.g. rows that could not be scored, and where to look
         )
     finally:
         store.close()

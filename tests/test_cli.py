@@ -39,6 +39,7 @@ def test_score_export_status_round_trip(tmp_path, gsm8k_file, tiny_model_path):
                  "--samples", "1")  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     assert "Scored 6 of 12 rows" in scored.stdout
+    assert "6 rows not scored (--limit); export asks what to do with them." in scored.stdout
 
     status = cli("status", "--db", str(db))
     assert status.returncode == 0
