@@ -70,6 +70,11 @@ CASES = [
     ),
     Case("missing_response.jsonl", jsonl(PR, {"prompt": "p"}), Refused("line 2", "response", "missing")),
     Case("unknown_columns.csv", b"a,b\n1,2\n", Refused("line 1", None, "do not match a known format", "map")),
+    Case(
+        "missing_column.jsonl",
+        jsonl({"prompt": "p", "answer_text": "a"}),
+        Refused("line 1", None, "(columns: prompt, answer_text)", "--prompt-column/--response-column"),
+    ),
     Case("blank_response.csv", b"prompt,response\nq,\n", Imported(1, responses=("",))),
     Case("blank_prompt.csv", b"prompt,response\nq,a\n  ,b\n", Refused("line 3", "prompt", "the prompt is empty")),
     Case("huge_field.csv", b"prompt,response\nq," + b"x" * 2_000_000 + b"\n", Imported(1)),
