@@ -169,6 +169,7 @@ _ERROR_LINE = re.compile(
     r"|clear-worker: (?:failed|could not))"
 )
 _LOG_TAIL_BYTES = 64 * 1024
+HANDLED_MARK = "clear-worker: handled; the other rows are scored"  # written after a row's isolated traceback
 
 
 def _log_lines(run_dir: Path) -> list[str]:
@@ -190,6 +191,8 @@ def _log_lines(run_dir: Path) -> list[str]:
 def last_error_line(run_dir: Path, limit: int = 300) -> str | None:
     """The last line in which the worker's latest start reported an error, cut to `limit` characters; None if none."""
     for line in reversed(_log_lines(run_dir)):
+        if line == HANDLED_MARK:  # everything before it was a row's failure, handled by the worker
+            return None
         if _ERROR_LINE.match(line):
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return None

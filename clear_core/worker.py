@@ -54,6 +54,7 @@ def score_isolating(score: Callable, lm, rows: Sequence[dict], config) -> list[d
         if len(rows) == 1:
             print(f"clear-worker: row {rows[0]['row_index']} could not be scored:", file=sys.stderr)
             traceback.print_exc()
+            print(handoff.HANDLED_MARK, file=sys.stderr)  # so the owner never quotes this error as a crash's cause
             return [{"row_index": int(rows[0]["row_index"]), "error": describe(exc)}]
         reason = describe(exc)
     # retried outside the handler, so a row's traceback in worker.log is not chained to the batch's

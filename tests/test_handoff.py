@@ -162,3 +162,24 @@ def test_a_full_disk_when_a_run_starts_says_so(tmp_path, gsm8k_file, monkeypatch
         monkeypatch.setattr(handoff.os, "replace", _enospc)
         with pytest.raises(handoff.DiskFullError, match=r"The disk holding .*run-1 is full"):
             runs.start_run(store, db, dataset_id, model="m", device="cpu")
+
+
+# -- what worker.log says ---------------------------------------------------------------------------------------
+
+
+def test_the_last_error_line_is_from_this_start_and_not_a_handled_row(tmp_path):
+    log = tmp_path / "worker.log"
+    log.write_text("Traceback (most recent call last):\nRuntimeError: from an earlier start\n", encoding="utf-8")
+    handoff.write_attempt(tmp_path, log_offset=log.stat().st_size)
+    assert handoff.last_error_line(tmp_path) is None  # an earlier start's error is not this one's
+    with log.open("a", encoding="utf-8") as f:
+        f.write("clear-worker: row 3 could not be scored:\nTraceback (most recent call last):\n")
+        f.write(f'  File "engine.py", line 9\nValueError: a bad row\n{handoff.HANDLED_MARK}\nloading...\n')
+    assert handoff.last_error_line(tmp_path) is None  # the worker handled it and went on
+    with log.open("a", encoding="utf-8") as f:
+        f.write(
+            'Traceback (most recent call last):\n  File "model.py", line 3\n'
+            "torch.OutOfMemoryError: CUDA out of memory\n"
+        )
+    assert handoff.last_error_line(tmp_path) == "torch.OutOfMemoryError: CUDA out of memory"
+    assert not handoff.log_says_disk_full(tmp_path)
