@@ -556,14 +556,14 @@ def _table_items(path: str, table: pa.Table, notices: list[str]) -> list[_Item]:
             items.append(_Item(number, problem=Problem(path, number, column, message, hint, "row")))
     for column_type in table.schema:
         if pa.types.is_floating(column_type.type):
-            values = table.column(column_type.name)
-            count = pc.sum(pc.or_(pc.is_nan(values), pc.is_inf(values))).as_py() or 0
+            column = table.column(column_type.name)
+            count = pc.sum(pc.or_(pc.is_nan(column), pc.is_inf(column))).as_py() or 0
             if count:
-                values = (
+                found = (
                     "1 NaN or infinite value; it was" if count == 1 else f"{count} NaN or infinite values; they were"
                 )
                 notices.append(
-                    f'{Path(path).name}: column "{column_type.name}" has {values} read as null (empty), and export '
+                    f'{Path(path).name}: column "{column_type.name}" has {found} read as null (empty), and export '
                     "writes null."
                 )
     for column in binary:
