@@ -91,8 +91,8 @@ def unscored_notice(curated: list, policy: ExportPolicy, run: dict | None) -> bo
     except UnscoredRowsError as exc:
         where = f"“Resume run #{run['run_id']}”" if run else "“Start scoring”"
         st.error(
-            f"{exc}, so no automatic action decides them. Score them on the Run page ({where}), or choose under "
-            "“Rows without scores” to keep them unchanged or leave them out.",
+            f"{exc}, so no automatic action decides {exc.them}. Score {exc.them} on the Run page ({where}), or "
+            f"choose under “Rows without scores” to keep {exc.them} unchanged or leave {exc.them} out.",
             icon=":material/block:",
         )
         return False

@@ -289,8 +289,9 @@ def export_command(
         except export.UnscoredRowsError as exc:
             command = score_command_line(db, ds, store.latest_run(ds["dataset_id"]))
             raise click.ClickException(
-                f"{exc}, so no automatic action decides them. Nothing was written. Pass --unscored keep to write "
-                f"them unchanged or --unscored drop to leave them out, or score them first: {command}"
+                f"{exc}, so no automatic action decides {exc.them}. Nothing was written. Pass --unscored keep to "
+                f"write {exc.them} unchanged or --unscored drop to leave {exc.them} out, or score {exc.them} first: "
+                f"{command}"
             ) from exc
         try:
             export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])

@@ -70,6 +70,7 @@ class UnscoredRowsError(ExportError):
 
     def __init__(self, unscored: list[int], failed: list[int], total: int):
         self.unscored, self.failed, self.total = unscored, failed, total
+        self.them = "it" if len(unscored) + len(failed) == 1 else "them"  # for messages that go on about the rows
         super().__init__(describe_unscored(unscored, failed, total))
 
 

@@ -308,6 +308,13 @@ def test_upload_score_review_export_in_a_real_browser(server, source_file, brows
 
     # -- Export: JSONL through the download button ------------------------------------------------------------
     open_page(page, "Export")
+    # the row beyond "First N rows" has no scores: the download waits until the reviewer says what to do with it
+    expect(
+        page.get_by_text(re.compile(r"^1 of 6 rows is not scored \(row \d\), so no automatic action"))
+    ).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^Download "))).to_be_disabled()
+    page.get_by_text("Keep unchanged", exact=True).click()
+    expect(page.get_by_text(re.compile(r"^1 of 6 rows is not scored \(row \d\): written unchanged\.$"))).to_be_visible()
     page.get_by_role("radio", name="JSONL", exact=True).click()
     download_button = page.get_by_role("button", name=re.compile(r"^Download gsm8k_six\.curated\.jsonl"))
     expect(download_button).to_be_visible()
