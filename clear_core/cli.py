@@ -423,6 +423,8 @@ def _status_from_run_dirs(db: str, locked: str) -> None:
         details = _worker_details(directory) if state == "running" else ""
         done, total = progress.get("rows_done"), progress.get("rows_total")
         rows = "worker starting" if total is None else f"{done} of the {total} rows it was given scored"
+        if progress.get("rows_failed"):
+            rows += f", {progress['rows_failed']} failed"
         error = f" - {progress['error']}" if progress.get("error") else ""
         click.echo(f"  {directory.name} ({state}{details}) {model}: {rows}{error}")
 
