@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages._components import db_path, get_store, html_line, plain, require_dataset
 from clear_core import workspace
+from clear_core.data import EXPORT_FORMAT_OF
 from clear_core.export import (
     ExportPolicy,
     UnscoredRowsError,
@@ -33,7 +34,11 @@ UNSCORED_LABELS = {"fail": "Don't export yet", "keep": "Keep unchanged", "drop":
 
 
 def format_label(choice: str, input_format: str) -> str:
-    return f"Original ({input_format.upper()})" if choice == "original" else choice.upper()
+    """'Original (JSONL)'; an input with no writer of its own names the format written instead (a datasets folder:
+    'Original (PARQUET)')."""
+    if choice != "original":
+        return choice.upper()
+    return f"Original ({EXPORT_FORMAT_OF.get(input_format, input_format).upper()})"
 
 
 def policy_form(gamma: float, eta: float, scored: bool, write_column) -> ExportPolicy:
