@@ -1,4 +1,4 @@
-"""The DuckDB curation database: schema (numbered migrations) and every SQL statement in CLEAR Review.
+"""The DuckDB curation database: every SQL statement in CLEAR Review but the schema's history (``migrations``).
 
 One ``Store`` owns one DuckDB connection to one file. Reads and writes return plain dicts and pandas DataFrames
 with JSON columns decoded (``record_json`` -> ``record``, ``prompt_messages_json`` -> ``prompt_messages``,
@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from clear_core import clear
+from clear_core import clear, migrations
 
 
 class StoreError(Exception):
@@ -78,122 +78,6 @@ RUN_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 DECISIONS = ("accept", "reject", "remove", "edit", "undo")
 REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed: the row could not be scored
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
-
-# The schema's history. Append new (version, SQL) pairs; never edit one that has shipped, because users keep
-# their curation databases for months and each file records which versions it has applied.
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE SEQUENCE dataset_id_seq START 1;
-        CREATE TABLE datasets (
-            dataset_id BIGINT PRIMARY KEY DEFAULT nextval('dataset_id_seq'),
-            name VARCHAR NOT NULL,
-            source_path VARCHAR,
-            file_format VARCHAR,
-            schema VARCHAR,
-            mapping_json VARCHAR,
-            columns_json VARCHAR,
-            content_hash VARCHAR,
-            n_rows BIGINT NOT NULL,
-            created_at TIMESTAMP NOT NULL
-        );
-        CREATE TABLE rows (
-            dataset_id BIGINT NOT NULL,
-            row_index BIGINT NOT NULL,
-            record_json VARCHAR NOT NULL,
-            prompt VARCHAR,
-            prompt_messages_json VARCHAR NOT NULL,
-            response VARCHAR,
-            PRIMARY KEY (dataset_id, row_index)
-        );
-        """,
-    ),
-    (
-        2,
-        """
-        CREATE SEQUENCE run_id_seq START 1;
-        CREATE TABLE runs (
-            run_id BIGINT PRIMARY KEY DEFAULT nextval('run_id_seq'),
-            dataset_id BIGINT NOT NULL,
-            model VARCHAR NOT NULL,
-            params_json VARCHAR NOT NULL,
-            status VARCHAR NOT NULL,
-            rows_total BIGINT NOT NULL,
-            error VARCHAR,
-            created_at TIMESTAMP NOT NULL,
-            started_at TIMESTAMP,
-            finished_at TIMESTAMP,
-            work_dir VARCHAR
-        );
-        CREATE TABLE scores (
-            run_id BIGINT NOT NULL,
-            row_index BIGINT NOT NULL,
-            confidence DOUBLE,
-            confidence_bsdetector DOUBLE,
-            consistency DOUBLE,
-            self_reflection DOUBLE,
-            logprob_mean DOUBLE,
-            logprob_uncond_mean DOUBLE,
-            pmi DOUBLE,
-            eos_prob DOUBLE,
-            n_response_tokens INTEGER,
-            proposed_response VARCHAR,
-            judge_prob DOUBLE,
-            correction_confidence DOUBLE,
-            scored_at TIMESTAMP NOT NULL,
-            PRIMARY KEY (run_id, row_index)
-        );
-        """,
-    ),
-    (
-        3,
-        """
-        CREATE SEQUENCE decision_id_seq START 1;
-        CREATE TABLE decisions (
-            decision_id BIGINT PRIMARY KEY DEFAULT nextval('decision_id_seq'),
-            dataset_id BIGINT NOT NULL,
-            row_index BIGINT NOT NULL,
-            run_id BIGINT,
-            decision VARCHAR NOT NULL,
-            final_response VARCHAR,
-            annotator VARCHAR NOT NULL,
-            undoes BIGINT,
-            decided_at TIMESTAMP NOT NULL
-        );
-        CREATE TABLE thresholds (
-            dataset_id BIGINT PRIMARY KEY,
-            gamma DOUBLE NOT NULL,
-            eta DOUBLE NOT NULL,
-            updated_at TIMESTAMP NOT NULL,
-            updated_by VARCHAR
-        );
-        """,
-    ),
-    (
-        4,
-        # The least likely response token: one wrong number or word stands out here while the mean dilutes it.
-        "ALTER TABLE scores ADD COLUMN logprob_min DOUBLE;",
-    ),
-    (
-        5,
-        # p(a natural stop right after the response), which detects truncation far better than end-of-turn alone,
-        # the log-probability of the response's final number (a changed answer shows here), and the two
-        # deterministic checks of clear_core/checks.py: repeated sentences and wrong arithmetic.
-        """
-        ALTER TABLE scores ADD COLUMN stop_prob DOUBLE;
-        ALTER TABLE scores ADD COLUMN final_number_logprob DOUBLE;
-        ALTER TABLE scores ADD COLUMN repetition DOUBLE;
-        ALTER TABLE scores ADD COLUMN arithmetic_errors INTEGER;
-        """,
-    ),
-    (
-        6,
-        # Why the worker could not score a row ("ExceptionType: message"); NULL for a row scored normally. A failed
-        # row keeps its place in `scores` (so Review can list it) with every signal NULL.
-        "ALTER TABLE scores ADD COLUMN error VARCHAR;",
-    ),
-]
 
 
 def _now() -> dt.datetime:
@@ -371,35 +255,24 @@ class Store:
         return None if row is None else row[0]
 
     def _migrate(self) -> None:
+        """Bring the file's schema up to date (``migrations``), refusing a newer or a read-only file that needs it."""
         with self._cursor() as cursor:
-            exists = cursor.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = '_migrations'"
-            ).fetchall()[0][0]
-            applied = set()
-            if exists:
-                applied = {v for (v,) in cursor.execute("SELECT version FROM _migrations").fetchall()}
-        known = {version for version, _ in MIGRATIONS}
-        if applied - known:
+            applied = migrations.applied_versions(cursor)
+        if migrations.unknown(applied):
             raise StoreError(
                 f"The curation database {self.path} was written by a newer CLEAR Review (schema version "
                 f"{max(applied)}); upgrade CLEAR Review to open it."
             )
-        pending = [(v, sql) for v, sql in MIGRATIONS if v not in applied]
+        pending = migrations.pending(applied)
         if pending and self.read_only:
             raise StoreError(
                 f"The curation database {self.path} needs upgrading (schema versions "
                 f"{[v for v, _ in pending]}); open it once without read-only mode."
             )
-        if not exists and not self.read_only:
-            with self._transaction() as cursor:
-                cursor.execute(
-                    "CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
-                )
         for version, sql in pending:
             try:
                 with self._transaction() as cursor:
-                    cursor.execute(sql)
-                    cursor.execute("INSERT INTO _migrations VALUES (?, ?)", [version, _now()])
+                    migrations.apply(cursor, version, sql, applied_at=_now())
             except duckdb.Error as exc:
                 raise StoreError(
                     f"Could not upgrade the curation database {self.path} to schema version {version}: {exc}. "
@@ -409,7 +282,7 @@ class Store:
     def schema_versions(self) -> list[int]:
         """Migration versions applied to this file, ascending."""
         with self._cursor() as cursor:
-            return [v for (v,) in cursor.execute("SELECT version FROM _migrations ORDER BY version").fetchall()]
+            return sorted(migrations.applied_versions(cursor))
 
     # -- datasets -------------------------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from clear_core import clear
+from clear_core.migrations import MIGRATIONS
 from clear_core.store import (
     ERROR_FIELD,
-    MIGRATIONS,
     SCORE_FIELDS,
     NotFoundError,
     Store,

@@ -1,0 +1,159 @@
+"""The curation database's schema history: numbered migrations, applied at start-up so an old file upgrades itself.
+
+Users keep their curation databases for months. Each file records in ``_migrations`` the versions it has applied;
+``store.Store`` reads them (``applied_versions``), refuses a file written by a newer CLEAR Review or one that needs
+upgrading but is opened read-only, and applies the ``pending`` ones oldest first, each with ``apply`` in its own
+transaction, so a failure leaves the file at the last version that applied. Only the schema's SQL lives here; every
+other statement is in ``store.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+
+import duckdb
+
+# The schema's history. Append new (version, SQL) pairs; never edit one that has shipped, because users keep
+# their curation databases for months and each file records which versions it has applied.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE SEQUENCE dataset_id_seq START 1;
+        CREATE TABLE datasets (
+            dataset_id BIGINT PRIMARY KEY DEFAULT nextval('dataset_id_seq'),
+            name VARCHAR NOT NULL,
+            source_path VARCHAR,
+            file_format VARCHAR,
+            schema VARCHAR,
+            mapping_json VARCHAR,
+            columns_json VARCHAR,
+            content_hash VARCHAR,
+            n_rows BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE rows (
+            dataset_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            record_json VARCHAR NOT NULL,
+            prompt VARCHAR,
+            prompt_messages_json VARCHAR NOT NULL,
+            response VARCHAR,
+            PRIMARY KEY (dataset_id, row_index)
+        );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE SEQUENCE run_id_seq START 1;
+        CREATE TABLE runs (
+            run_id BIGINT PRIMARY KEY DEFAULT nextval('run_id_seq'),
+            dataset_id BIGINT NOT NULL,
+            model VARCHAR NOT NULL,
+            params_json VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            rows_total BIGINT NOT NULL,
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            work_dir VARCHAR
+        );
+        CREATE TABLE scores (
+            run_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            confidence DOUBLE,
+            confidence_bsdetector DOUBLE,
+            consistency DOUBLE,
+            self_reflection DOUBLE,
+            logprob_mean DOUBLE,
+            logprob_uncond_mean DOUBLE,
+            pmi DOUBLE,
+            eos_prob DOUBLE,
+            n_response_tokens INTEGER,
+            proposed_response VARCHAR,
+            judge_prob DOUBLE,
+            correction_confidence DOUBLE,
+            scored_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, row_index)
+        );
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE SEQUENCE decision_id_seq START 1;
+        CREATE TABLE decisions (
+            decision_id BIGINT PRIMARY KEY DEFAULT nextval('decision_id_seq'),
+            dataset_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            run_id BIGINT,
+            decision VARCHAR NOT NULL,
+            final_response VARCHAR,
+            annotator VARCHAR NOT NULL,
+            undoes BIGINT,
+            decided_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE thresholds (
+            dataset_id BIGINT PRIMARY KEY,
+            gamma DOUBLE NOT NULL,
+            eta DOUBLE NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR
+        );
+        """,
+    ),
+    (
+        4,
+        # The least likely response token: one wrong number or word stands out here while the mean dilutes it.
+        "ALTER TABLE scores ADD COLUMN logprob_min DOUBLE;",
+    ),
+    (
+        5,
+        # p(a natural stop right after the response), which detects truncation far better than end-of-turn alone,
+        # the log-probability of the response's final number (a changed answer shows here), and the two
+        # deterministic checks of clear_core/checks.py: repeated sentences and wrong arithmetic.
+        """
+        ALTER TABLE scores ADD COLUMN stop_prob DOUBLE;
+        ALTER TABLE scores ADD COLUMN final_number_logprob DOUBLE;
+        ALTER TABLE scores ADD COLUMN repetition DOUBLE;
+        ALTER TABLE scores ADD COLUMN arithmetic_errors INTEGER;
+        """,
+    ),
+    (
+        6,
+        # Why the worker could not score a row ("ExceptionType: message"); NULL for a row scored normally. A failed
+        # row keeps its place in `scores` (so Review can list it) with every signal NULL.
+        "ALTER TABLE scores ADD COLUMN error VARCHAR;",
+    ),
+]
+
+
+def applied_versions(cursor: duckdb.DuckDBPyConnection) -> set[int]:
+    """The versions this file has applied; none for a new file, which has no ``_migrations`` table yet."""
+    exists = cursor.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = '_migrations'"
+    ).fetchall()[0][0]
+    if not exists:
+        return set()
+    return {version for (version,) in cursor.execute("SELECT version FROM _migrations").fetchall()}
+
+
+def unknown(applied: Collection[int]) -> set[int]:
+    """Applied versions this CLEAR Review does not know: the file was written by a newer one."""
+    return set(applied) - {version for version, _ in MIGRATIONS}
+
+
+def pending(applied: Collection[int]) -> list[tuple[int, str]]:
+    """The (version, SQL) pairs not applied yet, oldest first."""
+    return [(version, sql) for version, sql in MIGRATIONS if version not in applied]
+
+
+def apply(cursor: duckdb.DuckDBPyConnection, version: int, sql: str, applied_at: dt.datetime) -> None:
+    """Run one migration and record it in ``_migrations`` (created with the first), inside the caller's
+    transaction: either both happen or neither."""
+    cursor.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
+    cursor.execute(sql)
+    cursor.execute("INSERT INTO _migrations VALUES (?, ?)", [version, applied_at])
