@@ -7,6 +7,9 @@ or ``diff.diff_html``, which escapes every fragment) and is shown inside our own
 None of it is passed to Streamlit Markdown (``st.markdown``, ``st.caption``, ``st.info``, titles): escaping cannot
 make Markdown show text verbatim there, because Streamlit turns a bare URL or e-mail address into a live link,
 ``:smile:`` into an emoji, ``:material/x:`` into an icon and ``->`` into an arrow after the escapes are undone.
+Two things still go through Markdown, both shown only to the person they came from: the reviewer's own name in a
+button label (``md_plain``; Streamlit draws no links in labels), and an error message raised by their own action
+(``guard``, ``safe_callback``).
 """
 
 from __future__ import annotations
@@ -23,16 +26,16 @@ from pathlib import Path
 import streamlit as st
 
 from clear_core import diff, runs
-from clear_core.data import DataError
-from clear_core.export import ExportError
+from clear_core.errors import ClearError
 from clear_core.store import Store, StoreError
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "data/clear-review.duckdb"
 logger = logging.getLogger("clear_review.app")
 
-# Errors whose message is written for users (file, line, what to do): shown as they are.
-USER_ERRORS = (StoreError, DataError, ExportError, ValueError, LookupError, OSError)
+# Errors whose message is written for users (file, line, what to do): shown as they are. Any other exception
+# is a bug: logged for the server log, and the page says something went wrong instead of blaming the user.
+USER_ERRORS = (ClearError,)
 
 CSS = """
 <style>

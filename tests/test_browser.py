@@ -155,7 +155,11 @@ def requests_seen() -> Requests:
 
 @pytest.fixture
 def browser_page(requests_seen):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # A fresh page load (a reload, an address typed in) fetches each element's code lazily: on a busy 2-core
+    # machine that takes longer than expect's default 5 s.
+    expect.set_options(timeout=30_000)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -312,7 +316,8 @@ def test_upload_score_review_export_in_a_real_browser(server, source_file, brows
     expect(
         page.get_by_text(re.compile(r"^1 of 6 rows is not scored \(row \d\), so no automatic action"))
     ).to_be_visible()
-    expect(page.get_by_role("button", name=re.compile(r"^Download "))).to_be_disabled()
+    # (the file's button: tables have "Download as CSV" buttons of their own)
+    expect(page.get_by_role("button", name=re.compile(r"^Download gsm8k_six\.curated\."))).to_be_disabled()
     page.get_by_text("Keep unchanged", exact=True).click()
     expect(page.get_by_text(re.compile(r"^1 of 6 rows is not scored \(row \d\): written unchanged\.$"))).to_be_visible()
     page.get_by_role("radio", name="JSONL", exact=True).click()
@@ -380,7 +385,6 @@ def test_every_page_opens_at_its_own_address_offline_and_shows_user_text_verbati
     a hostile dataset, annotator and model name is shown as typed: no link, no bold, no emoji."""
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)  # a busy 2-core machine loads each element's code lazily, slowly
     page, hostile = browser_page, hostile_text.HOSTILE
     for url_path, title in PAGES.items():
         page.goto(f"{hostile_server.url}/{url_path}?annotator={quote(hostile)}")
