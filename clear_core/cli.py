@@ -1,6 +1,7 @@
 """`python -m clear_core score|export|status`: the command line that pipelines and acceptance checks use.
 
-Bad input ends with a one-line message and a non-zero exit code, never a traceback.
+Bad input ends with a one-line message and a non-zero exit code, never a traceback: a ``ClearError`` (the user's
+problem) as its message alone; any other exception (a bug) with its type and CLEAR_DEBUG=1 for the traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import click
 from clear_core import EMBEDDED_MODEL, export, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
-from clear_core.data import ColumnMapping, DataError, describe_duplicates, load_dataset
+from clear_core.data import ColumnMapping, describe_duplicates, load_dataset
+from clear_core.errors import ClearError
 from clear_core.export import UNSCORED_CHOICES, ExportPolicy
 from clear_core.store import Store, StoreError, StoreLockedError, StoreReadOnlyError
 
@@ -59,7 +61,18 @@ def score_command_line(db: str, dataset: dict, run: dict | None) -> str:
     return shlex.join(args)
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group; a ClearError (the user's problem) leaves any command as click's one-line message,
+    whether run by ``run()`` or by click itself. Any other exception is a bug and goes on as it is."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ClearError as exc:
+            raise click.ClickException(f"{exc}{_notes(exc)}") from exc
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """CLEAR Review: confidence scores, filters and corrections for instruction-tuning data."""
 
@@ -96,21 +109,16 @@ def score(
     if samples is not None:
         overrides["samples"] = samples
     config = ScoringConfig(**overrides)
-    try:
-        dataset = load_dataset(input_path, mapping=mapping, drop_duplicates=drop_duplicates)  # before the database
-    except DataError as exc:
-        raise click.ClickException(str(exc)) from exc
+    dataset = load_dataset(input_path, mapping=mapping, drop_duplicates=drop_duplicates)  # before the database
     click.echo(_import_summary(dataset))
     created = _new_paths(db)
     store = _open_store(db)
     try:
         try:
             dataset_id = store.add_dataset(dataset)
-        except BaseException as exc:
+        except BaseException:
             store.close()
             _remove_new(created)  # a failed import leaves no new, empty database behind
-            if isinstance(exc, StoreError):
-                raise click.ClickException(str(exc)) from exc
             raise
         ds = store.get_dataset(dataset_id)
         started = time.time()
@@ -268,11 +276,8 @@ def export_command(
         reading=True,
     )
     try:
-        try:
-            ds = workspace.pick_dataset(store, dataset)
-            fmt = workspace.format_for_path(out_path, ds["file_format"])
-        except (LookupError, DataError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        ds = workspace.pick_dataset(store, dataset)
+        fmt = workspace.format_for_path(out_path, ds["file_format"])
         stored_gamma, stored_eta = store.get_thresholds(ds["dataset_id"])
         policy = ExportPolicy(
             apply_auto=not no_auto,
@@ -293,10 +298,7 @@ def export_command(
                 f"write {exc.them} unchanged or --unscored drop to leave {exc.them} out, or score {exc.them} first: "
                 f"{command}"
             ) from exc
-        try:
-            export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])
-        except export.ExportError as exc:
-            raise click.ClickException(str(exc)) from exc
+        export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])
         s = result.summary
         click.echo(
             f"Wrote {len(result.records)} records to {out_path} ({result.file_format}): {s['kept']} of {s['total']} "
@@ -450,7 +452,7 @@ def run(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}{_notes(exc)}", err=True)
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - users get one line, developers can ask for the traceback
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for users, the traceback with CLEAR_DEBUG=1
         if os.environ.get("CLEAR_DEBUG"):
             raise
         click.echo(f"Error: {type(exc).__name__}: {exc} (set CLEAR_DEBUG=1 for details){_notes(exc)}", err=True)

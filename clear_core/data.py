@@ -49,6 +49,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clear_core.errors import ClearError
+
 FORMATS = {
     ".csv": "csv",
     ".jsonl": "jsonl",
@@ -134,7 +136,7 @@ class Problem:
         return DataError(self.path, self.line, self.column, self.message, self.hint, self.unit)
 
 
-class DataError(Exception):
+class DataError(ClearError):
     """A file that cannot be imported; ``str()`` says where (file, line or row, column) and what to do."""
 
     def __init__(

