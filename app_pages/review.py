@@ -21,7 +21,7 @@ from app_pages._components import (
     text_block,
 )
 from clear_core import clear
-from clear_core.store import NUMERIC_SCORE_FIELDS
+from clear_core.store import NUMERIC_SCORE_FIELDS, ReviewQuery
 from clear_core.ui_state import (
     ACTION_LABELS,
     DECISION_LABELS,
@@ -29,9 +29,7 @@ from clear_core.ui_state import (
     SIGNAL_HELP,
     SORTS,
     STATUS_FILTERS,
-    bulk_accept,
-    bulk_accept_count,
-    bulk_accept_rows,
+    bulk_accept_query,
     format_score,
     n_pages,
     queue_table,
@@ -109,9 +107,7 @@ def undo(dataset_id: int) -> None:
 @safe_callback
 def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
     """Accept every undecided proposal above the chosen correction confidence (worked out at the click)."""
-    store = get_store()
-    rows = bulk_accept_rows(store, run_id, gamma, state.bulk_threshold)
-    n = bulk_accept(store, dataset_id, run_id, rows, annotator())
+    n = get_store().accept_proposals(bulk_accept_query(run_id, gamma, state.bulk_threshold), annotator=annotator())
     st.toast(f"Accepted {n:,} proposals.", icon=":material/done_all:")
 
 
@@ -131,7 +127,7 @@ def live_status(run_id: int, shown: int) -> None:
 
 
 def filters(gamma: float, eta: float) -> dict:
-    """The filter row above the queue; the order is picked above the table itself."""
+    """The filter row above the queue, as ``ReviewQuery`` fields; the order is picked above the table itself."""
     c1, c2, c3, c4 = st.columns([1.25, 1, 1, 1.2], vertical_alignment="bottom")
     actions = c1.pills(
         "Automatic action",
@@ -176,7 +172,7 @@ def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None
         threshold = st.slider(
             "Accept proposals with correction confidence above", 0.0, 1.0, float(eta), step=0.01, key="bulk_threshold"
         )
-        count = bulk_accept_count(get_store(), run_id, gamma, threshold)
+        count = get_store().review_count(bulk_accept_query(run_id, gamma, threshold))
         st.caption(f"{count:,} rows with a proposal above {threshold:.2f} have no decision yet.")
         st.button(
             f"Accept {count:,} proposals" + (f" as {md_plain(annotator())}" if annotator() else ""),
@@ -361,23 +357,22 @@ with bulk:
 if run["status"] == "running":
     st.fragment(run_every=2)(live_status)(run_id, scored)
 
-query = filters(gamma, eta)
+chosen = filters(gamma, eta)
 left, right = st.columns([2, 3], gap="medium")
 sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
-query["order_by"], query["ascending"] = SORTS[sort]
+order_by, ascending = SORTS[sort]
+query = ReviewQuery(run_id, gamma, eta, **chosen, order_by=order_by, ascending=ascending)
 page_number = state.get("review_page", 1)
-page_df, total = store.review_queue(run_id, gamma, eta, **query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
+page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
 state.review_pages = n_pages(total, PAGE_SIZE)
 if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
     state.review_page = page_number = state.review_pages
-    page_df, total = store.review_queue(
-        run_id, gamma, eta, **query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
-    )
+    page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
 
 if page_df.empty:
     empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
     failed = run.get("n_failed") or 0
-    if failed and query["status"] != "failed":
+    if failed and query.status != "failed":
         rows_word = "1 row" if failed == 1 else f"{failed:,} rows"
         empty = (empty or "No rows match these filters.") + (
             f" {rows_word} could not be scored: choose “{STATUS_FILTERS['failed']}” under Review status to see why."

@@ -81,6 +81,83 @@ REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed:
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
 
 
+@dataclasses.dataclass(frozen=True)
+class ReviewQuery:
+    """Which scored rows of a run the review queue holds, and in what order: one value shared by the queue, its
+    count and bulk actions, so a new filter is a new field here.
+
+    gamma (γ, Auto-Filter) and eta (η, Auto-Correct) give each row its automatic action. action: 'filter' |
+    'correct' | 'keep' or several of them. status: 'undecided', 'decided' or a decision name, or 'failed' for the
+    rows the worker could not score (only those: their ``error`` says why, their action is None); every other status
+    leaves failed rows out. Confidence bounds are inclusive. search: case-insensitive substring of prompt, response
+    or proposed_response. Sorting puts NULLs last and breaks ties by row_index. A bad value is InvalidInput here.
+    """
+
+    run_id: int
+    gamma: float
+    eta: float
+    action: str | Sequence[str] | None = None
+    status: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    search: str | None = None
+    order_by: str = "confidence"
+    ascending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.order_by not in ORDER_COLUMNS:
+            raise InvalidInput(f"Cannot sort by {self.order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
+        if self.action is not None:
+            actions = (self.action,) if isinstance(self.action, str) else tuple(self.action)
+            bad = [a for a in actions if a not in clear.ACTIONS]
+            if bad:
+                raise InvalidInput(f"Unknown action(s) {bad}; expected {', '.join(clear.ACTIONS)}.")
+            object.__setattr__(self, "action", actions)  # a tuple keeps the value hashable
+        if self.status is not None and self.status not in REVIEW_STATUSES:
+            raise InvalidInput(f"Unknown review status {self.status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
+        for name in ("gamma", "eta", "min_confidence", "max_confidence"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The condition on the queue's columns (``Store._queue_sql``) and its named parameters, $run_id, $gamma
+        and $eta included; the store adds $dataset_id, the run's dataset."""
+        params: dict[str, Any] = {"run_id": self.run_id, "gamma": self.gamma, "eta": self.eta}
+        where = ["TRUE"]
+        if self.action is not None:
+            params["actions"] = list(self.action)
+            where.append("list_contains($actions, action)")
+        if self.status == "failed":
+            where.append("error IS NOT NULL")
+        elif self.status == "undecided":
+            where.append("decision IS NULL")
+        elif self.status == "decided":
+            where.append("decision IS NOT NULL")
+        elif self.status is not None:
+            params["status"] = self.status
+            where.append("decision = $status")
+        if self.status != "failed":
+            where.append("error IS NULL")
+        if self.min_confidence is not None:
+            params["min_confidence"] = self.min_confidence
+            where.append("confidence >= $min_confidence")
+        if self.max_confidence is not None:
+            params["max_confidence"] = self.max_confidence
+            where.append("confidence <= $max_confidence")
+        if self.search:
+            params["search"] = self.search
+            where.append(
+                "(contains(lower(coalesce(prompt, '')), lower($search))"
+                " OR contains(lower(coalesce(response, '')), lower($search))"
+                " OR contains(lower(coalesce(proposed_response, '')), lower($search)))"
+            )
+        return " AND ".join(where), params
+
+    def order(self) -> str:
+        """The ORDER BY terms: the chosen column (checked against ORDER_COLUMNS), NULLs last, then row_index."""
+        return f"{self.order_by} {'ASC' if self.ascending else 'DESC'} NULLS LAST, row_index"
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -603,84 +680,27 @@ class Store:
             raise NotFoundError(f"There is no scoring run with id {run_id}.")
         return int(dataset_id)
 
-    def review_queue(
-        self,
-        run_id: int,
-        gamma: float,
-        eta: float,
-        *,
-        action: str | Sequence[str] | None = None,
-        status: str | None = None,
-        min_confidence: float | None = None,
-        max_confidence: float | None = None,
-        search: str | None = None,
-        order_by: str = "confidence",
-        ascending: bool = True,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[pd.DataFrame, int]:
-        """One page of the run's scored rows with their automatic action and current decision, plus the total.
-
-        action: 'filter' | 'correct' | 'keep' or a list of them. status: 'undecided', 'decided' or a decision
-        name, or 'failed' for the rows the worker could not score (only those: their ``error`` says why, their
-        action is None); every other status leaves failed rows out. Confidence bounds are inclusive. search:
-        case-insensitive substring of prompt, response or proposed_response. Sorting puts NULLs last and breaks
-        ties by row_index.
-        """
-        if order_by not in ORDER_COLUMNS:
-            raise InvalidInput(f"Cannot sort by {order_by!r}; choose one of {', '.join(ORDER_COLUMNS)}.")
-        params: dict[str, Any] = {
-            "run_id": run_id,
-            "dataset_id": self._dataset_of_run(run_id),
-            "gamma": float(gamma),
-            "eta": float(eta),
-        }
-        where = ["TRUE"]
-        if action is not None:
-            actions = [action] if isinstance(action, str) else list(action)
-            bad = [a for a in actions if a not in clear.ACTIONS]
-            if bad:
-                raise InvalidInput(f"Unknown action(s) {bad}; expected {', '.join(clear.ACTIONS)}.")
-            params["actions"] = actions
-            where.append("list_contains($actions, action)")
-        if status is not None:
-            if status not in REVIEW_STATUSES:
-                raise InvalidInput(f"Unknown review status {status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
-            if status == "failed":
-                where.append("error IS NOT NULL")
-            elif status == "undecided":
-                where.append("decision IS NULL")
-            elif status == "decided":
-                where.append("decision IS NOT NULL")
-            else:
-                params["status"] = status
-                where.append("decision = $status")
-        if status != "failed":
-            where.append("error IS NULL")
-        if min_confidence is not None:
-            params["min_confidence"] = float(min_confidence)
-            where.append("confidence >= $min_confidence")
-        if max_confidence is not None:
-            params["max_confidence"] = float(max_confidence)
-            where.append("confidence <= $max_confidence")
-        if search:
-            params["search"] = search
-            where.append(
-                "(contains(lower(coalesce(prompt, '')), lower($search))"
-                " OR contains(lower(coalesce(response, '')), lower($search))"
-                " OR contains(lower(coalesce(proposed_response, '')), lower($search)))"
-            )
-        base = f"WITH queue AS ({self._queue_sql()}) SELECT * FROM queue WHERE {' AND '.join(where)}"
-        direction = "ASC" if ascending else "DESC"
+    def review_queue(self, query: ReviewQuery, limit: int = 50, offset: int = 0) -> tuple[pd.DataFrame, int]:
+        """One page of the rows ``query`` selects, in its order, with their automatic action and current decision,
+        plus how many rows it selects in all."""
+        select, params = self._review_select(query, "*")
         page_params = {**params, "limit": int(limit), "offset": int(offset)}
         with self._cursor() as cursor:
-            total = cursor.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0]
-            page = cursor.execute(
-                f"{base} ORDER BY {order_by} {direction} NULLS LAST, row_index LIMIT $limit OFFSET $offset",
-                page_params,
-            ).df()
+            total = cursor.execute(f"SELECT count(*) FROM ({select})", params).fetchall()[0][0]
+            page = cursor.execute(f"{select} ORDER BY {query.order()} LIMIT $limit OFFSET $offset", page_params).df()
         page["prompt_messages_json"] = [json.loads(t) for t in page["prompt_messages_json"]]
         return page.rename(columns={"prompt_messages_json": "prompt_messages"}), int(total)
+
+    def review_count(self, query: ReviewQuery) -> int:
+        """How many rows ``query`` selects (a count in SQL, cheap enough for every redraw of a 100k-row queue)."""
+        select, params = self._review_select(query, "row_index")
+        return int(self._scalar(f"SELECT count(*) FROM ({select})", params))
+
+    def _review_select(self, query: ReviewQuery, columns: str) -> tuple[str, dict[str, Any]]:
+        """SELECT ``columns`` of the queue rows ``query`` selects (unordered), and its parameters."""
+        where, params = query.where()
+        params["dataset_id"] = self._dataset_of_run(query.run_id)
+        return f"WITH queue AS ({self._queue_sql()}) SELECT {columns} FROM queue WHERE {where}", params
 
     def _queue_sql(self) -> str:
         """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision.
@@ -820,6 +840,31 @@ class Store:
                     [dataset_id, row_index, run_id, decision, final_response, annotator.strip(), _now()],
                 ).fetchall()[0][0]
             )
+
+    def accept_proposals(self, query: ReviewQuery, *, annotator: str) -> int:
+        """Accept the run's proposal for every row ``query`` selects that has one (empty or blank proposals are
+        skipped), one decision per row in row order, committed together; returns how many.
+
+        The rows are worked out inside the transaction, so what is accepted is what the query selects at the call.
+        """
+        if not annotator or not annotator.strip():
+            raise InvalidInput("Every decision needs an annotator name.")
+        select, params = self._review_select(query, "row_index, proposed_response")
+        with self._transaction() as cursor:
+            rows = cursor.execute(f"{select} ORDER BY row_index", params).fetchall()
+            now = _now()
+            accepted = [
+                [params["dataset_id"], int(row_index), query.run_id, proposal, annotator.strip(), now]
+                for row_index, proposal in rows
+                if isinstance(proposal, str) and proposal.strip()
+            ]
+            if accepted:
+                cursor.executemany(
+                    "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
+                    "undoes, decided_at) VALUES (?, ?, ?, 'accept', ?, ?, NULL, ?)",
+                    accepted,
+                )
+        return len(accepted)
 
     def undo_last_decision(self, dataset_id: int, annotator: str | None = None) -> dict[str, Any] | None:
         """Undo the latest decision not yet undone (by ``annotator`` if given); returns it, or None if none."""

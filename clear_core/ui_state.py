@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from clear_core.data import FORMATS, DataError
+from clear_core.store import ReviewQuery
 
 # What each stored signal means, for the review screen's signal table (docs/architecture.md "Score fields").
 SIGNAL_HELP = {
@@ -172,32 +173,13 @@ def queue_table(page: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def bulk_accept_count(store, run_id: int, gamma: float, min_correction: float) -> int:
-    """How many rows without a decision have a proposal with correction_confidence above ``min_correction``
-    (a count in SQL, cheap enough to show on every redraw of a 100k-row queue)."""
-    return store.review_queue(run_id, gamma, min_correction, action="correct", status="undecided", limit=0)[1]
+def bulk_accept_query(run_id: int, gamma: float, min_correction: float) -> ReviewQuery:
+    """The rows bulk accept takes: no decision yet and a proposal with correction_confidence above
+    ``min_correction``, exactly the rows the Auto-Correct rule would correct with η = ``min_correction``.
 
-
-def bulk_accept_rows(store, run_id: int, gamma: float, min_correction: float) -> list[int]:
-    """Rows without a decision whose proposal has correction_confidence above ``min_correction``.
-
-    These are exactly the rows the Auto-Correct rule would correct with η = ``min_correction``.
+    ``store.review_count`` counts them and ``store.accept_proposals`` accepts those with a proposal.
     """
-    total = bulk_accept_count(store, run_id, gamma, min_correction)
-    if total == 0:
-        return []
-    page, _ = store.review_queue(
-        run_id, gamma, min_correction, action="correct", status="undecided", order_by="row_index", limit=total
-    )
-    usable = [isinstance(p, str) and bool(p.strip()) for p in page["proposed_response"]]
-    return [int(i) for i in page.loc[usable, "row_index"]]
-
-
-def bulk_accept(store, dataset_id: int, run_id: int, row_indices: Sequence[int], annotator: str) -> int:
-    """Accept the run's proposal for each row, one committed decision per row; returns how many."""
-    for row_index in row_indices:
-        store.record_decision(dataset_id, int(row_index), "accept", run_id=run_id, annotator=annotator)
-    return len(row_indices)
+    return ReviewQuery(run_id, gamma, min_correction, action="correct", status="undecided", order_by="row_index")
 
 
 # -- import -------------------------------------------------------------------------------------------------

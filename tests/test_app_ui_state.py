@@ -123,13 +123,16 @@ def test_changed_rows_explains_each_change():
 
 def test_bulk_accept_takes_undecided_rows_with_a_proposal_above_the_threshold(app_db):
     path, dataset_id, run_id = app_db
+
+    def rows(min_correction: float) -> list[int]:
+        return store.review_queue(ui_state.bulk_accept_query(run_id, 0.5, min_correction))[0]["row_index"].tolist()
+
     with Store(path) as store:
-        assert ui_state.bulk_accept_rows(store, run_id, 0.5, 0.8) == [3]
-        assert ui_state.bulk_accept_rows(store, run_id, 0.5, 0.5) == [3, 5]
-        assert ui_state.bulk_accept_count(store, run_id, 0.5, 0.5) == 2
+        assert rows(0.8) == [3]
+        assert rows(0.5) == [3, 5]
+        assert store.review_count(ui_state.bulk_accept_query(run_id, 0.5, 0.5)) == 2
         store.record_decision(dataset_id, 5, "reject", run_id=run_id, annotator="ann")
-        rows = ui_state.bulk_accept_rows(store, run_id, 0.5, 0.0)
-        assert rows == [3]
-        assert ui_state.bulk_accept(store, dataset_id, run_id, rows, "ann") == 1
+        assert rows(0.0) == [3]
+        assert store.accept_proposals(ui_state.bulk_accept_query(run_id, 0.5, 0.0), annotator="ann") == 1
         assert store.current_decisions(dataset_id).set_index("row_index").loc[3, "decision"] == "accept"
-        assert ui_state.bulk_accept_rows(store, run_id, 0.5, 0.0) == []
+        assert rows(0.0) == []

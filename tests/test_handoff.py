@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clear_core import data, export, handoff, runs, workspace
-from clear_core.store import Store
+from clear_core.store import ReviewQuery, Store
 
 LINE_BREAKERS = ["\u2028", "\u2029", "\u0085", "\r", "\r\n", "\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
 ANY_CHAR = st.characters(exclude_categories=("Cs",))
@@ -117,7 +117,7 @@ def test_any_text_round_trips_from_import_through_scoring_to_every_export_format
 
         proposals = [q for _, _, q in triples]
         assert store.scores(run_id)["proposed_response"].tolist() == proposals
-        queue, _ = store.review_queue(run_id, 0.5, 0.7, order_by="row_index", limit=10)
+        queue, _ = store.review_queue(ReviewQuery(run_id, 0.5, 0.7, order_by="row_index"), limit=10)
         assert queue["prompt"].tolist() == [p for p, _, _ in triples]
         assert queue["response"].tolist() == [r for _, r, _ in triples]
         assert queue["proposed_response"].tolist() == proposals

@@ -17,7 +17,7 @@ import pytest
 
 from clear_core import engine, handoff, runs, worker, workspace
 from clear_core.confidence import ScoringConfig
-from clear_core.store import Store
+from clear_core.store import ReviewQuery, Store
 from tests.conftest import gsm8k_records
 
 FAST = ScoringConfig(samples=1, max_new_tokens=4, batch_size=2)
@@ -217,11 +217,11 @@ def test_a_row_the_engine_cannot_score_is_stored_as_failed_and_retried(
         assert failed["error"] == "RuntimeError: probability tensor contains inf" and pd_isna(failed["confidence"])
         assert store.scores(run_id).set_index("row_index").loc[2, "confidence"] >= 0  # the U+2028 row is scored
         # never labelled by thresholds: not in the queue, the action counts or the plots; listed as failed
-        queue, total = store.review_queue(run_id, 0.5, 0.7, limit=10)
+        queue, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.7), limit=10)
         assert total == 5 and 4 not in set(queue["row_index"])
         assert sum(store.action_counts(run_id, 0.5, 0.7).values()) == 5
         assert 4 not in set(store.confidence_values(run_id)["row_index"])
-        listed, n = store.review_queue(run_id, 0.5, 0.7, status="failed", limit=10)
+        listed, n = store.review_queue(ReviewQuery(run_id, 0.5, 0.7, status="failed"), limit=10)
         assert n == 1 and listed.loc[0, "error"].startswith("RuntimeError") and listed.loc[0, "action"] is None
 
         monkeypatch.setattr(engine, "score_rows", real_score_rows)  # the cause is fixed: start again

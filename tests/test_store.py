@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,11 +17,13 @@ import pandas as pd
 import pytest
 
 from clear_core import clear
+from clear_core.errors import InvalidInput
 from clear_core.migrations import MIGRATIONS
 from clear_core.store import (
     ERROR_FIELD,
     SCORE_FIELDS,
     NotFoundError,
+    ReviewQuery,
     Store,
     StoreError,
     StoreLockedError,
@@ -270,7 +273,7 @@ def test_concurrent_threads_read_and_write(store):
         try:
             for i in range(worker * 5, worker * 5 + 5):
                 store.record_decision(dataset_id, i, "reject", annotator=f"a{worker}")
-                page, total = store.review_queue(run_id, 0.5, 0.8, limit=5)
+                page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8), limit=5)
                 assert total == 40 and len(page) == 5
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
             errors.append(exc)
@@ -474,12 +477,12 @@ def test_failed_rows_are_stored_apart_from_scored_rows_and_retried(store):
     assert store.action_counts(run_id, 0.5, 0.7) == {"filter": 1, "correct": 1, "keep": 0}
     assert store.confidence_values(run_id)["row_index"].tolist() == [0, 1]
     assert store.agreement_by_bucket(run_id, 0.5, 0.7)["n_rows"].sum() == 2
-    queue, total = store.review_queue(run_id, 0.5, 0.7)
+    queue, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.7))
     assert total == 2 and sorted(queue["row_index"]) == [0, 1]
-    failed, total = store.review_queue(run_id, 0.5, 0.7, status="failed")
+    failed, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.7, status="failed"))
     assert total == 1 and failed.loc[0, "row_index"] == 2
     assert failed.loc[0, "error"] == failure["error"] and failed.loc[0, "action"] is None
-    assert store.review_queue(run_id, 0.5, 0.7, status="undecided")[1] == 2
+    assert store.review_queue(ReviewQuery(run_id, 0.5, 0.7, status="undecided"))[1] == 2
 
     store.add_scores(run_id, [score(2, 0.7)])  # the retry scored it: the failure is replaced
     assert (store.scored_count(run_id), store.failed_count(run_id)) == (3, 0)
@@ -523,7 +526,7 @@ def test_add_scores_10k_rows_in_one_call(store):
 
 def test_review_queue_actions_and_sorting(scored):
     store, _, run_id = scored
-    page, total = store.review_queue(run_id, 0.5, 0.8)
+    page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8))
     assert total == 10
     # Sorted by confidence ascending, NULL confidence last.
     assert page["row_index"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
@@ -542,18 +545,20 @@ def test_review_queue_actions_and_sorting(scored):
     assert page["prompt_messages"][0] == make_row(0).prompt_messages
     assert page["decision"].isna().all()
 
-    page, total = store.review_queue(run_id, 0.5, 0.8, action="filter")
+    page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8, action="filter"))
     assert (page["row_index"].tolist(), total) == ([0, 2, 3], 3)
-    page, total = store.review_queue(run_id, 0.5, 0.8, action=["keep", "correct"], order_by="correction_confidence")
+    page, total = store.review_queue(
+        ReviewQuery(run_id, 0.5, 0.8, action=["keep", "correct"], order_by="correction_confidence")
+    )
     assert page["row_index"].tolist()[-3:] == [6, 1, 4]
-    page, _ = store.review_queue(run_id, 0.5, 0.8, ascending=False)
+    page, _ = store.review_queue(ReviewQuery(run_id, 0.5, 0.8, ascending=False))
     assert page["row_index"].tolist() == [8, 7, 6, 5, 4, 3, 2, 1, 0, 9]  # NULLs last either way
     # Moving a threshold relabels rows without re-scoring.
-    assert store.review_queue(run_id, 0.3, 0.99, action="filter")[1] == 3
+    assert store.review_queue(ReviewQuery(run_id, 0.3, 0.99, action="filter"))[1] == 3
     with pytest.raises(ValueError, match="Cannot sort"):
-        store.review_queue(run_id, 0.5, 0.8, order_by="prompt; DROP TABLE rows")
+        store.review_queue(ReviewQuery(run_id, 0.5, 0.8, order_by="prompt; DROP TABLE rows"))
     with pytest.raises(ValueError, match="Unknown action"):
-        store.review_queue(run_id, 0.5, 0.8, action="delete")
+        store.review_queue(ReviewQuery(run_id, 0.5, 0.8, action="delete"))
 
 
 def test_review_queue_filters_search_and_pages(scored):
@@ -562,23 +567,26 @@ def test_review_queue_filters_search_and_pages(scored):
     store.record_decision(dataset_id, 5, "edit", final_response="Edited", annotator="ann", run_id=run_id)
     store.add_scores(run_id, [score(7, 0.75, proposal="The ANSWER is fourteen")])
 
-    page, total = store.review_queue(run_id, 0.5, 0.8, status="decided")
+    page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8, status="decided"))
     assert (page["row_index"].tolist(), total) == ([0, 5], 2)
     assert page["final_response"].tolist()[1] == "Edited"
-    assert store.review_queue(run_id, 0.5, 0.8, status="undecided")[1] == 8
-    assert store.review_queue(run_id, 0.5, 0.8, status="edit")[0]["row_index"].tolist() == [5]
+    assert store.review_queue(ReviewQuery(run_id, 0.5, 0.8, status="undecided"))[1] == 8
+    assert store.review_queue(ReviewQuery(run_id, 0.5, 0.8, status="edit"))[0]["row_index"].tolist() == [5]
     with pytest.raises(ValueError, match="review status"):
-        store.review_queue(run_id, 0.5, 0.8, status="maybe")
+        store.review_queue(ReviewQuery(run_id, 0.5, 0.8, status="maybe"))
 
-    page, total = store.review_queue(run_id, 0.5, 0.8, min_confidence=0.25, max_confidence=0.55)
+    page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8, min_confidence=0.25, max_confidence=0.55))
     assert (page["row_index"].tolist(), total) == ([2, 3, 4, 5], 4)
 
-    assert store.review_queue(run_id, 0.5, 0.8, search="answer is")[0]["row_index"].tolist() == [7]  # proposal
-    assert store.review_queue(run_id, 0.5, 0.8, search="QUESTION 3:")[0]["row_index"].tolist() == [3]  # prompt
-    assert store.review_queue(run_id, 0.5, 0.8, search="it is 8.")[0]["row_index"].tolist() == [4]  # response
-    assert store.review_queue(run_id, 0.5, 0.8, search="100%")[1] == 0  # no LIKE wildcards
+    def search(text: str) -> tuple[pd.DataFrame, int]:
+        return store.review_queue(ReviewQuery(run_id, 0.5, 0.8, search=text))
 
-    pages = [store.review_queue(run_id, 0.5, 0.8, limit=4, offset=o) for o in (0, 4, 8, 12)]
+    assert search("answer is")[0]["row_index"].tolist() == [7]  # proposal
+    assert search("QUESTION 3:")[0]["row_index"].tolist() == [3]  # prompt
+    assert search("it is 8.")[0]["row_index"].tolist() == [4]  # response
+    assert search("100%")[1] == 0  # no LIKE wildcards
+
+    pages = [store.review_queue(ReviewQuery(run_id, 0.5, 0.8), limit=4, offset=o) for o in (0, 4, 8, 12)]
     assert [p["row_index"].tolist() for p, _ in pages] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], []]
     assert {t for _, t in pages} == {10}
 
@@ -603,7 +611,9 @@ def test_review_queue_on_100k_rows(store):
         store.record_decision(dataset_id, i, "reject", annotator="ann")
 
     start = time.perf_counter()
-    page, total = store.review_queue(run_id, 0.5, 0.8, action="filter", status="undecided", limit=50, offset=100)
+    page, total = store.review_queue(
+        ReviewQuery(run_id, 0.5, 0.8, action="filter", status="undecided"), limit=50, offset=100
+    )
     elapsed = time.perf_counter() - start
     counts = store.action_counts(run_id, 0.5, 0.8)
     print(f"review_queue page over {n} rows: {elapsed:.3f}s")
@@ -615,6 +625,78 @@ def test_review_queue_on_100k_rows(store):
     assert total == len(expected)
     assert page["row_index"].tolist() == expected["row_index"].iloc[100:150].tolist()
     assert counts == clear.action_counts(confidence, correction, 0.5, 0.8)
+
+
+# -- the review query as a value (pure: no database) ------------------------------------------------------------
+
+
+def test_review_query_where_binds_every_value_as_a_parameter():
+    where, params = ReviewQuery(7, 0.5, 0.8).where()
+    assert (where, params) == ("TRUE AND error IS NULL", {"run_id": 7, "gamma": 0.5, "eta": 0.8})
+    query = ReviewQuery(
+        7, 0.5, 0.8, action="filter", status="remove", min_confidence=0.2, max_confidence=0.6, search="'; DROP --"
+    )
+    where, params = query.where()
+    assert params == {
+        "run_id": 7,
+        "gamma": 0.5,
+        "eta": 0.8,
+        "actions": ["filter"],
+        "status": "remove",
+        "min_confidence": 0.2,
+        "max_confidence": 0.6,
+        "search": "'; DROP --",
+    }
+    assert "DROP" not in where and set(re.findall(r"\$(\w+)", where)) == set(params) - {"run_id", "gamma", "eta"}
+    for condition in ("list_contains($actions, action)", "decision = $status", "confidence >= $min_confidence"):
+        assert condition in where
+
+
+@pytest.mark.parametrize(
+    ("status", "condition"),
+    [
+        (None, "TRUE AND error IS NULL"),
+        ("undecided", "TRUE AND decision IS NULL AND error IS NULL"),
+        ("decided", "TRUE AND decision IS NOT NULL AND error IS NULL"),
+        ("failed", "TRUE AND error IS NOT NULL"),  # only the rows that could not be scored
+    ],
+)
+def test_review_query_status(status, condition):
+    assert ReviewQuery(1, 0.5, 0.8, status=status).where()[0] == condition
+
+
+def test_review_query_checks_its_values_and_is_hashable():
+    with pytest.raises(InvalidInput, match="Cannot sort"):
+        ReviewQuery(1, 0.5, 0.8, order_by="prompt; DROP TABLE rows")
+    with pytest.raises(InvalidInput, match="Unknown action"):
+        ReviewQuery(1, 0.5, 0.8, action=["keep", "delete"])
+    with pytest.raises(InvalidInput, match="review status"):
+        ReviewQuery(1, 0.5, 0.8, status="maybe")
+    query = ReviewQuery(1, 1, 0, action=["keep", "correct"])
+    assert query == ReviewQuery(1, 1.0, 0.0, action=("keep", "correct")) and len({query, query}) == 1
+    assert query.order() == "confidence ASC NULLS LAST, row_index"
+    assert ReviewQuery(1, 0.5, 0.8, order_by="decided_at", ascending=False).order() == (
+        "decided_at DESC NULLS LAST, row_index"
+    )
+
+
+def test_review_count_and_accepting_the_proposals_a_query_selects(scored):
+    store, dataset_id, run_id = scored
+    corrections = ReviewQuery(run_id, 0.5, 0.8, action="correct", status="undecided")
+    assert store.review_count(corrections) == store.review_queue(corrections)[1] == 3  # rows 1, 4 and 6
+    store.add_scores(run_id, [score(4, 0.45, 0.95, proposal="  \n")])  # nothing to accept
+    store.record_decision(dataset_id, 6, "reject", annotator="ann")
+    assert store.accept_proposals(corrections, annotator="bob") == 1
+    current = store.current_decisions(dataset_id)
+    assert current[["row_index", "decision", "annotator"]].values.tolist() == [
+        [1, "accept", "bob"],
+        [6, "reject", "ann"],
+    ]
+    assert (current.loc[0, "final_response"], current.loc[0, "run_id"]) == ("Proposal 1", run_id)
+    assert store.review_queue(corrections)[0]["row_index"].tolist() == [4]
+    assert store.accept_proposals(corrections, annotator="bob") == 0
+    with pytest.raises(InvalidInput, match="annotator"):
+        store.accept_proposals(corrections, annotator=" ")
 
 
 def test_action_counts_and_confidence_values(scored):
