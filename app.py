@@ -24,7 +24,7 @@ from app_pages._components import (
 )
 from clear_core import runs, workspace
 from clear_core.confidence import ScoringConfig
-from clear_core.store import StoreError
+from clear_core.store import Store, StoreError
 from clear_core.ui_state import is_starting
 
 # The first-start demo run favours a quick first look over the paper's k = 5 samples: without sampling and in
@@ -68,7 +68,7 @@ def remember_dataset() -> None:
         st.session_state.pop(key, None)
 
 
-def sidebar(store) -> None:
+def sidebar(store: Store) -> None:
     with st.sidebar:
         st.markdown("### :material/fact_check: CLEAR Review")
         datasets = store.list_datasets()

@@ -12,6 +12,8 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,24 +24,72 @@ from clear_core.confidence import ScoringConfig
 from clear_core.data import ColumnMapping, describe_duplicates, load_dataset
 from clear_core.errors import ClearError
 from clear_core.export import UNSCORED_CHOICES, ExportPolicy
-from clear_core.store import Store, StoreError, StoreLockedError, StoreReadOnlyError
+from clear_core.store import Store, StoreLockedError, StoreReadOnlyError
 
 
-def _open_store(db: str, lock_hint: str = "", reading: bool = False) -> Store:
-    """The store, or a one-line ClickException; ``reading``: a database this user cannot write opens read-only."""
+@contextmanager
+def _open_store(db: str, lock_hint: str = "", reading: bool = False) -> Iterator[Store]:
+    """``with _open_store(db) as store:``, closed on the way out. ``reading``: a database this user cannot write
+    opens read-only. ``lock_hint`` ends the message when another process holds the database."""
     try:
-        return Store(db)
+        store = Store(db)
     except StoreLockedError as exc:
-        raise click.ClickException(f"{exc}{lock_hint}") from exc
-    except StoreReadOnlyError as exc:
+        if lock_hint:
+            exc.add_note(lock_hint)
+        raise
+    except StoreReadOnlyError:
         if not reading:
-            raise click.ClickException(str(exc)) from exc
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
-        return Store(db, read_only=True)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+            raise
+        store = Store(db, read_only=True)
+    with store:
+        yield store
+
+
+# -- options shared by the commands ---------------------------------------------------------------------------
+
+
+def _options(*options: Callable) -> Callable:
+    """Several click options as one decorator, listed in --help in the order given."""
+
+    def apply(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def db_option(*, exists: bool, help: str) -> Callable:
+    """--db DB, the curation database; ``exists``: the command reads a database that must already be there."""
+    return click.option("--db", required=True, type=click.Path(dir_okay=False, exists=exists), help=help)
+
+
+# What is scored and how: every command that starts scoring takes these (score_config turns them into a config).
+scoring_options = _options(
+    click.option("--model", default=None, help=f"HF model id or local directory (default: {EMBEDDED_MODEL})."),
+    click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N rows."),
+    click.option("--samples", type=click.IntRange(min=0), default=None, help="k sampled answers for consistency."),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+    click.option("--no-propose", is_flag=True, help="Skip Auto-Correct proposals (faster)."),
+)
+
+# How a file is read: every command that imports one takes these (_mapping turns the columns into a mapping).
+import_options = _options(
+    click.option("--prompt-column", default=None, help="Column holding the prompt, for files of no known schema."),
+    click.option("--input-column", default=None, help="Optional column appended to the prompt."),
+    click.option("--response-column", default=None, help="Column holding the response, for files of no known schema."),
+    click.option(
+        "--drop-duplicates", is_flag=True, help="Drop rows that exactly repeat an earlier row (kept by default)."
+    ),
+)
+
+
+def score_config(samples: int | None, no_propose: bool) -> ScoringConfig:
+    """The ScoringConfig that --samples and --no-propose ask for (the paper's defaults otherwise)."""
+    overrides: dict = {"propose": not no_propose}
+    if samples is not None:
+        overrides["samples"] = samples
+    return ScoringConfig(**overrides)
 
 
 def score_command_line(db: str, dataset: dict, run: dict | None) -> str:
@@ -79,16 +129,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path())  # a file, or a datasets save_to_disk folder
-@click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to store scores in.")
-@click.option("--model", default=None, help=f"HF model id or local directory (default: {EMBEDDED_MODEL}).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N rows.")
-@click.option("--samples", type=click.IntRange(min=0), default=None, help="k sampled answers for consistency.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--no-propose", is_flag=True, help="Skip Auto-Correct proposals (faster).")
-@click.option("--prompt-column", default=None, help="Column holding the prompt, for files of no known schema.")
-@click.option("--input-column", default=None, help="Optional column appended to the prompt.")
-@click.option("--response-column", default=None, help="Column holding the response, for files of no known schema.")
-@click.option("--drop-duplicates", is_flag=True, help="Drop rows that exactly repeat an earlier row (kept by default).")
+@db_option(exists=False, help="DuckDB file to store scores in.")
+@scoring_options
+@import_options
 def score(
     input_path,
     db,
@@ -105,15 +148,11 @@ def score(
     """Score INPUT (CSV, JSONL, JSON, Parquet, or a Hugging Face datasets folder) into DB; re-running resumes an
     interrupted run."""
     mapping = _mapping(prompt_column, input_column, response_column)
-    overrides = {"propose": not no_propose}
-    if samples is not None:
-        overrides["samples"] = samples
-    config = ScoringConfig(**overrides)
+    config = score_config(samples, no_propose)
     dataset = load_dataset(input_path, mapping=mapping, drop_duplicates=drop_duplicates)  # before the database
     click.echo(_import_summary(dataset))
     created = _new_paths(db)
-    store = _open_store(db)
-    try:
+    with _open_store(db) as store:
         try:
             dataset_id = store.add_dataset(dataset)
         except BaseException:
@@ -145,8 +184,6 @@ def score(
             + (f" {missing} rows not scored (--limit); export asks what to do with them." if missing else "")
             + (f" {state.error}" if state.error else "")  # e.g. rows that could not be scored, and where to look
         )
-    finally:
-        store.close()
 
 
 def _import_summary(dataset) -> str:
@@ -209,7 +246,7 @@ def _worker_note(directory: Path, stopping: bool = False) -> str:
     )
 
 
-def _follow(store, run_id: int) -> runs.RunProgress:
+def _follow(store: Store, run_id: int) -> runs.RunProgress:
     """Show a progress bar until the worker stops. Ctrl-C, SIGTERM and SIGHUP cancel the run cleanly, keeping
     finished rows; any other failure says whether the worker keeps scoring, and how to pick up or stop it."""
     from tqdm import tqdm
@@ -244,7 +281,7 @@ def _follow(store, run_id: int) -> runs.RunProgress:
 
 
 @main.command("export")
-@click.option("--db", required=True, type=click.Path(dir_okay=False, exists=True), help="DuckDB file with scores.")
+@db_option(exists=True, help="DuckDB file with scores.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="File to write.")
 @click.option("--dataset", default=None, help="Dataset id or name (default: the most recently imported).")
 @click.option("--include-scores", is_flag=True, help="Add clear_confidence, clear_action and per-signal columns.")
@@ -269,13 +306,12 @@ def export_command(
     Rows without scores stop the export (naming them and the command that scores them) unless --unscored says
     what to do with them. While the app has DB open, export from its Export page.
     """
-    store = _open_store(
+    with _open_store(
         db,
-        " To export while the app is open, use its Export page (Download button); or close the app and run "
-        "this command again.",
+        "To export while the app is open, use its Export page (Download button); or close the app and run this "
+        "command again.",
         reading=True,
-    )
-    try:
+    ) as store:
         ds = workspace.pick_dataset(store, dataset)
         fmt = workspace.format_for_path(out_path, ds["file_format"])
         stored_gamma, stored_eta = store.get_thresholds(ds["dataset_id"])
@@ -305,8 +341,6 @@ def export_command(
             f"rows kept, {s['removed']} removed, {s['corrected']} corrected, {s['edited']} edited "
             f"(gamma={policy.gamma:.2f}, eta={policy.eta:.2f}){_unscored_note(result.curated, policy)}."
         )
-    finally:
-        store.close()
 
 
 def _unscored_note(curated: list[export.CuratedRow], policy: ExportPolicy) -> str:
@@ -324,44 +358,43 @@ def _unscored_note(curated: list[export.CuratedRow], policy: ExportPolicy) -> st
 
 
 @main.command()
-@click.option("--db", required=True, type=click.Path(dir_okay=False, exists=True), help="DuckDB file.")
+@db_option(exists=True, help="DuckDB file.")
 def status(db) -> None:
     """Datasets, runs (rows scored, not scored and failed) and review progress in DB.
 
     While the app or another command has DB open, shows the progress of the runs in DB.work/ instead.
     """
     try:
-        store = _open_store(db, reading=True)
-    except click.ClickException as exc:
-        if not isinstance(exc.__cause__, StoreLockedError):
-            raise
-        _status_from_run_dirs(db, str(exc.__cause__))
+        with _open_store(db, reading=True) as store:
+            _print_status(store, db)
+    except StoreLockedError as exc:  # raised only by opening: the store is never locked once open
+        _status_from_run_dirs(db, str(exc))
+
+
+def _print_status(store: Store, db: str) -> None:
+    """Each dataset in ``store``: its runs, the command that scores what is left, and review progress."""
+    if store.read_only:
+        click.echo(
+            f"{db} is read-only for this user: showing what it holds; rows that workers finished since it was "
+            "last written are not counted."
+        )
+    datasets = store.list_datasets()
+    if datasets.empty:
+        click.echo(f"{db}: no datasets yet.")
         return
-    try:
-        if store.read_only:
-            click.echo(
-                f"{db} is read-only for this user: showing what it holds; rows that workers finished since it was "
-                "last written are not counted."
-            )
-        datasets = store.list_datasets()
-        if datasets.empty:
-            click.echo(f"{db}: no datasets yet.")
-            return
-        for ds in datasets.itertuples():
-            click.echo(f"dataset {ds.dataset_id} {ds.name!r}: {ds.n_rows} rows ({ds.schema}, {ds.file_format})")
-            for run in store.list_runs(ds.dataset_id).itertuples():
-                click.echo("  " + _run_line(store, run.run_id, ds.n_rows))
-            latest = store.latest_run(ds.dataset_id)
-            if latest is None:
-                click.echo(f"  no scoring run yet: {ds.n_rows} rows not scored")
-            if latest is None or (latest["status"] != "running" and _not_scored(latest, ds.n_rows)):
-                command = score_command_line(db, store.get_dataset(ds.dataset_id), latest)
-                click.echo(f"  to score {'them' if latest is None else 'the rest'}: {command}")
-            decided = len(store.current_decisions(ds.dataset_id))
-            gamma, eta = store.get_thresholds(ds.dataset_id)
-            click.echo(f"  reviewed {decided} of {ds.n_rows} rows; gamma={gamma:.2f}, eta={eta:.2f}")
-    finally:
-        store.close()
+    for ds in datasets.itertuples():
+        click.echo(f"dataset {ds.dataset_id} {ds.name!r}: {ds.n_rows} rows ({ds.schema}, {ds.file_format})")
+        for run in store.list_runs(ds.dataset_id).itertuples():
+            click.echo("  " + _run_line(store, run.run_id, ds.n_rows))
+        latest = store.latest_run(ds.dataset_id)
+        if latest is None:
+            click.echo(f"  no scoring run yet: {ds.n_rows} rows not scored")
+        if latest is None or (latest["status"] != "running" and _not_scored(latest, ds.n_rows)):
+            command = score_command_line(db, store.get_dataset(ds.dataset_id), latest)
+            click.echo(f"  to score {'them' if latest is None else 'the rest'}: {command}")
+        decided = len(store.current_decisions(ds.dataset_id))
+        gamma, eta = store.get_thresholds(ds.dataset_id)
+        click.echo(f"  reviewed {decided} of {ds.n_rows} rows; gamma={gamma:.2f}, eta={eta:.2f}")
 
 
 def _not_scored(run: dict, n_rows: int) -> int:

@@ -17,9 +17,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clear_core import EMBEDDED_MODEL, handoff
 from clear_core.confidence import ScoringConfig
+
+if TYPE_CHECKING:
+    from clear_core.store import Store
 
 
 @dataclass
@@ -50,12 +54,12 @@ def work_root(db_path: str | Path) -> Path:
     return Path(f"{db_path}.work")
 
 
-def run_dir(store, run_id: int) -> Path:
+def run_dir(store: Store, run_id: int) -> Path:
     return Path(store.get_run(run_id)["work_dir"])
 
 
 def start_run(
-    store,
+    store: Store,
     db_path: str | Path,
     dataset_id: int,
     *,
@@ -104,7 +108,7 @@ def start_run(
     return run_id
 
 
-def ingest(store, run_id: int) -> int:
+def ingest(store: Store, run_id: int) -> int:
     """Move finished chunks into the store (idempotent), then bring the run's status up to date; returns rows added."""
     run = store.get_run(run_id)
     if not run.get("work_dir"):
@@ -132,7 +136,7 @@ def ingest(store, run_id: int) -> int:
     return added
 
 
-def _ending(store, run_id: int, directory: Path, state: str) -> tuple[str, str | None]:
+def _ending(store: Store, run_id: int, directory: Path, state: str) -> tuple[str, str | None]:
     """(status, message) for a run whose worker stopped in `state` (done, cancelled, failed or dead)."""
     attempt = handoff.read_attempt(directory)
     stalled = 0
@@ -151,7 +155,7 @@ def _ending(store, run_id: int, directory: Path, state: str) -> tuple[str, str |
     return "failed", death_message(directory, stalled)
 
 
-def _done(store, run_id: int, directory: Path) -> tuple[str, str | None]:
+def _done(store: Store, run_id: int, directory: Path) -> tuple[str, str | None]:
     """A worker that handled every row: done, with a word on the rows that could not be scored."""
     failures = store.failures(run_id)
     if failures.empty:
@@ -198,7 +202,7 @@ def death_message(directory: Path, stalled: int = 1) -> str:
     return f"The scoring worker stopped unexpectedly. {said} Start the run again to resume; finished rows are kept."
 
 
-def progress(store, run_id: int) -> RunProgress:
+def progress(store: Store, run_id: int) -> RunProgress:
     """Ingest what is ready and report progress against the rows this run was asked to score."""
     ingest(store, run_id)
     run = store.get_run(run_id)
@@ -226,7 +230,7 @@ def progress(store, run_id: int) -> RunProgress:
     )
 
 
-def cancel(store, run_id: int, wait_s: float = 10.0) -> None:
+def cancel(store: Store, run_id: int, wait_s: float = 10.0) -> None:
     """Stop the run's worker (the batch in flight is lost, finished batches are kept) and mark it cancelled."""
     run = store.get_run(run_id)
     directory = Path(run["work_dir"]) if run.get("work_dir") else None
@@ -240,7 +244,7 @@ def cancel(store, run_id: int, wait_s: float = 10.0) -> None:
         store.set_run_status(run_id, "cancelled")
 
 
-def wait(store, run_id: int, on_progress=None, poll_s: float = 0.5) -> RunProgress:
+def wait(store: Store, run_id: int, on_progress=None, poll_s: float = 0.5) -> RunProgress:
     """Block until the run stops, ingesting as chunks arrive; `on_progress(RunProgress)` is called each poll."""
     while True:
         state = progress(store, run_id)
@@ -251,7 +255,7 @@ def wait(store, run_id: int, on_progress=None, poll_s: float = 0.5) -> RunProgre
         time.sleep(poll_s)
 
 
-def clean_run_dir(store, run_id: int) -> None:
+def clean_run_dir(store: Store, run_id: int) -> None:
     """Delete a finished run's directory (its chunks are all in the database by then)."""
     run = store.get_run(run_id)
     if run.get("work_dir") and run["status"] == "done":

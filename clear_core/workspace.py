@@ -12,25 +12,25 @@ import pandas as pd
 
 from clear_core import export
 from clear_core.data import ColumnMapping, detect_format, load_dataset
-from clear_core.store import NotFoundError
+from clear_core.store import NotFoundError, Store
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEMO_DATASET = SAMPLES_DIR / "demo.jsonl"
 
 
-def import_file(store, path: str | Path, mapping: ColumnMapping | None = None, name: str | None = None) -> int:
+def import_file(store: Store, path: str | Path, mapping: ColumnMapping | None = None, name: str | None = None) -> int:
     """Validate and store a dataset file (all rows or nothing); an identical file already stored is reused."""
     return store.add_dataset(load_dataset(path, mapping=mapping, name=name))
 
 
-def ensure_demo_dataset(store) -> int | None:
+def ensure_demo_dataset(store: Store) -> int | None:
     """Load the bundled demo dataset when the database has no datasets yet; returns its id (or None)."""
     if not store.list_datasets().empty:
         return None
     return import_file(store, DEMO_DATASET, name="demo")
 
 
-def pick_dataset(store, dataset: str | int | None = None) -> dict:
+def pick_dataset(store: Store, dataset: str | int | None = None) -> dict:
     """A dataset by id or name; with none given, the most recently imported one."""
     datasets = store.list_datasets()
     if datasets.empty:
@@ -55,7 +55,7 @@ class ExportResult:
     curated: list[export.CuratedRow] = field(default_factory=list)  # every row's outcome, for previews
 
 
-def curated_export(store, dataset_id: int, policy: export.ExportPolicy, fmt: str = "original") -> ExportResult:
+def curated_export(store: Store, dataset_id: int, policy: export.ExportPolicy, fmt: str = "original") -> ExportResult:
     """The curated dataset as records in the input's schema, from the latest run's scores and current decisions."""
     ds = store.get_dataset(dataset_id)
     run = store.latest_run(dataset_id)
@@ -74,6 +74,6 @@ def format_for_path(path: str | Path, input_format: str) -> str:
     return "original" if out == input_format else out
 
 
-def status_table(store) -> pd.DataFrame:
+def status_table(store: Store) -> pd.DataFrame:
     """One line per dataset: rows, latest run and its state, scored rows, decisions."""
     return store.list_datasets()

@@ -344,3 +344,11 @@ def test_help_documents_the_new_options():
     assert "Export page" in export_help
     assert "not scored and failed" in cli("status", "--help").stdout
     assert "DB.work/" in cli("status", "--help").stdout
+
+
+def test_importing_the_core_loads_no_torch():
+    """The CLI, the app and a public API import clear_core without torch; only the worker process loads the model."""
+    modules = "clear_core, clear_core.cli, clear_core.store, clear_core.data, clear_core.export, clear_core.runs"
+    code = f"import {modules}, clear_core.workspace, clear_core.ui_state, clear_core.errors; import sys; "
+    code += "loaded = {'torch', 'transformers'} & set(sys.modules); assert not loaded, loaded"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
