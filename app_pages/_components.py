@@ -25,7 +25,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from clear_core import diff, runs
+from clear_core import diff, permissions, runs
 from clear_core.errors import ClearError
 from clear_core.store import Store, StoreError
 
@@ -108,6 +108,12 @@ def guard(what: str = "this page") -> Iterator[None]:
 def annotator() -> str:
     """The reviewer's name from the sidebar ('' until entered)."""
     return (st.session_state.get("annotator") or "").strip()
+
+
+def actor() -> permissions.Actor:
+    """Who is acting, for the store's writes and ``permissions.allowed``. Local mode (today's only mode): the one
+    local user, a lead, named in the sidebar or by the address's ?annotator= ('' until entered)."""
+    return permissions.local_actor(annotator())
 
 
 def current_dataset(store: Store) -> dict | None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._components import REPO, db_path, get_store, html_line, plain, safe_callback
-from clear_core import data, workspace
+from app_pages._components import REPO, actor, db_path, get_store, html_line, plain, safe_callback
+from clear_core import data, permissions, workspace
 from clear_core.ui_state import UPLOAD_TYPES, preview_table, problems_table, sample_files, save_upload
 
 SHARED_SAMPLES = REPO.parent / "shared" / "data" / "dev"
@@ -105,6 +105,7 @@ def pick_mapping(columns: list[str]) -> tuple | None:
 def do_import(path: str, mapping: tuple | None, name_key: str, drop_key: str) -> None:
     """Button callback (runs before the page, so it may switch the sidebar's dataset). An uploaded copy is
     deleted once its rows are in the database."""
+    permissions.require(actor(), "import")
     name = (st.session_state.get(name_key) or "").strip()
     column_mapping = None if mapping is None else data.ColumnMapping(*mapping)
     drop = bool(st.session_state.get(drop_key))
@@ -183,7 +184,7 @@ if path is not None:
             "Import",
             type="primary",
             icon=":material/download_done:",
-            disabled=bool(found),
+            disabled=bool(found) or not permissions.allowed(actor(), "import"),
             on_click=do_import,
             args=(str(path), mapping, name_key, drop_key),
         )

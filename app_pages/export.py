@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages._components import db_path, get_store, html_line, plain, require_dataset
-from clear_core import workspace
+from app_pages._components import actor, db_path, get_store, html_line, plain, require_dataset
+from clear_core import permissions, workspace
 from clear_core.data import EXPORT_FORMAT_OF
 from clear_core.export import (
     ExportPolicy,
@@ -170,7 +170,7 @@ st.download_button(
     type="primary",
     icon=":material/download:",
     on_click="ignore",
-    disabled=not ready,
+    disabled=not ready or not permissions.allowed(actor(), "export"),
 )
 changes, n_changed = changed_rows(result.curated)
 st.subheader("What changed")

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._components import (
+    actor,
     annotator,
     diff_blocks,
     get_store,
@@ -21,6 +22,7 @@ from app_pages._components import (
     text_block,
 )
 from clear_core import clear
+from clear_core.permissions import allowed
 from clear_core.store import NUMERIC_SCORE_FIELDS, ReviewQuery
 from clear_core.ui_state import (
     ACTION_LABELS,
@@ -76,9 +78,7 @@ def reset_page() -> None:
 def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key: str | None = None) -> None:
     """Record the decision (committed at once), then move on to the next row of the queue."""
     final = state.get(edit_key) if edit_key else None
-    get_store().record_decision(
-        dataset_id, row_index, decision, run_id=run_id, final_response=final, annotator=annotator()
-    )
+    get_store().record_decision(dataset_id, row_index, decision, run_id=run_id, final_response=final, actor=actor())
     state.review_editing = None
     st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}.", icon=":material/check:")
     rows, position = state.review_rows, state.review_pos
@@ -93,7 +93,7 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
 
 @safe_callback
 def undo(dataset_id: int) -> None:
-    undone = get_store().undo_last_decision(dataset_id, annotator())
+    undone = get_store().undo_last_decision(dataset_id, actor())
     if undone is None:
         st.toast("You have no decision left to undo.", icon=":material/info:")
         return
@@ -107,7 +107,7 @@ def undo(dataset_id: int) -> None:
 @safe_callback
 def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
     """Accept every undecided proposal above the chosen correction confidence (worked out at the click)."""
-    n = get_store().accept_proposals(bulk_accept_query(run_id, gamma, state.bulk_threshold), annotator=annotator())
+    n = get_store().accept_proposals(bulk_accept_query(run_id, gamma, state.bulk_threshold), actor=actor())
     st.toast(f"Accepted {n:,} proposals.", icon=":material/done_all:")
 
 
@@ -177,7 +177,7 @@ def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None
         st.button(
             f"Accept {count:,} proposals" + (f" as {md_plain(annotator())}" if annotator() else ""),
             type="primary",
-            disabled=not count or not annotator(),
+            disabled=not count or not annotator() or not allowed(actor(), "bulk_accept"),
             on_click=accept_many,
             args=(dataset_id, run_id, gamma),
             help=None if annotator() else "Enter your name in the sidebar first.",
@@ -236,7 +236,7 @@ def navigation(dataset_id: int) -> None:
             "Undo",
             icon=":material/history:",
             shortcut="U",
-            disabled=not annotator(),
+            disabled=not annotator() or not allowed(actor(), "undo_own"),
             on_click=undo,
             args=(dataset_id,),
             help="Undo your last decision.",
@@ -247,6 +247,7 @@ def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
     row_index = int(row["row_index"])
     has_proposal = isinstance(row["proposed_response"], str) and bool(row["proposed_response"].strip())
     named = bool(annotator())
+    deciding, editing = named and allowed(actor(), "decide"), named and allowed(actor(), "edit")
     args = (dataset_id, run_id, row_index)
     with st.container(horizontal=True, gap="small"):
         st.button(
@@ -254,7 +255,7 @@ def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
             icon=":material/check:",
             type="primary",
             shortcut="A",
-            disabled=not (named and has_proposal),
+            disabled=not (deciding and has_proposal),
             on_click=decide,
             args=(*args, "accept"),
             help="Use the model's proposal." if has_proposal else "This row has no proposal.",
@@ -263,7 +264,7 @@ def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
             "Reject",
             icon=":material/undo:",
             shortcut="O",
-            disabled=not named,
+            disabled=not deciding,
             on_click=decide,
             args=(*args, "reject"),
             help="Keep the original response.",
@@ -272,7 +273,7 @@ def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
             "Remove",
             icon=":material/delete:",
             shortcut="D",
-            disabled=not named,
+            disabled=not deciding,
             on_click=decide,
             args=(*args, "remove"),
             help="Drop the row from the curated dataset.",
@@ -281,7 +282,7 @@ def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
             "Edit",
             icon=":material/edit:",
             shortcut="E",
-            disabled=not named,
+            disabled=not editing,
             on_click=lambda: state.update(review_editing=row_index),
             help="Write the response yourself.",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages._components import (
+    actor,
     db_path,
     get_store,
     guard,
@@ -14,7 +15,7 @@ from app_pages._components import (
     run_progress,
     safe_callback,
 )
-from clear_core import EMBEDDED_MODEL, runs
+from clear_core import EMBEDDED_MODEL, permissions, runs
 from clear_core.confidence import ScoringConfig
 from clear_core.ui_state import run_bar
 
@@ -32,6 +33,7 @@ STATUS_ICONS = {
 def start(dataset_id: int, model: str | None = None, config: ScoringConfig | None = None) -> None:
     """Button callback: start a run with the page's settings, or resume one (model and config given), on the
     device and row limit chosen on the page. Reads widget values here: a button's args date from the last draw."""
+    permissions.require(actor(), "start_run")
     state = st.session_state
     if model is None:
         model = state.run_model
@@ -50,6 +52,7 @@ def start(dataset_id: int, model: str | None = None, config: ScoringConfig | Non
 
 @safe_callback
 def cancel(run_id: int) -> None:
+    permissions.require(actor(), "cancel_run")
     runs.cancel(get_store(), run_id)
 
 
@@ -72,7 +75,13 @@ def live_progress(run_id: int) -> None:
         )
         html_line(f"Model: <code>{plain(run['model'])}</code>")  # typed by a person: HTML-escaped, not Markdown
         if progress.status == "running":
-            st.button("Cancel run", icon=":material/stop_circle:", on_click=cancel, args=(run_id,))
+            st.button(
+                "Cancel run",
+                icon=":material/stop_circle:",
+                on_click=cancel,
+                args=(run_id,),
+                disabled=not permissions.allowed(actor(), "cancel_run"),
+            )
         if progress.status == "failed" and progress.error:
             st.error(f"Run #{run_id} failed:", icon=":material/error:")
             st.code(progress.error, language=None, wrap_lines=True)  # verbatim: it quotes model ids, paths, logs
@@ -184,7 +193,7 @@ c1.button(
     "Start scoring",
     type="primary",
     icon=":material/play_arrow:",
-    disabled=running,
+    disabled=running or not permissions.allowed(actor(), "start_run"),
     on_click=start,
     args=(dataset["dataset_id"],),
     help="Cancel the current run first." if running else "Resumes the latest run with the same model and settings.",
@@ -193,6 +202,7 @@ if latest is not None and not running and latest["n_scored"] < dataset["n_rows"]
     c2.button(
         f"Resume run #{latest['run_id']} ({latest['n_scored']:,} of {dataset['n_rows']:,} rows scored)",
         icon=":material/resume:",
+        disabled=not permissions.allowed(actor(), "start_run"),
         on_click=start,
         args=(dataset["dataset_id"], latest["model"], ScoringConfig.from_params(latest["params"])),
         help="Scores the rows this run has not scored yet (all of them, or up to the first N), with its own model "

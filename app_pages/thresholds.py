@@ -13,7 +13,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app_pages._components import (
-    annotator,
+    actor,
     get_store,
     html_line,
     plain,
@@ -22,6 +22,7 @@ from app_pages._components import (
     safe_callback,
 )
 from clear_core import clear
+from clear_core.permissions import allowed
 from clear_core.ui_state import ACTION_LABELS, SIGNAL_HELP
 
 COLORS = {"filter": "#d1495b", "correct": "#2a9d8f", "keep": "#8d99ae"}
@@ -45,7 +46,7 @@ state = st.session_state
 
 @safe_callback
 def save(dataset_id: int) -> None:
-    get_store().set_thresholds(dataset_id, state.th_gamma, state.th_eta, updated_by=annotator() or None)
+    get_store().set_thresholds(dataset_id, state.th_gamma, state.th_eta, actor=actor())
 
 
 @safe_callback
@@ -175,15 +176,34 @@ if values.empty:
 
 if "th_gamma" not in state:
     state.th_gamma, state.th_eta = store.get_thresholds(dataset_id)
+locked = not allowed(actor(), "set_thresholds")
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 gamma = c1.slider(
-    "γ: filter below this confidence", 0.0, 1.0, step=0.01, key="th_gamma", on_change=save, args=(dataset_id,)
+    "γ: filter below this confidence",
+    0.0,
+    1.0,
+    step=0.01,
+    key="th_gamma",
+    on_change=save,
+    args=(dataset_id,),
+    disabled=locked,
 )
 eta = c2.slider(
-    "η: correct above this correction confidence", 0.0, 1.0, step=0.01, key="th_eta", on_change=save, args=(dataset_id,)
+    "η: correct above this correction confidence",
+    0.0,
+    1.0,
+    step=0.01,
+    key="th_eta",
+    on_change=save,
+    args=(dataset_id,),
+    disabled=locked,
 )
 c3.button(
-    "Reset to defaults", on_click=reset, args=(dataset_id,), help=f"γ = {clear.DEFAULT_GAMMA}, η = {clear.DEFAULT_ETA}"
+    "Reset to defaults",
+    on_click=reset,
+    args=(dataset_id,),
+    disabled=locked,
+    help=f"γ = {clear.DEFAULT_GAMMA}, η = {clear.DEFAULT_ETA}",
 )
 
 counts = store.action_counts(run_id, gamma, eta)

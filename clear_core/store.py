@@ -3,7 +3,8 @@
 One ``Store`` owns one DuckDB connection to one file. Reads and writes return plain dicts and pandas DataFrames
 with JSON columns decoded (``record_json`` -> ``record``, ``prompt_messages_json`` -> ``prompt_messages``,
 ``params_json`` -> ``params``, ``mapping_json`` -> ``mapping``, ``columns_json`` -> ``columns``).
-Timestamps are naive ``TIMESTAMP`` values in UTC.
+Timestamps are naive ``TIMESTAMP`` values in UTC. Writes that record a person (decisions, undos, bulk accept,
+thresholds) take a ``permissions.Actor``, record its name and refuse what its role may not do (``NotAllowed``).
 
 Threading: Streamlit calls from several threads. Every call runs on its own ``connection.cursor()`` (a DuckDB
 cursor is a separate connection to the same database, safe to use from one thread), so reads run concurrently;
@@ -30,7 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from clear_core import clear, migrations
+from clear_core import clear, migrations, permissions
 from clear_core.errors import ClearError, InvalidInput
 
 
@@ -248,6 +249,13 @@ def _lock_message(path: str, exc: Exception) -> str:
 def _df_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as dicts with missing values as None (pandas gives NaN/NaT)."""
     return [{k: (None if _is_missing(v) else v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _annotator(actor: permissions.Actor) -> str:
+    """The name a decision-log write records for ``actor``; every such write needs one."""
+    if not actor.name or not actor.name.strip():
+        raise InvalidInput("Every decision needs an annotator name.")
+    return actor.name.strip()
 
 
 def _is_missing(value: Any) -> bool:
@@ -795,23 +803,24 @@ class Store:
         *,
         run_id: int | None = None,
         final_response: str | None = None,
-        annotator: str,
+        actor: permissions.Actor,
     ) -> int:
-        """Append a human decision on a row and commit it; returns its decision_id.
+        """Append ``actor``'s decision on a row and commit it; returns its decision_id.
 
         accept: use the proposal (final_response defaults to the run's proposed_response, so the log keeps the
-        exact text accepted); edit: use final_response (required); reject/remove take no final_response.
+        exact text accepted); edit: use final_response (required); reject/remove take no final_response. The log
+        records the actor's name as the annotator; an actor whose role may not decide (or edit) is refused.
         """
         if decision not in DECISIONS or decision == "undo":
             raise InvalidInput(
                 f"Unknown decision {decision!r}; expected accept, reject, remove or edit (undo_last_decision undoes)."
             )
-        if not annotator or not annotator.strip():
-            raise InvalidInput("Every decision needs an annotator name.")
+        annotator = _annotator(actor)
         if decision == "edit" and not final_response:
             raise InvalidInput("An edit needs final_response, the annotator's text.")
         if decision in ("reject", "remove") and final_response is not None:
             raise InvalidInput(f"A {decision} decision keeps no final_response.")
+        permissions.require(actor, "edit" if decision == "edit" else "decide")
         with self._transaction() as cursor:
             row = _first(
                 cursor.execute("SELECT 1 FROM rows WHERE dataset_id = ? AND row_index = ?", [dataset_id, row_index])
@@ -837,24 +846,25 @@ class Store:
                 cursor.execute(
                     "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
                     "undoes, decided_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?) RETURNING decision_id",
-                    [dataset_id, row_index, run_id, decision, final_response, annotator.strip(), _now()],
+                    [dataset_id, row_index, run_id, decision, final_response, annotator, _now()],
                 ).fetchall()[0][0]
             )
 
-    def accept_proposals(self, query: ReviewQuery, *, annotator: str) -> int:
+    def accept_proposals(self, query: ReviewQuery, *, actor: permissions.Actor) -> int:
         """Accept the run's proposal for every row ``query`` selects that has one (empty or blank proposals are
         skipped), one decision per row in row order, committed together; returns how many.
 
         The rows are worked out inside the transaction, so what is accepted is what the query selects at the call.
+        Only a role that may bulk-accept may do this; the decisions record the actor's name.
         """
-        if not annotator or not annotator.strip():
-            raise InvalidInput("Every decision needs an annotator name.")
+        annotator = _annotator(actor)
+        permissions.require(actor, "bulk_accept")
         select, params = self._review_select(query, "row_index, proposed_response")
         with self._transaction() as cursor:
             rows = cursor.execute(f"{select} ORDER BY row_index", params).fetchall()
             now = _now()
             accepted = [
-                [params["dataset_id"], int(row_index), query.run_id, proposal, annotator.strip(), now]
+                [params["dataset_id"], int(row_index), query.run_id, proposal, annotator, now]
                 for row_index, proposal in rows
                 if isinstance(proposal, str) and proposal.strip()
             ]
@@ -866,14 +876,19 @@ class Store:
                 )
         return len(accepted)
 
-    def undo_last_decision(self, dataset_id: int, annotator: str | None = None) -> dict[str, Any] | None:
-        """Undo the latest decision not yet undone (by ``annotator`` if given); returns it, or None if none."""
+    def undo_last_decision(
+        self, dataset_id: int, actor: permissions.Actor, *, of_anyone: bool = False
+    ) -> dict[str, Any] | None:
+        """Undo ``actor``'s latest decision not yet undone, or with ``of_anyone`` anyone's (a lead's right);
+        returns the undone decision, or None if there is none. The undo records the actor's name."""
+        annotator = _annotator(actor)
+        permissions.require(actor, "undo_any" if of_anyone else "undo_own")
         with self._transaction() as cursor:
             params: list[Any] = [dataset_id]
             by_annotator = ""
-            if annotator is not None:
+            if not of_anyone:
                 by_annotator = "AND d.annotator = ?"
-                params.append(annotator.strip())
+                params.append(annotator)
             target = cursor.execute(
                 f"""
                 SELECT d.* FROM decisions d
@@ -893,7 +908,7 @@ class Store:
                     dataset_id,
                     undone["row_index"],
                     undone["run_id"],
-                    (annotator or undone["annotator"]).strip(),
+                    annotator,
                     undone["decision_id"],
                     _now(),
                 ],
@@ -927,15 +942,17 @@ class Store:
             row = _first(cursor.execute("SELECT gamma, eta FROM thresholds WHERE dataset_id = ?", [dataset_id]))
         return (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA) if row is None else (float(row[0]), float(row[1]))
 
-    def set_thresholds(self, dataset_id: int, gamma: float, eta: float, updated_by: str | None = None) -> None:
-        """Save γ (gamma) and η (eta) for a dataset; each must be a number in [0, 1]."""
+    def set_thresholds(self, dataset_id: int, gamma: float, eta: float, *, actor: permissions.Actor) -> None:
+        """Save γ (gamma) and η (eta) for a dataset, each a number in [0, 1], as ``actor`` (recorded as updated_by
+        when named); only a role that may set thresholds may do this."""
         for name, value in (("gamma", gamma), ("eta", eta)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise InvalidInput(f"{name} must be a number between 0 and 1, got {value!r}.")
+        permissions.require(actor, "set_thresholds")
         with self._transaction() as cursor:
             cursor.execute(
                 "INSERT OR REPLACE INTO thresholds VALUES (?, ?, ?, ?, ?)",
-                [dataset_id, float(gamma), float(eta), _now(), updated_by],
+                [dataset_id, float(gamma), float(eta), _now(), actor.name.strip() or None],
             )
 
 

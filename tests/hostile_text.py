@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from clear_core import workspace
+from clear_core import permissions, workspace
 from clear_core.store import Store
 from tests.conftest import synthetic_scores
 
@@ -31,6 +31,6 @@ def seed(path: Path, source: Path) -> tuple[int, int]:
         records = synthetic_scores(n_rows)
         records[FAILED_ROW] = {"row_index": FAILED_ROW, "error": FAILED_ROW_ERROR}
         store.add_scores(run_id, records)
-        store.record_decision(dataset_id, DECIDED_ROW, "reject", run_id=run_id, annotator=HOSTILE)
+        store.record_decision(dataset_id, DECIDED_ROW, "reject", run_id=run_id, actor=permissions.local_actor(HOSTILE))
         store.set_run_status(run_id, "failed", error=f"The model {HOSTILE} could not be loaded.")
     return dataset_id, run_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clear_core import workspace
+from clear_core.permissions import local_actor
 from clear_core.store import Store
 from tests.conftest import synthetic_scores
 
@@ -36,9 +37,11 @@ def test_default_export_applies_automatic_actions(app_db, app):
 def test_decisions_override_and_only_reviewed_rows(app_db, app):
     path, dataset_id, run_id = app_db
     with Store(path) as store:
-        store.record_decision(dataset_id, 0, "reject", run_id=run_id, annotator="alice")
-        store.record_decision(dataset_id, 5, "edit", run_id=run_id, final_response="She earned $10.", annotator="bob")
-        store.record_decision(dataset_id, 9, "remove", run_id=run_id, annotator="bob")
+        store.record_decision(dataset_id, 0, "reject", run_id=run_id, actor=local_actor("alice"))
+        store.record_decision(
+            dataset_id, 5, "edit", run_id=run_id, final_response="She earned $10.", actor=local_actor("bob")
+        )
+        store.record_decision(dataset_id, 9, "remove", run_id=run_id, actor=local_actor("bob"))
     at = app(EXPORT)
     assert summary(at)["Rows out"] == "9" and summary(at)["Edited"] == "1" and summary(at)["Removed"] == "3"
     changes = at.dataframe[0].value.set_index("Row")

@@ -253,3 +253,19 @@ def test_rows_that_could_not_be_scored_are_listed_apart_with_their_reason(app_db
     click(at, "Remove")  # a person can still decide: drop it from the export
     assert decisions(path, dataset_id).loc[7, "decision"] == "remove"
     assert list(at.dataframe[0].value["Row"]) == [7]  # still failed, so still listed here
+
+
+def test_pages_disable_what_the_actors_role_does_not_allow(app_db, app, monkeypatch):
+    """Local mode's one user is a lead (nothing disabled); were the actor an annotator, the pages would ask
+    permissions.allowed and disable bulk accept and the thresholds, leaving reviewing as it is."""
+    from clear_core import permissions
+
+    monkeypatch.setattr(permissions, "local_actor", lambda name: permissions.Actor("u1", name, "annotator"))
+    at = app(REVIEW)
+    assert not at.exception and not at.error
+    for label in ("Accept correction", "Reject", "Remove", "Edit", "Undo"):
+        assert not button(at, label).disabled
+    assert button(at, "Accept 1 proposals as alice").disabled
+    at.switch_page("app_pages/thresholds.py").run()
+    assert at.slider(key="th_gamma").disabled and at.slider(key="th_eta").disabled
+    assert button(at, "Reset to defaults").disabled

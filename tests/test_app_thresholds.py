@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clear_core import clear
+from clear_core.permissions import local_actor
 from clear_core.store import Store
 
 THRESHOLDS = "app_pages/thresholds.py"
@@ -35,9 +36,10 @@ def test_counts_and_plots_follow_the_sliders_and_are_saved(app_db, app):
 
 def test_agreement_appears_once_reviewers_decide(app_db, app):
     path, dataset_id, run_id = app_db
+    alice = local_actor("alice")
     with Store(path) as store:
-        store.record_decision(dataset_id, 3, "accept", run_id=run_id, annotator="alice")  # agrees with 'correct'
-        store.record_decision(dataset_id, 0, "reject", run_id=run_id, annotator="alice")  # disagrees with 'filter'
+        store.record_decision(dataset_id, 3, "accept", run_id=run_id, actor=alice)  # agrees with 'correct'
+        store.record_decision(dataset_id, 0, "reject", run_id=run_id, actor=alice)  # disagrees with 'filter'
     at = app(THRESHOLDS)
     assert not at.exception and not at.error
     assert not any("No review decisions yet" in i.value for i in at.info)

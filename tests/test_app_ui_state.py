@@ -8,6 +8,7 @@ import pytest
 from clear_core import ui_state
 from clear_core.data import Problem
 from clear_core.export import CuratedRow
+from clear_core.permissions import local_actor
 from clear_core.store import Store
 
 
@@ -131,8 +132,8 @@ def test_bulk_accept_takes_undecided_rows_with_a_proposal_above_the_threshold(ap
         assert rows(0.8) == [3]
         assert rows(0.5) == [3, 5]
         assert store.review_count(ui_state.bulk_accept_query(run_id, 0.5, 0.5)) == 2
-        store.record_decision(dataset_id, 5, "reject", run_id=run_id, annotator="ann")
+        store.record_decision(dataset_id, 5, "reject", run_id=run_id, actor=local_actor("ann"))
         assert rows(0.0) == [3]
-        assert store.accept_proposals(ui_state.bulk_accept_query(run_id, 0.5, 0.0), annotator="ann") == 1
+        assert store.accept_proposals(ui_state.bulk_accept_query(run_id, 0.5, 0.0), actor=local_actor("ann")) == 1
         assert store.current_decisions(dataset_id).set_index("row_index").loc[3, "decision"] == "accept"
         assert rows(0.0) == []

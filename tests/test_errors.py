@@ -13,6 +13,7 @@ import clear_core
 from clear_core import cli, export, handoff, ui_state, workspace
 from clear_core.data import DataError
 from clear_core.errors import ClearError, InvalidInput
+from clear_core.permissions import local_actor
 from clear_core.store import NotFoundError, ReviewQuery, Store, StoreError
 
 # Exceptions that never reach a user: noise recipes tell inject_noise to pick another recipe (bench only).
@@ -60,11 +61,11 @@ def test_a_users_bad_arguments_are_invalid_input(tmp_path, gsm8k_file):
         dataset_id = workspace.import_file(store, gsm8k_file)
         run_id = store.create_run(dataset_id, "m", {})
         with pytest.raises(InvalidInput, match="gamma must be a number between 0 and 1"):
-            store.set_thresholds(dataset_id, 1.5, 0.7)
+            store.set_thresholds(dataset_id, 1.5, 0.7, actor=local_actor("ann"))
         with pytest.raises(InvalidInput, match="Cannot sort by"):
             store.review_queue(ReviewQuery(run_id, 0.5, 0.7, order_by="nope"))
         with pytest.raises(InvalidInput, match="annotator"):
-            store.record_decision(dataset_id, 0, "reject", annotator=" ")
+            store.record_decision(dataset_id, 0, "reject", actor=local_actor(" "))
         with pytest.raises(NotFoundError, match="No dataset 'nope'"):
             workspace.pick_dataset(store, "nope")
     with pytest.raises(InvalidInput):

@@ -19,6 +19,7 @@ import pytest
 from clear_core import clear
 from clear_core.errors import InvalidInput
 from clear_core.migrations import MIGRATIONS
+from clear_core.permissions import Actor, NotAllowed
 from clear_core.store import (
     ERROR_FIELD,
     SCORE_FIELDS,
@@ -30,6 +31,14 @@ from clear_core.store import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def annotator(name: str) -> Actor:
+    return Actor(name, name, "annotator")
+
+
+def lead(name: str) -> Actor:
+    return Actor(name, name, "lead")
 
 
 # Stand-ins for data.ColumnMapping / Row / Dataset: the store only reads their attributes.
@@ -149,7 +158,7 @@ def test_version_1_file_upgrades_and_keeps_its_data(db_path):
         assert store.dataset_rows(1)["record"].tolist() == [{"a": 1}]
         run_id = store.create_run(1, "m", {})  # tables from later migrations work
         store.add_scores(run_id, [score(0, 0.2)])
-        store.record_decision(1, 0, "remove", annotator="ann")
+        store.record_decision(1, 0, "remove", actor=annotator("ann"))
         assert len(store.current_decisions(1)) == 1
         new_id = store.add_dataset(make_dataset(2))
         assert new_id == 2  # the sequence from version 1 keeps counting
@@ -246,9 +255,11 @@ def test_decision_survives_a_crash(db_path):
         _python(
             f"""
             import os
+            from clear_core.permissions import Actor
             from clear_core.store import Store
             store = Store({str(db_path)!r})
-            store.record_decision({dataset_id}, 1, "edit", final_response="Fixed.", annotator="ann")
+            ann = Actor("ann", "ann", "annotator")
+            store.record_decision({dataset_id}, 1, "edit", final_response="Fixed.", actor=ann)
             os._exit(0)  # no close(), no checkpoint
             """
         ),
@@ -272,7 +283,7 @@ def test_concurrent_threads_read_and_write(store):
     def work(worker: int) -> None:
         try:
             for i in range(worker * 5, worker * 5 + 5):
-                store.record_decision(dataset_id, i, "reject", annotator=f"a{worker}")
+                store.record_decision(dataset_id, i, "reject", actor=annotator(f"a{worker}"))
                 page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8), limit=5)
                 assert total == 40 and len(page) == 5
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
@@ -344,9 +355,9 @@ def test_numpy_values_in_records_are_stored(store):
 
 def test_list_datasets_counts(scored):
     store, dataset_id, run_id = scored
-    store.record_decision(dataset_id, 0, "remove", annotator="ann")
-    store.record_decision(dataset_id, 0, "reject", annotator="ann")  # same row: still one decided row
-    store.record_decision(dataset_id, 1, "reject", annotator="ann")
+    store.record_decision(dataset_id, 0, "remove", actor=annotator("ann"))
+    store.record_decision(dataset_id, 0, "reject", actor=annotator("ann"))  # same row: still one decided row
+    store.record_decision(dataset_id, 1, "reject", actor=annotator("ann"))
     listed = store.list_datasets().set_index("dataset_id").loc[dataset_id]
     assert (listed["n_rows"], listed["latest_run_id"], listed["n_scored"], listed["n_decided"]) == (10, run_id, 10, 2)
     assert listed["latest_run_status"] == "pending"
@@ -357,8 +368,8 @@ def test_delete_dataset_removes_everything(store):
     dataset_id = store.add_dataset(make_dataset(3))
     run_id = store.create_run(dataset_id, "m", {}, work_dir="/runs/1")
     store.add_scores(run_id, [score(0, 0.1)])
-    store.record_decision(dataset_id, 0, "remove", annotator="ann")
-    store.set_thresholds(dataset_id, 0.4, 0.9)
+    store.record_decision(dataset_id, 0, "remove", actor=annotator("ann"))
+    store.set_thresholds(dataset_id, 0.4, 0.9, actor=lead("lee"))
     assert store.delete_dataset(dataset_id) == ["/runs/1"]
     assert store.list_datasets()["dataset_id"].tolist() == [keep_id]
     assert store.list_runs().empty
@@ -563,8 +574,8 @@ def test_review_queue_actions_and_sorting(scored):
 
 def test_review_queue_filters_search_and_pages(scored):
     store, dataset_id, run_id = scored
-    store.record_decision(dataset_id, 0, "remove", annotator="ann")
-    store.record_decision(dataset_id, 5, "edit", final_response="Edited", annotator="ann", run_id=run_id)
+    store.record_decision(dataset_id, 0, "remove", actor=annotator("ann"))
+    store.record_decision(dataset_id, 5, "edit", final_response="Edited", actor=annotator("ann"), run_id=run_id)
     store.add_scores(run_id, [score(7, 0.75, proposal="The ANSWER is fourteen")])
 
     page, total = store.review_queue(ReviewQuery(run_id, 0.5, 0.8, status="decided"))
@@ -608,7 +619,7 @@ def test_review_queue_on_100k_rows(store):
         ],
     )
     for i in range(0, 500, 5):
-        store.record_decision(dataset_id, i, "reject", annotator="ann")
+        store.record_decision(dataset_id, i, "reject", actor=annotator("ann"))
 
     start = time.perf_counter()
     page, total = store.review_queue(
@@ -685,8 +696,8 @@ def test_review_count_and_accepting_the_proposals_a_query_selects(scored):
     corrections = ReviewQuery(run_id, 0.5, 0.8, action="correct", status="undecided")
     assert store.review_count(corrections) == store.review_queue(corrections)[1] == 3  # rows 1, 4 and 6
     store.add_scores(run_id, [score(4, 0.45, 0.95, proposal="  \n")])  # nothing to accept
-    store.record_decision(dataset_id, 6, "reject", annotator="ann")
-    assert store.accept_proposals(corrections, annotator="bob") == 1
+    store.record_decision(dataset_id, 6, "reject", actor=annotator("ann"))
+    assert store.accept_proposals(corrections, actor=lead("bob")) == 1
     current = store.current_decisions(dataset_id)
     assert current[["row_index", "decision", "annotator"]].values.tolist() == [
         [1, "accept", "bob"],
@@ -694,16 +705,16 @@ def test_review_count_and_accepting_the_proposals_a_query_selects(scored):
     ]
     assert (current.loc[0, "final_response"], current.loc[0, "run_id"]) == ("Proposal 1", run_id)
     assert store.review_queue(corrections)[0]["row_index"].tolist() == [4]
-    assert store.accept_proposals(corrections, annotator="bob") == 0
+    assert store.accept_proposals(corrections, actor=lead("bob")) == 0
     with pytest.raises(InvalidInput, match="annotator"):
-        store.accept_proposals(corrections, annotator=" ")
+        store.accept_proposals(corrections, actor=lead(" "))
 
 
 def test_action_counts_and_confidence_values(scored):
     store, dataset_id, run_id = scored
     assert store.action_counts(run_id, 0.5, 0.8) == {"filter": 3, "correct": 3, "keep": 4}
     assert store.action_counts(run_id, 0.0, 1.0) == {"filter": 0, "correct": 0, "keep": 10}
-    store.record_decision(dataset_id, 2, "remove", annotator="ann")
+    store.record_decision(dataset_id, 2, "remove", actor=annotator("ann"))
     values = store.confidence_values(run_id)
     assert len(values) == 10
     assert {"row_index", "confidence", "correction_confidence", "pmi", "response_length", "decision"} <= set(values)
@@ -716,11 +727,11 @@ def test_agreement_by_bucket(scored):
     store, dataset_id, run_id = scored
     # Row 0 (conf 0.05, filter): remove agrees. Row 1 (0.15, correct): edit agrees.
     # Row 2 (0.25, filter): reject disagrees. Row 8 (0.85, keep): reject agrees. Row 7 (0.75, keep): accept disagrees.
-    store.record_decision(dataset_id, 0, "remove", annotator="ann")
-    store.record_decision(dataset_id, 1, "edit", final_response="x", annotator="ann")
-    store.record_decision(dataset_id, 2, "reject", annotator="ann")
-    store.record_decision(dataset_id, 8, "reject", annotator="ann")
-    store.record_decision(dataset_id, 7, "accept", run_id=run_id, annotator="ann")
+    store.record_decision(dataset_id, 0, "remove", actor=annotator("ann"))
+    store.record_decision(dataset_id, 1, "edit", final_response="x", actor=annotator("ann"))
+    store.record_decision(dataset_id, 2, "reject", actor=annotator("ann"))
+    store.record_decision(dataset_id, 8, "reject", actor=annotator("ann"))
+    store.record_decision(dataset_id, 7, "accept", run_id=run_id, actor=annotator("ann"))
     table = store.agreement_by_bucket(run_id, 0.5, 0.8, bins=2).set_index("bucket")
     assert table["lower"].tolist() == [0.0, 0.5] and table["upper"].tolist() == [0.5, 1.0]
     assert table["n_rows"].tolist() == [5, 4]  # row 9 has no confidence
@@ -738,27 +749,27 @@ def test_agreement_by_bucket(scored):
 def test_record_decision_validates(scored):
     store, dataset_id, run_id = scored
     with pytest.raises(ValueError, match="Unknown decision"):
-        store.record_decision(dataset_id, 0, "delete", annotator="ann")
+        store.record_decision(dataset_id, 0, "delete", actor=annotator("ann"))
     with pytest.raises(ValueError, match="Unknown decision"):
-        store.record_decision(dataset_id, 0, "undo", annotator="ann")
+        store.record_decision(dataset_id, 0, "undo", actor=annotator("ann"))
     with pytest.raises(ValueError, match="annotator"):
-        store.record_decision(dataset_id, 0, "remove", annotator="  ")
+        store.record_decision(dataset_id, 0, "remove", actor=annotator("  "))
     with pytest.raises(ValueError, match="edit needs final_response"):
-        store.record_decision(dataset_id, 0, "edit", annotator="ann")
+        store.record_decision(dataset_id, 0, "edit", actor=annotator("ann"))
     with pytest.raises(ValueError, match="no proposed response"):
-        store.record_decision(dataset_id, 0, "accept", annotator="ann")
+        store.record_decision(dataset_id, 0, "accept", actor=annotator("ann"))
     with pytest.raises(ValueError, match="keeps no final_response"):
-        store.record_decision(dataset_id, 0, "remove", final_response="x", annotator="ann")
+        store.record_decision(dataset_id, 0, "remove", final_response="x", actor=annotator("ann"))
     with pytest.raises(NotFoundError, match="no row 99"):
-        store.record_decision(dataset_id, 99, "remove", annotator="ann")
+        store.record_decision(dataset_id, 99, "remove", actor=annotator("ann"))
     with pytest.raises(NotFoundError):
-        store.record_decision(dataset_id, 0, "remove", run_id=999, annotator="ann")
+        store.record_decision(dataset_id, 0, "remove", run_id=999, actor=annotator("ann"))
     assert store.decision_log(dataset_id).empty
 
 
 def test_accept_records_the_proposed_text(scored):
     store, dataset_id, run_id = scored
-    store.record_decision(dataset_id, 4, "accept", run_id=run_id, annotator="ann")
+    store.record_decision(dataset_id, 4, "accept", run_id=run_id, actor=annotator("ann"))
     current = store.current_decisions(dataset_id)
     assert current[["row_index", "decision", "final_response", "run_id"]].values.tolist() == [
         [4, "accept", "Proposal 4", run_id]
@@ -767,19 +778,19 @@ def test_accept_records_the_proposed_text(scored):
 
 def test_undo_semantics(scored):
     store, dataset_id, run_id = scored
-    assert store.undo_last_decision(dataset_id) is None
-    first = store.record_decision(dataset_id, 0, "remove", annotator="alice")
-    second = store.record_decision(dataset_id, 0, "reject", annotator="bob")
-    third = store.record_decision(dataset_id, 1, "edit", final_response="Mine", annotator="alice")
+    assert store.undo_last_decision(dataset_id, lead("lee"), of_anyone=True) is None
+    first = store.record_decision(dataset_id, 0, "remove", actor=annotator("alice"))
+    second = store.record_decision(dataset_id, 0, "reject", actor=annotator("bob"))
+    third = store.record_decision(dataset_id, 1, "edit", final_response="Mine", actor=annotator("alice"))
     assert store.current_decisions(dataset_id)[["row_index", "decision"]].values.tolist() == [
         [0, "reject"],
         [1, "edit"],
     ]
     assert store.review_progress(run_id) == (2, 10)
 
-    undone = store.undo_last_decision(dataset_id)
+    undone = store.undo_last_decision(dataset_id, annotator("alice"))
     assert (undone["decision_id"], undone["decision"], undone["final_response"]) == (third, "edit", "Mine")
-    undone = store.undo_last_decision(dataset_id)
+    undone = store.undo_last_decision(dataset_id, annotator("bob"))
     assert undone["decision_id"] == second
     # Row 0 falls back to the earlier decision that was not undone.
     assert store.current_decisions(dataset_id)[["row_index", "decision_id"]].values.tolist() == [[0, first]]
@@ -790,19 +801,42 @@ def test_undo_semantics(scored):
     assert log["undoes"].tolist()[-2:] == [third, second]
     assert log["annotator"].tolist()[-2:] == ["alice", "bob"]
 
-    assert store.undo_last_decision(dataset_id, annotator="bob") is None  # bob's only decision is undone
-    assert store.undo_last_decision(dataset_id, annotator="alice")["decision_id"] == first
-    assert store.undo_last_decision(dataset_id) is None
+    assert store.undo_last_decision(dataset_id, annotator("bob")) is None  # bob's only decision is undone
+    assert store.undo_last_decision(dataset_id, annotator("alice"))["decision_id"] == first
+    assert store.undo_last_decision(dataset_id, lead("lee"), of_anyone=True) is None
     assert store.current_decisions(dataset_id).empty
 
 
 def test_decisions_are_per_dataset(store):
     a = store.add_dataset(make_dataset(2, content_hash="a"))
     b = store.add_dataset(make_dataset(2, content_hash="b"))
-    store.record_decision(a, 0, "remove", annotator="ann")
-    store.record_decision(b, 0, "reject", annotator="ann")
-    assert store.undo_last_decision(a)["decision"] == "remove"
+    store.record_decision(a, 0, "remove", actor=annotator("ann"))
+    store.record_decision(b, 0, "reject", actor=annotator("ann"))
+    assert store.undo_last_decision(a, annotator("ann"))["decision"] == "remove"
     assert store.current_decisions(b)["decision"].tolist() == ["reject"]
+
+
+def test_the_store_refuses_what_an_annotators_role_does_not_allow(scored):
+    store, dataset_id, run_id = scored
+    ann, lee = annotator("ann"), lead("lee")
+    store.record_decision(dataset_id, 0, "remove", actor=ann)  # deciding and editing: allowed
+    store.record_decision(dataset_id, 1, "edit", final_response="Mine", actor=ann)
+    theirs = store.record_decision(dataset_id, 2, "reject", actor=lee)
+    with pytest.raises(NotAllowed, match=r"ann \(annotator\) may not change the thresholds"):
+        store.set_thresholds(dataset_id, 0.3, 0.9, actor=ann)
+    with pytest.raises(NotAllowed, match="may not accept proposals in bulk"):
+        store.accept_proposals(ReviewQuery(run_id, 0.5, 0.8, action="correct"), actor=ann)
+    with pytest.raises(NotAllowed, match="may not undo other people's decisions"):
+        store.undo_last_decision(dataset_id, ann, of_anyone=True)
+    assert store.get_thresholds(dataset_id) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
+    assert len(store.decision_log(dataset_id)) == 3  # nothing written by the refusals
+    assert store.undo_last_decision(dataset_id, ann)["row_index"] == 1  # their own latest, not lee's later one
+    # A lead may do all of it; their undo of anyone's decision records the lead's name.
+    assert store.undo_last_decision(dataset_id, lee, of_anyone=True)["decision_id"] == theirs
+    store.set_thresholds(dataset_id, 0.3, 0.9, actor=lee)
+    assert store.accept_proposals(ReviewQuery(run_id, 0.3, 0.9, action="correct"), actor=lee) == 1  # row 4
+    log = store.decision_log(dataset_id)
+    assert log[["decision", "annotator"]].values.tolist()[-3:] == [["undo", "ann"], ["undo", "lee"], ["accept", "lee"]]
 
 
 # -- thresholds -------------------------------------------------------------------------------------------------
@@ -812,11 +846,11 @@ def test_thresholds(db_path):
     with Store(db_path) as store:
         dataset_id = store.add_dataset(make_dataset(2))
         assert store.get_thresholds(dataset_id) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
-        store.set_thresholds(dataset_id, 0.3, 0.9, updated_by="ann")
-        store.set_thresholds(dataset_id, 0, 1)
+        store.set_thresholds(dataset_id, 0.3, 0.9, actor=lead("ann"))
+        store.set_thresholds(dataset_id, 0, 1, actor=lead(""))
         for gamma, eta in [(-0.1, 0.5), (0.5, 1.5), (float("nan"), 0.5), ("0.5", 0.5), (True, 0.5)]:
             with pytest.raises(ValueError, match="between 0 and 1"):
-                store.set_thresholds(dataset_id, gamma, eta)
+                store.set_thresholds(dataset_id, gamma, eta, actor=lead("ann"))
         assert store.get_thresholds(dataset_id + 1) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
     with Store(db_path) as store:
         assert store.get_thresholds(dataset_id) == (0.0, 1.0)
