@@ -3,6 +3,11 @@
 Everything here is batched. Rows are sorted by length and packed under a token budget, prompts are run once
 and their KV cache reused for the k samples and the greedy proposal, and log-probabilities are computed only at
 the positions that are scored (a full vocabulary of logits for every position would not fit in memory).
+
+On CUDA the weights are bf16, attention is SDPA (flash-attention 2 when installed), the token budget of a batch
+comes from the GPU's free memory (`batch_token_budget`), and each pass leaves the device once, with all its
+results, after its last batch. On the CPU the batches are the fixed, small ones the tests pin down, and every
+number is the same as before the CUDA path existed. docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.util
+import inspect
 import os
 import shutil
 import tempfile
@@ -84,28 +90,34 @@ def load_model(name: str | None = None, device: str = "auto") -> LoadedModel:
     """Load `name` (the embedded default, an HF model id in the local cache, or a local directory)."""
     name = name or EMBEDDED_MODEL
     dev = resolve_device(device)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # no bf16 speed on this CPU
     path = embedded_model_dir() if name == EMBEDDED_MODEL else name
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs(dev))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"Could not load model {name!r}: {exc}. Pass a local model directory or an HF id that is already in "
             "the local Hugging Face cache (there is no network access), or leave --model out for the embedded model."
         ) from exc
+    return wrap_model(name, model, tokenizer, dev)
+
+
+def model_kwargs(dev: torch.device) -> dict:
+    """`from_pretrained`/`from_config` arguments for a device: bf16 and SDPA (or flash) attention on CUDA; on the CPU
+    float32 (no bf16 speed there) and the library's default attention, as before the CUDA path existed."""
+    if dev.type != "cuda":
+        return {"dtype": torch.float32}
+    has_flash = importlib.util.find_spec("flash_attn") is not None
+    return {"dtype": torch.bfloat16, "attn_implementation": "flash_attention_2" if has_flash else "sdpa"}
+
+
+def wrap_model(name: str, model: torch.nn.Module, tokenizer, dev: torch.device) -> LoadedModel:
+    """A loaded (or freshly built) model and its tokenizer, moved to `dev`, as the engine wants them."""
     model.to(dev).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    return LoadedModel(
-        name,
-        model,
-        tokenizer,
-        dev,
-        _end_of_turn_id(tokenizer, has_template),
-        has_template,
-    )
+    return LoadedModel(name, model, tokenizer, dev, _end_of_turn_id(tokenizer, has_template), has_template)
 
 
 def embedded_model_dir() -> Path:
@@ -159,6 +171,13 @@ def _end_of_turn_id(tokenizer, has_template: bool) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # Batching
 
+_GPU_MEMORY_SHARE = 0.5  # of the memory free when a pass starts; the rest covers the allocator's slack and kernels
+_GPU_MAX_ROWS = 2048  # a sanity cap on rows per batch on CUDA; the token budget is what binds in practice
+# Padded tokens at which a pass without a KV cache stops growing its batches: a forward pass of this many tokens
+# already keeps an H100/H200 busy, and larger batches of length-sorted rows only pad more (GSM8K likelihood pass:
+# 60% of the computed tokens were padding with memory-sized batches, 14% at 32768; docs/performance.md).
+_GPU_PASS_TOKENS = 32768
+
 
 def length_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> Iterator[list[int]]:
     """Indices grouped into batches of similar length whose padded size stays under the token budget."""
@@ -174,6 +193,50 @@ def length_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size
         yield batch
 
 
+def bytes_per_token(config, kv_cache: bool) -> int:
+    """GPU bytes one token of a batch needs in bf16: its activations at the peak of one layer (residual, normed input,
+    q, k, v, attention output, the MLP's gate, up and product), plus its keys and values in every layer if kept."""
+    d = config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
+    kv_width = (getattr(config, "num_key_value_heads", None) or config.num_attention_heads) * head_dim
+    inter = getattr(config, "intermediate_size", None) or 4 * d
+    activations = 2 * (4 * d + 2 * kv_width + 3 * inter)
+    cache = 2 * 2 * config.num_hidden_layers * kv_width if kv_cache else 0
+    return activations + cache
+
+
+def batch_token_budget(lm: LoadedModel, *, kv_cache: bool, cpu_default: int) -> int:
+    """Padded tokens (rows × width) one batch may hold: `cpu_default` on the CPU (small batches, the numbers the
+    tests pin down); on CUDA, half the free GPU memory over `bytes_per_token`, and for a pass without a KV cache
+    (likelihood, next-token probabilities) at most `_GPU_PASS_TOKENS`, where more would only add padding."""
+    if lm.device.type != "cuda":
+        return cpu_default
+    free, _ = torch.cuda.mem_get_info(lm.device)
+    budget = max(1024, int(free * _GPU_MEMORY_SHARE / bytes_per_token(lm.model.config, kv_cache)))
+    return budget if kv_cache else min(budget, _GPU_PASS_TOKENS)
+
+
+def _head_positions(lm: LoadedModel) -> int:
+    """Scored positions per output-head call. CPU: 0, meaning one row per call (as before the CUDA path, so every
+    number stays bit-for-bit the same). CUDA: as many as fit a full-vocabulary bf16 logit, its float32 copy and
+    its log-softmax (10 bytes per vocabulary entry) in half the free memory."""
+    if lm.device.type != "cuda":
+        return 0
+    free, _ = torch.cuda.mem_get_info(lm.device)
+    return max(1, int(free * _GPU_MEMORY_SHARE / (10 * lm.model.config.vocab_size)))
+
+
+def _max_rows(lm: LoadedModel, cpu_default: int) -> int:
+    return cpu_default if lm.device.type != "cuda" else _GPU_MAX_ROWS
+
+
+def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """Host → device without waiting: from pinned memory the copy is queued behind the GPU's work, not synced."""
+    if dev.type != "cuda":
+        return t
+    return t.pin_memory().to(dev, non_blocking=True)
+
+
 def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -187,6 +250,15 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _cache_arg(model: torch.nn.Module) -> str:
+    """The keyword a KV cache goes by: `cache` from transformers 5.2x on, `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _returned_cache(output):
+    return getattr(output, "cache", None) or getattr(output, "past_key_values", None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,27 +279,68 @@ def continuation_logprobs(
     lm: LoadedModel,
     prefixes: Sequence[Sequence[int]],
     continuations: Sequence[Sequence[int]],
-    max_batch_tokens: int = 8192,
-    max_batch_size: int = 16,
+    max_batch_tokens: int | None = None,
+    max_batch_size: int | None = None,
 ) -> list[Continuation]:
-    """For each (prefix, continuation): log p of every continuation token, and of ending (or stopping) right after."""
+    """For each (prefix, continuation): log p of every continuation token, and of ending (or stopping) right after.
+
+    Batch limits default to the device's (`batch_token_budget`); the results leave the device once, at the end.
+    """
     seqs = [list(p) + list(c) + [lm.end_token_id] for p, c in zip(prefixes, continuations)]
-    results: list[Continuation] = [Continuation([], 0.0, 0.0)] * len(seqs)
+    if not seqs:
+        return []
+    budget = max_batch_tokens or batch_token_budget(lm, kv_cache=False, cpu_default=8192)
     head = lm.model.get_output_embeddings()
+    head_positions = _head_positions(lm)
     stops = torch.tensor(stop_token_ids(lm.tokenizer, lm.end_token_id), device=lm.device)
-    for batch in length_batches([len(s) for s in seqs], max_batch_tokens, max_batch_size):
+    order: list[int] = []
+    token_parts: list[torch.Tensor] = []
+    stop_parts: list[torch.Tensor] = []
+    for batch in length_batches([len(s) for s in seqs], budget, max_batch_size or _max_rows(lm, 16)):
         ids, mask = _pad([seqs[i] for i in batch], lm.tokenizer.pad_token_id, left=False)
-        hidden = lm.model.base_model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).last_hidden_state
-        for row, i in enumerate(batch):
-            start, end = len(prefixes[i]), len(seqs[i])
+        hidden = lm.model.base_model(
+            input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
+        ).last_hidden_state
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        width = ids.shape[1]
+        for rows in _row_groups([len(seqs[i]) - len(prefixes[i]) for i in batch], head_positions):
             # hidden state at t predicts token t+1: positions start-1 .. end-2 predict the continuation and end token
-            logits = head(hidden[row, start - 1 : end - 1]).float()
+            flat, targets, last = [], [], []
+            for row in rows:
+                i = batch[row]
+                start, end = len(prefixes[i]), len(seqs[i])
+                flat.extend(range(row * width + start - 1, row * width + end - 1))
+                targets.extend(seqs[i][start:end])
+                last.append(len(flat) - 1)
+            logits = head(hidden[_to_device(torch.tensor(flat), lm.device)]).float()
             logp = torch.log_softmax(logits, dim=-1)
-            targets = torch.tensor(seqs[i][start:end], device=logp.device)
-            token_logp = logp.gather(1, targets[:, None])[:, 0].tolist()
-            stop_logp = float(torch.logsumexp(logp[-1, stops], dim=0))
-            results[i] = Continuation(token_logp[:-1], token_logp[-1], stop_logp)
+            token_parts.append(logp.gather(1, _to_device(torch.tensor(targets), lm.device)[:, None])[:, 0])
+            stop_parts.append(torch.logsumexp(logp[_to_device(torch.tensor(last), lm.device)][:, stops], dim=-1))
+        order.extend(batch)
+    token_logp = torch.cat(token_parts).tolist()  # the one transfer of this pass's results
+    stop_logp = torch.cat(stop_parts).tolist()
+    results: list[Continuation] = [Continuation([], 0.0, 0.0)] * len(seqs)
+    offset = 0
+    for i, stop in zip(order, stop_logp):
+        n = len(seqs[i]) - len(prefixes[i])
+        values = token_logp[offset : offset + n]
+        results[i] = Continuation(values[:-1], values[-1], stop)
+        offset += n
     return results
+
+
+def _row_groups(positions: Sequence[int], limit: int) -> Iterator[list[int]]:
+    """Consecutive rows whose scored positions add up to at most `limit` (at least one row each; 0: one row each)."""
+    group: list[int] = []
+    total = 0
+    for row, n in enumerate(positions):
+        if group and total + n > limit:
+            yield group
+            group, total = [], 0
+        group.append(row)
+        total += n
+    if group:
+        yield group
 
 
 _STOP_PUNCTUATION = frozenset(".!?)]\"'”’»…")
@@ -257,22 +370,30 @@ def next_token_probs(
     lm: LoadedModel,
     prompts: Sequence[Sequence[int]],
     candidate_ids: Sequence[int],
-    max_batch_tokens: int = 8192,
-    max_batch_size: int = 16,
+    max_batch_tokens: int | None = None,
+    max_batch_size: int | None = None,
 ) -> torch.Tensor:
     """Probability of each candidate token as the next token after each prompt, shape (n_prompts, n_candidates)."""
     out = torch.zeros((len(prompts), len(candidate_ids)))
+    if not prompts:
+        return out
+    budget = max_batch_tokens or batch_token_budget(lm, kv_cache=False, cpu_default=8192)
     head = lm.model.get_output_embeddings()
     cand = torch.tensor(list(candidate_ids), device=lm.device)
-    for batch in length_batches([len(p) for p in prompts], max_batch_tokens, max_batch_size):
+    order: list[int] = []
+    parts: list[torch.Tensor] = []
+    for batch in length_batches([len(p) for p in prompts], budget, max_batch_size or _max_rows(lm, 16)):
         ids, mask = _pad([prompts[i] for i in batch], lm.tokenizer.pad_token_id, left=True)
         hidden = lm.model.base_model(
-            input_ids=ids.to(lm.device),
-            attention_mask=mask.to(lm.device),
-            position_ids=_positions(mask).to(lm.device),
+            input_ids=_to_device(ids, lm.device),
+            attention_mask=_to_device(mask, lm.device),
+            position_ids=_to_device(_positions(mask), lm.device),
+            use_cache=False,
         ).last_hidden_state
         probs = torch.softmax(head(hidden[:, -1]).float(), dim=-1)
-        out[batch] = probs[:, cand].cpu()
+        parts.append(probs[:, cand])
+        order.extend(batch)
+    out[order] = torch.cat(parts).cpu()  # the one transfer of this pass's results
     return out
 
 
@@ -297,11 +418,16 @@ def generate(
     greedy: bool,
     temperature: float = 1.0,
     max_new_tokens: int = 256,
-    max_batch_size: int = 8,
-    max_batch_tokens: int = 4096,
+    max_batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
     seed: int | None = None,
 ) -> Generations:
-    """Greedy answer and/or k samples per prompt; each prompt is computed once and its cache copied/expanded."""
+    """Greedy answer and/or k samples per prompt; each prompt is computed once and its cache copied/expanded.
+
+    On the CPU batches hold at most 8 prompts and 4096 prompt tokens (as the tests pin down: sampling depends on
+    the batches). On CUDA a batch's prompts, each with room for `max_new_tokens` and times k samples, fill the
+    KV-cache budget that free memory allows.
+    """
     result = Generations([None] * len(prompts), [[] for _ in prompts])
     if not prompts or (samples == 0 and not greedy):
         return result
@@ -313,42 +439,51 @@ def generate(
         "eos_token_id": stop,
         "pad_token_id": lm.tokenizer.pad_token_id,
     }
-    for batch in length_batches([len(p) for p in prompts], max_batch_tokens, max_batch_size):
+    cache_arg = _cache_arg(lm.model)
+    if lm.device.type == "cuda":
+        lengths = [len(p) + max_new_tokens for p in prompts]
+        budget = max_batch_tokens or batch_token_budget(lm, kv_cache=True, cpu_default=0) // max(samples, 1)
+    else:
+        lengths = [len(p) for p in prompts]
+        budget = max_batch_tokens or 4096
+    for batch in length_batches(lengths, budget, max_batch_size or _max_rows(lm, 8)):
         ids, mask = _pad([prompts[i] for i in batch], lm.tokenizer.pad_token_id, left=True)
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        ids, mask = _to_device(ids, lm.device), _to_device(mask, lm.device)
         # Prefill everything but the last prompt token; generate() feeds that token and continues from the cache.
-        prefill = lm.model(
+        # The base model, not the LM: no logits for the prompt's positions (only the cache is wanted).
+        prefill = lm.model.base_model(
             input_ids=ids[:, :-1],
             attention_mask=mask[:, :-1],
             position_ids=_positions(mask)[:, :-1],
             use_cache=True,
         )
-        cache = prefill.cache
+        cache = _returned_cache(prefill)
         width = ids.shape[1]
         if greedy:
             greedy_cache = copy.deepcopy(cache) if samples else cache
             out = lm.model.generate(
                 ids,
                 attention_mask=mask,
-                cache=greedy_cache,
                 do_sample=False,
+                **{cache_arg: greedy_cache},
                 **common,
             )
+            out = out[:, width:].cpu()  # one transfer per generate call
             for row, i in enumerate(batch):
-                result.greedy[i] = lm.decode(out[row, width:])
+                result.greedy[i] = lm.decode(out[row])
         if samples:
             cache.batch_repeat_interleave(samples)
             out = lm.model.generate(
                 ids.repeat_interleave(samples, 0),
                 attention_mask=mask.repeat_interleave(samples, 0),
-                cache=cache,
                 do_sample=True,
                 temperature=temperature,
                 top_k=0,
                 top_p=1.0,
+                **{cache_arg: cache},
                 **common,
             )
+            out = out[:, width:].cpu()
             for row, i in enumerate(batch):
-                rows = out[row * samples : (row + 1) * samples, width:]
-                result.samples[i] = [lm.decode(r) for r in rows]
+                result.samples[i] = [lm.decode(r) for r in out[row * samples : (row + 1) * samples]]
     return result
