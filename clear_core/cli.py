@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from clear_core import EMBEDDED_MODEL, export, runs, workspace
+from clear_core import EMBEDDED_MODEL, backends, export, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
 from clear_core.data import ColumnMapping, describe_duplicates, load_dataset
@@ -230,7 +230,7 @@ def _worker_note(directory: Path, stopping: bool = False) -> str:
     """What the user must know when this command ends while the run's worker process may still be alive."""
     from clear_core import handoff
 
-    if not directory.exists() or handoff.worker_state(directory) != "running":
+    if not directory.exists() or backends.of_run(directory).state(directory) != "running":
         return ""
     pid = handoff.read_progress(directory).get("pid")
     if not pid:  # still loading the model: only the pid written at launch exists
@@ -454,7 +454,7 @@ def _status_from_run_dirs(db: str, locked: str) -> None:
             model = json.loads((directory / "job.json").read_text(encoding="utf-8")).get("model", "?")
         except (OSError, ValueError):
             model = "?"
-        state = handoff.worker_state(directory)
+        state = backends.of_run(directory).state(directory)
         details = _worker_details(directory) if state == "running" else ""
         done, total = progress.get("rows_done"), progress.get("rows_total")
         rows = "worker starting" if total is None else f"{done} of the {total} rows it was given scored"

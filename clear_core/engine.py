@@ -1,5 +1,9 @@
 """Scores a batch of rows with a loaded model: every signal of docs/architecture.md, in a handful of batched passes.
 
+``score_batches`` is the batch loop every scoring backend shares (the local worker process today; a Ray replica or
+the public API later): length-sorted batches, and a row that makes the model or the engine raise isolated as a
+failed row instead of failing the run.
+
 Per batch: one likelihood pass (response given prompt, and given an empty prompt), one self-reflection pass
 (both BSDetector questions), one generation pass (greedy proposal and k samples share the prompt's cache), and one
 judge pass (proposal vs response, in both orders). No per-row loop goes around the model.
@@ -8,9 +12,11 @@ judge pass (proposal vs response, in both orders). No per-row loop goes around t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 
-from clear_core import checks, prompts
+from clear_core import checks, handoff, prompts
 from clear_core.confidence import (
     RowSignals,
     ScoringConfig,
@@ -190,3 +196,52 @@ def _judge(lm: LoadedModel, rows: Sequence[dict], proposals: Sequence[str | None
     for j, i in enumerate(todo):
         out[i] = float((probs[2 * j, 0] + probs[2 * j + 1, 1]) / 2)  # proposal shown first as A, then second as B
     return out
+
+
+def score_batches(
+    lm: LoadedModel,
+    rows: Sequence[dict],
+    config: ScoringConfig,
+    *,
+    stop_requested: Callable[[], bool] = lambda: False,
+    score: Callable[[LoadedModel, Sequence[dict], ScoringConfig], list[dict]] | None = None,
+) -> Iterator[list[dict]]:
+    """Score ``rows`` in batches of ``config.batch_size``, yielding one list of score records per batch.
+
+    Rows of similar length go together (less padding, less wasted compute), so batches come in length order, not
+    input order. A row that cannot be scored comes back as ``{"row_index", "error"}`` (see ``score_isolating``).
+    ``stop_requested`` is asked before each batch; when it says yes, ``handoff.Cancelled`` is raised. ``score``
+    replaces ``score_rows`` (tests, other engines).
+    """
+    score = score or score_rows  # looked up at call time, so a patched engine.score_rows is the one used
+    ordered = sorted(rows, key=lambda r: len(r["prompt"]) + len(r["response"]))
+    for start in range(0, len(ordered), config.batch_size):
+        if stop_requested():
+            raise handoff.Cancelled()
+        yield score_isolating(score, lm, ordered[start : start + config.batch_size], config)
+
+
+def score_isolating(score: Callable, lm, rows: Sequence[dict], config) -> list[dict]:
+    """``score(lm, rows, config)``, isolating rows that make it raise.
+
+    A failing batch is split in halves and each half scored again, recursively, so n good rows and one bad one cost
+    about 2·log2(n) extra calls. A single row that still fails comes back as ``{"row_index", "error"}``. A full disk
+    and a cancel are not about a row and propagate.
+    """
+    try:
+        return score(lm, rows, config)
+    except handoff.Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error of the model or engine on these rows is isolated
+        if handoff.is_disk_full(exc):
+            raise
+        if len(rows) == 1:
+            print(f"clear-worker: row {rows[0]['row_index']} could not be scored:", file=sys.stderr)
+            traceback.print_exc()
+            print(handoff.HANDLED_MARK, file=sys.stderr)  # so the owner never quotes this error as a crash's cause
+            return [{"row_index": int(rows[0]["row_index"]), "error": handoff.describe(exc)}]
+        reason = handoff.describe(exc)
+    # retried outside the handler, so a row's traceback in worker.log is not chained to the batch's
+    print(f"clear-worker: a batch of {len(rows)} rows failed ({reason}); scoring it in halves", file=sys.stderr)
+    middle = len(rows) // 2
+    return score_isolating(score, lm, rows[:middle], config) + score_isolating(score, lm, rows[middle:], config)

@@ -219,6 +219,16 @@ def read_chunk(path: Path) -> list[dict]:
     return _read_jsonl(text)
 
 
+def describe(exc: BaseException) -> str:
+    """'ExceptionType: message', the form of a failed row's reason in a chunk and of a failed run's error."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Cancelled(Exception):  # noqa: N818 - it names what happened, as KeyboardInterrupt does
+    """The owner asked the worker to stop (the cancel file, or SIGTERM): not a row's problem, never isolated."""
+
+
 def request_cancel(run_dir: Path) -> None:
     """Ask the worker to stop after its current batch; signal it too so a long batch is not waited out."""
     write_atomic(run_dir / "cancel", "")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clear_core import EMBEDDED_MODEL, handoff
+from clear_core import EMBEDDED_MODEL, backends, handoff
 from clear_core.confidence import ScoringConfig
 
 if TYPE_CHECKING:
@@ -67,10 +67,13 @@ def start_run(
     device: str = "auto",
     config: ScoringConfig | None = None,
     limit: int | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> int:
     """Start scoring a dataset, resuming the latest run with the same model and settings if there is one.
 
-    `limit` scores only the first N rows of the dataset. Returns the run id; the worker runs in the background.
+    `limit` scores only the first N rows of the dataset. `backend` names what scores the rows (backends.py); it is
+    not part of what identifies the run, so a run resumes on any backend. Returns the run id; scoring goes on in the
+    background.
     """
     model = model or EMBEDDED_MODEL
     config = config or ScoringConfig()
@@ -83,7 +86,7 @@ def start_run(
         run_id = run["run_id"]
     directory = run_dir(store, run_id)
     ingest(store, run_id)
-    if directory.exists() and handoff.worker_state(directory) == "running":
+    if directory.exists() and backends.of_run(directory).state(directory) == "running":
         return run_id  # already being scored (e.g. a second click, or a reload)
     todo = store.unscored_rows(run_id)
     if limit is not None:
@@ -101,10 +104,11 @@ def start_run(
         }
         for r in todo.itertuples()
     ]
-    job = {"run_id": run_id, "model": model, "device": device, "params": params}
+    scorer = backends.get(backend)  # an unknown name fails here, before anything is written
+    job = {"run_id": run_id, "model": model, "device": device, "params": params, "backend": scorer.name}
     handoff.prepare_run_dir(directory, job, rows)  # a full disk raises handoff.DiskFullError, naming the directory
     store.set_run_status(run_id, "running")
-    handoff.start_worker(directory, rows_stored=store.scored_count(run_id))
+    scorer.start(directory, rows_stored=store.scored_count(run_id))
     return run_id
 
 
@@ -127,7 +131,7 @@ def ingest(store: Store, run_id: int) -> int:
         # only after the scores are committed: a crash in between just re-ingests the same rows (idempotent)
         chunk.unlink(missing_ok=True)
     if run["status"] == "running":
-        state = handoff.worker_state(directory)
+        state = backends.of_run(directory).state(directory)
         if state == "dead" and handoff.cancel_requested(directory):
             state = "cancelled"  # a worker stopped by Cancel while still starting up dies before it can say so
         if state != "running":
@@ -235,9 +239,10 @@ def cancel(store: Store, run_id: int, wait_s: float = 10.0) -> None:
     run = store.get_run(run_id)
     directory = Path(run["work_dir"]) if run.get("work_dir") else None
     if directory and directory.exists():
-        handoff.request_cancel(directory)
+        scorer = backends.of_run(directory)
+        scorer.cancel(directory)
         deadline = time.time() + wait_s
-        while time.time() < deadline and handoff.worker_state(directory) == "running":
+        while time.time() < deadline and scorer.state(directory) == "running":
             time.sleep(0.2)
     ingest(store, run_id)
     if store.get_run(run_id)["status"] in ("running", "pending"):

@@ -16,8 +16,9 @@ from clear_core.errors import ClearError, InvalidInput
 from clear_core.permissions import local_actor
 from clear_core.store import NotFoundError, ReviewQuery, Store, StoreError
 
-# Exceptions that never reach a user: noise recipes tell inject_noise to pick another recipe (bench only).
-INTERNAL = {"clear_core.noise.NoiseNotApplicable"}
+# Exceptions that never reach a user: noise recipes tell inject_noise to pick another recipe (bench only); the
+# owner's cancel travels through the batch loop to the worker, which ends the run as cancelled.
+INTERNAL = {"clear_core.noise.NoiseNotApplicable", "clear_core.handoff.Cancelled"}
 
 
 def public_errors() -> dict[str, type]:

@@ -151,24 +151,38 @@ def test_a_batch_that_raises_is_split_until_the_bad_row_stands_alone():
             raise ValueError("cannot tokenize row 5")
         return [{"row_index": r["row_index"], "confidence": 0.5} for r in rows]
 
-    out = worker.score_isolating(score, None, _rows(8), None)
+    out = engine.score_isolating(score, None, _rows(8), None)
     assert [r["row_index"] for r in out] == list(range(8))
     assert out[5] == {"row_index": 5, "error": "ValueError: cannot tokenize row 5"}
     assert all(r.get("confidence") == 0.5 for i, r in enumerate(out) if i != 5)
     assert calls == [list(range(8)), [0, 1, 2, 3], [4, 5, 6, 7], [4, 5], [4], [5], [6, 7]]
 
 
+def test_score_batches_yields_length_sorted_batches_and_stops_when_asked():
+    rows = [{"row_index": i, "prompt": "q" * (10 - i), "response": "a"} for i in range(5)]
+    config = ScoringConfig(batch_size=2)
+
+    def score(lm, batch, config):
+        return [{"row_index": r["row_index"]} for r in batch]
+
+    batches = [[r["row_index"] for r in b] for b in engine.score_batches(None, rows, config, score=score)]
+    assert batches == [[4, 3], [2, 1], [0]]
+    asked = iter([False, True])
+    with pytest.raises(handoff.Cancelled):
+        list(engine.score_batches(None, rows, config, score=score, stop_requested=lambda: next(asked)))
+
+
 def test_a_cancel_or_a_full_disk_is_not_a_row_problem():
     def cancelled(lm, rows, config):
-        raise worker._Cancelled()
+        raise handoff.Cancelled()
 
     def disk_full(lm, rows, config):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(worker._Cancelled):
-        worker.score_isolating(cancelled, None, _rows(4), None)
+    with pytest.raises(handoff.Cancelled):
+        engine.score_isolating(cancelled, None, _rows(4), None)
     with pytest.raises(OSError):
-        worker.score_isolating(disk_full, None, _rows(4), None)
+        engine.score_isolating(disk_full, None, _rows(4), None)
 
 
 @pytest.fixture
