@@ -7,6 +7,8 @@ import torch
 
 from clear_core.model import (
     ModelLoadError,
+    batch_token_budget,
+    bytes_per_token,
     continuation_logprobs,
     generate,
     length_batches,
@@ -103,3 +105,35 @@ def test_cuda_request_without_gpu_is_refused_clearly():
         pytest.skip("a GPU is present")
     with pytest.raises(ModelLoadError, match="--device cpu"):
         resolve_device("cuda")
+
+
+def test_head_applied_to_many_rows_at_once_gives_the_same_logprobs(tiny_model, monkeypatch):
+    """The CUDA path's grouping of rows per output-head call (the CPU calls it once per row)."""
+    import clear_core.model as model
+
+    lm = tiny_model
+    prefixes = [lm.encode_prompt([{"role": "user", "content": q}]) for q in ["2+2?", "Colour?", "Say hi.", "Why?"]]
+    continuations = [lm.encode_text(t) for t in ["Four.", "Blue, mostly.", "", "Because it is."]]
+    one_row_each = continuation_logprobs(lm, prefixes, continuations)
+    monkeypatch.setattr(model, "_head_positions", lambda lm: 7)  # groups of rows, split where 7 positions are full
+    grouped = continuation_logprobs(lm, prefixes, continuations)
+    for a, b in zip(one_row_each, grouped):
+        assert b.token_logprobs == pytest.approx(a.token_logprobs, abs=1e-5)
+        assert b.end_logprob == pytest.approx(a.end_logprob, abs=1e-5)
+        assert b.stop_logprob == pytest.approx(a.stop_logprob, abs=1e-5)
+
+
+def test_cpu_batches_keep_their_fixed_budget_and_gpu_bytes_count_the_cache(tiny_model):
+    from transformers import LlamaConfig
+
+    assert batch_token_budget(tiny_model, kv_cache=True, cpu_default=4096) == 4096
+    llama_8b = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+    )
+    activations = 2 * (4 * 4096 + 2 * 1024 + 3 * 14336)  # bf16: residual, norm, q, attn out; k, v; MLP
+    assert bytes_per_token(llama_8b, kv_cache=False) == activations
+    assert bytes_per_token(llama_8b, kv_cache=True) == activations + 2 * 2 * 32 * 1024  # keys and values, 32 layers
