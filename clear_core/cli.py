@@ -68,7 +68,12 @@ def db_option(*, exists: bool, help: str) -> Callable:
 scoring_options = _options(
     click.option("--model", default=None, help=f"HF model id or local directory (default: {EMBEDDED_MODEL})."),
     click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N rows."),
-    click.option("--samples", type=click.IntRange(min=0), default=None, help="k sampled answers for consistency."),
+    click.option(
+        "--samples",
+        type=click.IntRange(min=0),
+        default=None,
+        help=f"k sampled answers for consistency (default: {ScoringConfig().samples}, the paper's k).",
+    ),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
     click.option("--no-propose", is_flag=True, help="Skip Auto-Correct proposals (faster)."),
 )
@@ -122,7 +127,7 @@ class _Commands(click.Group):
             raise click.ClickException(f"{exc}{_notes(exc)}") from exc
 
 
-@click.group(cls=_Commands)
+@click.group(cls=_Commands, context_settings={"show_default": True})  # --help shows every option's default
 def main() -> None:
     """CLEAR Review: confidence scores, filters and corrections for instruction-tuning data."""
 
@@ -469,17 +474,23 @@ def _notes(exc: BaseException) -> str:
     return "".join(f" {note}" for note in getattr(exc, "__notes__", ()))
 
 
+def _prog_name() -> str:
+    """How the user started us: the installed `clear-review` command, or `python -m clear_core`."""
+    return "clear-review" if Path(sys.argv[0]).name == "clear-review" else "python -m clear_core"
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Entry point that turns any unexpected error into a one-line message (details with CLEAR_DEBUG=1)."""
+    """Entry point (`python -m clear_core` and the `clear-review` command) that turns any unexpected error into a
+    one-line message (details with CLEAR_DEBUG=1)."""
     import os
 
     try:
-        main.main(args=argv, prog_name="python -m clear_core", standalone_mode=False)
+        main.main(args=argv, prog_name=_prog_name(), standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
     except click.UsageError as exc:  # one line, not click's usage block
-        hint = f" (see: python -m clear_core {exc.ctx.info_name} --help)" if exc.ctx else ""
+        hint = f" (see: {_prog_name()} {exc.ctx.info_name} --help)" if exc.ctx else ""
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
         return exc.exit_code
     except click.ClickException as exc:

@@ -352,3 +352,23 @@ def test_importing_the_core_loads_no_torch():
     code = f"import {modules}, clear_core.workspace, clear_core.ui_state, clear_core.errors; import sys; "
     code += "loaded = {'torch', 'transformers'} & set(sys.modules); assert not loaded, loaded"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+def test_the_installed_clear_review_command_has_the_same_subcommands_and_shows_defaults():
+    """`pip install -e .` (make setup) puts `clear-review` beside the venv's python: the same command line."""
+    from clear_core.cli import main
+
+    script = Path(sys.executable).parent / "clear-review"
+    assert script.is_file(), f"{script} is missing: run `{sys.executable} -m pip install --no-deps -e .`"
+    top = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert top.returncode == 0, top.stderr
+    assert top.stdout.startswith("Usage: clear-review ")
+    for command in main.commands:
+        assert f"  {command} " in top.stdout
+    score = subprocess.run([str(script), "score", "--help"], capture_output=True, text=True, timeout=120)
+    score_help = " ".join(score.stdout.split())  # help wraps at the terminal's width
+    assert "[default: auto]" in score_help and "(default: 5, the paper's k)" in score_help
+    export = subprocess.run([str(script), "export", "--help"], capture_output=True, text=True, timeout=120)
+    assert "[default: fail]" in export.stdout
+    wrong = subprocess.run([str(script), "status"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "see: clear-review status --help" in wrong.stderr
