@@ -128,6 +128,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         # row keeps its place in `scores` (so Review can list it) with every signal NULL.
         "ALTER TABLE scores ADD COLUMN error VARCHAR;",
     ),
+    (
+        9,
+        # Each row's duplicate group per kind ('response' | 'prompt', dedupe.py): group_id is the group's lowest
+        # row_index, a row without duplicates is its own group (so "computed, none found" is stored too). Filled
+        # by Store.find_duplicates after import; a dataset without rows here has them computed on first use.
+        """
+        CREATE TABLE duplicate_groups (
+            dataset_id BIGINT NOT NULL,
+            kind VARCHAR NOT NULL,
+            row_index BIGINT NOT NULL,
+            group_id BIGINT NOT NULL,
+            PRIMARY KEY (dataset_id, kind, row_index)
+        );
+        """,
+    ),
 ]
 
 

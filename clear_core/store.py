@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from clear_core import clear, migrations, permissions
+from clear_core import clear, dedupe, migrations, permissions
 from clear_core.errors import ClearError, InvalidInput
 
 
@@ -80,6 +80,8 @@ RUN_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 DECISIONS = ("accept", "reject", "remove", "edit", "undo")
 REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed: the row could not be scored
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
+DUPLICATE_KINDS = ("response", "prompt")  # the rows columns dedupe.py groups (duplicate_groups.kind)
+DUPLICATE_DECISIONS = ("remove", "reject", "accept")  # what decide_duplicates applies to a row's duplicates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -486,7 +488,7 @@ class Store:
             cursor.execute(
                 "DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
             )
-            for table in ("runs", "decisions", "thresholds", "rows", "datasets"):
+            for table in ("runs", "decisions", "duplicate_groups", "thresholds", "rows", "datasets"):
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
         return work_dirs
 
@@ -933,6 +935,141 @@ class Store:
                 {"dataset_id": dataset_id},
             ).fetchall()[0]
         return int(n_decided), int(n_total)
+
+    # -- duplicates -----------------------------------------------------------------------------------------
+
+    def find_duplicates(self, dataset_id: int, *, threshold: float = dedupe.DEFAULT_THRESHOLD) -> dict[str, int]:
+        """Find the dataset's exact and near-duplicate responses and prompts (``dedupe.duplicate_groups`` at
+        ``threshold``) and store every row's group per kind, replacing earlier groups; returns
+        ``duplicate_summary``. Called after import; a dataset imported without it gets it on first use."""
+        rows = self._df(
+            "SELECT row_index, prompt, response FROM rows WHERE dataset_id = ? ORDER BY row_index", [dataset_id]
+        )
+        row_index = rows["row_index"].to_numpy(dtype=np.int64)
+        frames = []
+        for kind in DUPLICATE_KINDS:
+            group_id = row_index.copy()  # a row without duplicates is its own group
+            for group in dedupe.duplicate_groups(list(rows[kind]), threshold=threshold):
+                group_id[group] = row_index[group].min()
+            frames.append(pd.DataFrame({"kind": kind, "row_index": row_index, "group_id": group_id}))
+        groups = pd.concat(frames, ignore_index=True)
+        with self._transaction() as cursor:
+            if _first(cursor.execute("SELECT 1 FROM datasets WHERE dataset_id = ?", [dataset_id])) is None:
+                raise NotFoundError(f"There is no dataset with id {dataset_id}.")
+            cursor.execute("DELETE FROM duplicate_groups WHERE dataset_id = ?", [dataset_id])
+            cursor.register("incoming_groups", groups)  # dropped with the cursor at the end of the call
+            cursor.execute(
+                "INSERT INTO duplicate_groups SELECT ?, kind, row_index, group_id FROM incoming_groups", [dataset_id]
+            )
+        return self.duplicate_summary(dataset_id)
+
+    def _ensure_duplicates(self, dataset_id: int) -> None:
+        """Compute the dataset's duplicate groups if this file has none for it yet (a dataset imported before
+        duplicates existed, or by ``add_dataset`` alone); a read-only store computes nothing."""
+        stored = self._scalar("SELECT count(*) FROM duplicate_groups WHERE dataset_id = ?", [dataset_id])
+        if not stored and not self.read_only:
+            self.find_duplicates(dataset_id)
+
+    def duplicate_summary(self, dataset_id: int) -> dict[str, int]:
+        """How many rows have at least one duplicate and in how many groups, per kind:
+        ``{'response_rows', 'response_groups', 'prompt_rows', 'prompt_groups'}``."""
+        self._ensure_duplicates(dataset_id)
+        with self._cursor() as cursor:
+            found = cursor.execute(
+                """
+                SELECT kind, count(*), count(DISTINCT group_id) FROM (
+                    SELECT kind, group_id, count(*) OVER (PARTITION BY kind, group_id) AS size
+                    FROM duplicate_groups WHERE dataset_id = ?
+                ) WHERE size > 1 GROUP BY kind
+                """,
+                [dataset_id],
+            ).fetchall()
+        summary = {f"{kind}_{what}": 0 for kind in DUPLICATE_KINDS for what in ("rows", "groups")}
+        for kind, n_rows, n_groups in found:
+            summary[f"{kind}_rows"], summary[f"{kind}_groups"] = int(n_rows), int(n_groups)
+        return summary
+
+    def duplicates_of(
+        self, dataset_id: int, row_index: int, kind: str = "response", run_id: int | None = None
+    ) -> pd.DataFrame:
+        """The other rows of ``row_index``'s duplicate group (``kind`` 'response' or 'prompt'), by row_index:
+        row_index, prompt, response, the run's confidence and proposed_response (NULL without ``run_id``) and the
+        current decision. Empty when the row has no duplicates."""
+        if kind not in DUPLICATE_KINDS:
+            raise InvalidInput(f"Unknown duplicate kind {kind!r}; expected one of {', '.join(DUPLICATE_KINDS)}.")
+        self._ensure_duplicates(dataset_id)
+        return self._df(
+            f"""
+            SELECT g.row_index, r.prompt, r.response, s.confidence, s.proposed_response, c.decision
+            FROM duplicate_groups g
+            JOIN rows r ON r.dataset_id = g.dataset_id AND r.row_index = g.row_index
+            LEFT JOIN scores s ON s.run_id = $run_id AND s.row_index = g.row_index
+            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = g.row_index
+            WHERE g.dataset_id = $dataset_id AND g.kind = $kind AND g.row_index <> $row_index
+              AND g.group_id = (
+                  SELECT group_id FROM duplicate_groups
+                  WHERE dataset_id = $dataset_id AND kind = $kind AND row_index = $row_index
+              )
+            ORDER BY g.row_index
+            """,
+            {"dataset_id": dataset_id, "row_index": int(row_index), "kind": kind, "run_id": run_id},
+        )
+
+    def decide_duplicates(
+        self,
+        dataset_id: int,
+        row_indices: Iterable[int],
+        decision: str,
+        *,
+        run_id: int | None = None,
+        actor: permissions.Actor,
+    ) -> int:
+        """Record ``actor``'s ``decision`` on each of ``row_indices`` (a row's duplicates, as ``duplicates_of``
+        lists them), one decision per row in row order, committed together; returns how many were written.
+
+        remove and reject (keep the original) apply to every row. accept needs each row's own proposal: it uses the
+        proposal ``run_id`` made for that row and skips rows without one (a proposal is never copied across rows).
+        Rows must exist; the run must be the dataset's; the role must allow deciding.
+        """
+        if decision not in DUPLICATE_DECISIONS:
+            raise InvalidInput(
+                f"Cannot apply {decision!r} to duplicates; expected one of {', '.join(DUPLICATE_DECISIONS)}."
+            )
+        annotator = _annotator(actor)
+        permissions.require(actor, "decide")
+        if decision == "accept" and run_id is None:
+            raise InvalidInput("Accepting proposals needs the run_id of the run that proposed them.")
+        targets = sorted({int(i) for i in row_indices})
+        with self._transaction() as cursor:
+            if run_id is not None:
+                run = _first(cursor.execute("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id]))
+                if run is None or run[0] != dataset_id:
+                    raise NotFoundError(f"Dataset {dataset_id} has no scoring run with id {run_id}.")
+            found = cursor.execute(
+                """
+                SELECT r.row_index, s.proposed_response FROM rows r
+                LEFT JOIN scores s ON s.run_id = $run_id AND s.row_index = r.row_index
+                WHERE r.dataset_id = $dataset_id AND list_contains($targets, r.row_index)
+                ORDER BY r.row_index
+                """,
+                {"dataset_id": dataset_id, "run_id": run_id, "targets": targets},
+            ).fetchall()
+            missing = sorted(set(targets) - {int(i) for i, _ in found})
+            if missing:
+                raise NotFoundError(f"Dataset {dataset_id} has no row(s) {missing[:5]}.")
+            now = _now()
+            values = [
+                [dataset_id, int(i), run_id, decision, proposal if decision == "accept" else None, annotator, now]
+                for i, proposal in found
+                if decision != "accept" or (isinstance(proposal, str) and proposal.strip())
+            ]
+            if values:
+                cursor.executemany(
+                    "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
+                    "undoes, decided_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                    values,
+                )
+        return len(values)
 
     # -- thresholds -----------------------------------------------------------------------------------------
 
