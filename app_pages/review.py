@@ -28,17 +28,21 @@ from clear_core.ui_state import (
     ACTION_LABELS,
     DECISION_LABELS,
     FAILED_LABEL,
+    GROUP_ACTIONS,
     SIGNAL_HELP,
     SORTS,
     STATUS_FILTERS,
     bulk_accept_query,
     format_score,
+    group_dry_run,
+    group_wording,
     n_pages,
     queue_table,
     run_bar,
     stays_in_queue,
     step,
 )
+    undo_group_label,
 
 PAGE_SIZE = 50
 ACTION_COLORS = {"filter": "red", "correct": "green", "keep": "gray"}
@@ -114,6 +118,31 @@ def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
 # -- drawing ------------------------------------------------------------------------------------------------
 
 
+@safe_callback
+def decide_all(query: ReviewQuery, decision: str) -> None:
+    """Record ``decision`` on every row the filters select (worked out at the click), as one group."""
+    _, n = get_store().decide_query(query, decision, actor=actor())
+    state.group_confirm = False
+    st.toast(f"{group_wording(decision, n)}: done, as one group.", icon=":material/select_all:")
+
+
+@safe_callback
+def undo_group(group_id: int) -> None:
+    n = get_store().undo_group(group_id, actor=actor())
+    st.toast(f"Undid the group: {n:,} rows are back to their earlier decisions.", icon=":material/undo:")
+
+
+@safe_callback
+def decide_duplicates(dataset_id: int, run_id: int, row_index: int, others: tuple[int, ...]) -> None:
+    """Record the chosen decision on each of the row's near-duplicates, in one transaction."""
+    decision = state[f"dup_decision_{row_index}"]
+    n = get_store().decide_duplicates(dataset_id, others, decision, run_id=run_id, actor=actor())
+    st.toast(
+        f"{DUPLICATE_CHOICES[decision]}: recorded on {n} duplicate{'s' * (n != 1)} of row {row_index}.",
+        icon=":material/content_copy:",
+    )
+
+
 def live_status(run_id: int, shown: int) -> None:
     """While scoring runs: a thin progress line; new rows redraw the page (unless an edit is being typed)."""
     with guard("the scoring progress"):
@@ -187,6 +216,44 @@ def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None
 def queue(page_df: pd.DataFrame, position: int) -> None:
     key = f"queue_{state.get('review_page', 1)}_{state.review_row}"
     st.dataframe(
+def query_actions(dataset_id: int, query: ReviewQuery, total: int) -> None:
+    """Act on every row the filters select (a dry-run count, one confirmation), and undo the last such group."""
+    with st.container(horizontal=True, gap="small"):
+        with st.popover(f"Apply to all {total:,} rows", icon=":material/select_all:", disabled=not total):
+            decision = st.radio(
+                "Decision for every row matching the filters",
+                list(GROUP_ACTIONS),
+                format_func=GROUP_ACTIONS.get,
+                key="group_decision",
+                horizontal=True,
+            )
+            n = get_store().review_count(query, decision)
+            st.caption(group_dry_run(decision, n, total))
+            may = bool(annotator()) and allowed(actor(), "bulk_accept" if decision == "accept" else "bulk_decide")
+            wording = group_wording(decision, n)
+            confirmed = st.checkbox(
+                f"Yes, {wording[0].lower()}{wording[1:]}", key="group_confirm", disabled=not (n and may)
+            )
+            st.button(
+                wording,
+                type="primary",
+                disabled=not (n and may and confirmed),
+                on_click=decide_all,
+                args=(query, decision),
+                help=None if annotator() else "Enter your name in the sidebar first.",
+            )
+        last = get_store().last_group(dataset_id)
+        if last is not None:
+            st.button(
+                undo_group_label(last),
+                icon=":material/undo:",
+                disabled=not annotator() or not allowed(actor(), "bulk_decide"),
+                on_click=undo_group,
+                args=(int(last["group_id"]),),
+                help="Give every row of the last query-wide action back the decision it had before.",
+            )
+
+
         queue_table(page_df),
         key=key,
         on_select=lambda: select_row(key),
@@ -398,3 +465,5 @@ with left:
         )
 with right:
     row_detail(dataset_id, run_id, page_df.iloc[position])
+with left:
+    query_actions(dataset_id, query, total)

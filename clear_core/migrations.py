@@ -129,6 +129,27 @@ MIGRATIONS: list[tuple[int, str]] = [
         "ALTER TABLE scores ADD COLUMN error VARCHAR;",
     ),
     (
+        8,
+        # Query-wide decisions (remove, accept or keep every row a ReviewQuery selects) as one group: the group
+        # records its query, so the audit log says what was selected, and one undo reverts all its decisions.
+        """
+        CREATE SEQUENCE group_id_seq START 1;
+        CREATE TABLE decision_groups (
+            group_id BIGINT PRIMARY KEY DEFAULT nextval('group_id_seq'),
+            dataset_id BIGINT NOT NULL,
+            run_id BIGINT,
+            decision VARCHAR NOT NULL,
+            query_json VARCHAR NOT NULL,
+            n_rows BIGINT NOT NULL,
+            actor VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            undone_at TIMESTAMP,
+            undone_by VARCHAR
+        );
+        ALTER TABLE decisions ADD COLUMN group_id BIGINT;
+        """,
+    ),
+    (
         9,
         # Each row's duplicate group per kind ('response' | 'prompt', dedupe.py): group_id is the group's lowest
         # row_index, a row without duplicates is its own group (so "computed, none found" is stored too). Filled

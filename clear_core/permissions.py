@@ -3,8 +3,9 @@
 Every store write that records a person takes an ``Actor`` (who decided, undid or moved γ/η) and refuses what the
 actor's role does not allow with ``NotAllowed``; the pages ask ``allowed`` to disable what is not allowed. Roles
 (issue 9): an annotator reviews (decides, edits, undoes their own decisions); a lead also imports data, starts
-and cancels runs, moves γ/η, bulk-accepts, exports and undoes anyone's decision. In local mode, today's only
-mode, the app's actor is the one local user, a lead (``local_actor``).
+and cancels runs, moves γ/η, bulk-accepts, decides on every row a filter selects (and undoes such a group),
+exports and undoes anyone's decision. In local mode, today's only mode, the app's actor is the one local user, a
+lead (``local_actor``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ACTIONS: dict[str, Rule] = {
     "cancel_run": Rule(_LEADS, "cancel scoring runs"),
     "set_thresholds": Rule(_LEADS, "change the thresholds γ and η"),
     "bulk_accept": Rule(_LEADS, "accept proposals in bulk"),
+    "bulk_decide": Rule(_LEADS, "remove or keep every row a filter selects at once"),
     "export": Rule(_LEADS, "export the curated dataset"),
 }
 

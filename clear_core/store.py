@@ -3,8 +3,8 @@
 One ``Store`` owns one DuckDB connection to one file. Reads and writes return plain dicts and pandas DataFrames
 with JSON columns decoded (``record_json`` -> ``record``, ``prompt_messages_json`` -> ``prompt_messages``,
 ``params_json`` -> ``params``, ``mapping_json`` -> ``mapping``, ``columns_json`` -> ``columns``).
-Timestamps are naive ``TIMESTAMP`` values in UTC. Writes that record a person (decisions, undos, bulk accept,
-thresholds) take a ``permissions.Actor``, record its name and refuse what its role may not do (``NotAllowed``).
+Timestamps are naive ``TIMESTAMP`` values in UTC. Writes that record a person (decisions, undos, decision
+groups, thresholds) take a ``permissions.Actor``, record its name and refuse what its role may not do (``NotAllowed``).
 
 Threading: Streamlit calls from several threads. Every call runs on its own ``connection.cursor()`` (a DuckDB
 cursor is a separate connection to the same database, safe to use from one thread), so reads run concurrently;
@@ -77,6 +77,14 @@ NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response"
 ERROR_FIELD = "error"
 
 RUN_STATUSES = ("pending", "running", "done", "failed", "cancelled")
+# What one query-wide action records on every row it selects (Store.decide_query): use the proposal, keep the
+# original, drop the row.
+GROUP_DECISIONS = ("accept", "reject", "remove")
+# Every character Python's str.strip() removes: a proposal made only of these is blank, as on the Review page.
+_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 DECISIONS = ("accept", "reject", "remove", "edit", "undo")
 REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed: the row could not be scored
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
@@ -488,7 +496,7 @@ class Store:
             cursor.execute(
                 "DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
             )
-            for table in ("runs", "decisions", "duplicate_groups", "thresholds", "rows", "datasets"):
+            for table in ("runs", "decisions", "decision_groups", "duplicate_groups", "thresholds", "rows", "datasets"):
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
         return work_dirs
 
@@ -701,9 +709,15 @@ class Store:
         page["prompt_messages_json"] = [json.loads(t) for t in page["prompt_messages_json"]]
         return page.rename(columns={"prompt_messages_json": "prompt_messages"}), int(total)
 
-    def review_count(self, query: ReviewQuery) -> int:
-        """How many rows ``query`` selects (a count in SQL, cheap enough for every redraw of a 100k-row queue)."""
-        select, params = self._review_select(query, "row_index")
+    def review_count(self, query: ReviewQuery, decision: str | None = None) -> int:
+        """How many rows ``query`` selects (a count in SQL, cheap enough for every redraw of a 100k-row queue).
+
+        With a ``decision`` of ``GROUP_DECISIONS``, how many rows ``decide_query`` would decide: the dry run of a
+        query-wide action (for 'accept', only the rows with a proposal that is not blank)."""
+        if decision is None:
+            select, params = self._review_select(query, "row_index")
+        else:
+            select, params = self._group_select(query, decision)
         return int(self._scalar(f"SELECT count(*) FROM ({select})", params))
 
     def _review_select(self, query: ReviewQuery, columns: str) -> tuple[str, dict[str, Any]]:
@@ -716,6 +730,18 @@ class Store:
         """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision.
         A failed row (``error`` set) has no action."""
         action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
+    def _group_select(self, query: ReviewQuery, decision: str) -> tuple[str, dict[str, Any]]:
+        """SELECT row_index, final_response of the rows a query-wide ``decision`` takes, and its parameters."""
+        if decision not in GROUP_DECISIONS:
+            raise InvalidInput(
+                f"Unknown query-wide decision {decision!r}; expected one of {', '.join(GROUP_DECISIONS)}."
+            )
+        if decision != "accept":
+            return self._review_select(query, "row_index, NULL::VARCHAR AS final_response")
+        select, params = self._review_select(query, "row_index, proposed_response AS final_response")
+        params["whitespace"] = _WHITESPACE
+        return f"{select} AND trim(coalesce(proposed_response, ''), $whitespace) <> ''", params
+
         return f"""
             SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
                    {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error, s.scored_at,
@@ -854,35 +880,109 @@ class Store:
 
     def accept_proposals(self, query: ReviewQuery, *, actor: permissions.Actor) -> int:
         """Accept the run's proposal for every row ``query`` selects that has one (empty or blank proposals are
-        skipped), one decision per row in row order, committed together; returns how many.
+        skipped), as one group (``decide_query``); returns how many."""
+        return self.decide_query(query, "accept", actor=actor)[1]
 
-        The rows are worked out inside the transaction, so what is accepted is what the query selects at the call.
-        Only a role that may bulk-accept may do this; the decisions record the actor's name.
+    def decide_query(self, query: ReviewQuery, decision: str, *, actor: permissions.Actor) -> tuple[int | None, int]:
+        """Record ``decision`` (one of ``GROUP_DECISIONS``) on every row ``query`` selects, as one group; returns
+        (group_id, how many rows), or (None, 0) when it selects none (no group is recorded).
+
+        accept uses each row's proposal and skips rows without one (or with a blank one); reject keeps the original;
+        remove drops the row. The group (``decision_groups``: its query as JSON, its size, the actor's name) and its
+        decisions (each with the group's ``group_id``) are written in one transaction by one INSERT ... SELECT, so
+        what is decided is what the query selects at the call, and ``review_count(query, decision)`` counted it
+        beforehand. Only a lead may do this (``bulk_accept`` for accept, ``bulk_decide`` otherwise); ``undo_group``
+        reverts the whole group.
         """
         annotator = _annotator(actor)
-        permissions.require(actor, "bulk_accept")
-        select, params = self._review_select(query, "row_index, proposed_response")
+        select, params = self._group_select(query, decision)
+        permissions.require(actor, "bulk_accept" if decision == "accept" else "bulk_decide")
         with self._transaction() as cursor:
-            rows = cursor.execute(f"{select} ORDER BY row_index", params).fetchall()
+            n_rows = int(cursor.execute(f"SELECT count(*) FROM ({select})", params).fetchall()[0][0])
+            if not n_rows:
+                return None, 0
             now = _now()
-            accepted = [
-                [params["dataset_id"], int(row_index), query.run_id, proposal, annotator, now]
-                for row_index, proposal in rows
-                if isinstance(proposal, str) and proposal.strip()
-            ]
-            if accepted:
-                cursor.executemany(
-                    "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
-                    "undoes, decided_at) VALUES (?, ?, ?, 'accept', ?, ?, NULL, ?)",
-                    accepted,
-                )
-        return len(accepted)
+            group_id = int(
+                cursor.execute(
+                    "INSERT INTO decision_groups (dataset_id, run_id, decision, query_json, n_rows, actor, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING group_id",
+                    [
+                        params["dataset_id"],
+                        query.run_id,
+                        decision,
+                        _dumps(dataclasses.asdict(query)),
+                        n_rows,
+                        annotator,
+                        now,
+                    ],
+                ).fetchall()[0][0]
+            )
+            cursor.execute(
+                "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes, "
+                f"decided_at, group_id) SELECT $dataset_id, row_index, $run_id, $decision, final_response, $annotator, "
+                f"NULL, $now, $group_id FROM ({select}) ORDER BY row_index",
+                {**params, "decision": decision, "annotator": annotator, "now": now, "group_id": group_id},
+            )
+        return group_id, n_rows
+
+    def undo_group(self, group_id: int, *, actor: permissions.Actor) -> int:
+        """Revert every decision of a group at once, in one transaction; returns how many were undone.
+
+        Each decision of the group not undone yet gets an ``undo`` pointing at it (``undoes``), exactly as
+        ``undo_last_decision`` writes one, with the group's ``group_id``: each row falls back to the decision it had
+        before the group, and a row decided again after the group keeps that later decision. Only a lead may undo a
+        group (``bulk_decide``; another person's group needs ``undo_any`` too); a group undone already is refused.
+        """
+        annotator = _annotator(actor)
+        permissions.require(actor, "bulk_decide")
+        with self._transaction() as cursor:
+            group = _first(
+                cursor.execute("SELECT actor, undone_at FROM decision_groups WHERE group_id = ?", [group_id])
+            )
+            if group is None:
+                raise NotFoundError(f"There is no decision group with id {group_id}.")
+            if group[1] is not None:
+                raise InvalidInput(f"Decision group {group_id} was undone already ({group[1]:%Y-%m-%d %H:%M} UTC).")
+            if group[0] != annotator:
+                permissions.require(actor, "undo_any")
+            now = _now()
+            undone = cursor.execute(
+                """
+                INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes,
+                                       decided_at, group_id)
+                SELECT d.dataset_id, d.row_index, d.run_id, 'undo', NULL, $annotator, d.decision_id, $now, $group_id
+                FROM decisions d
+                WHERE d.group_id = $group_id AND d.decision <> 'undo'
+                  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.decision_id)
+                ORDER BY d.decision_id
+                """,
+                {"annotator": annotator, "now": now, "group_id": group_id},
+            ).fetchall()[0][0]
+            cursor.execute(
+                "UPDATE decision_groups SET undone_at = ?, undone_by = ? WHERE group_id = ?", [now, annotator, group_id]
+            )
+        return int(undone)
+
+    def decision_groups(self, dataset_id: int) -> list[dict[str, Any]]:
+        """The dataset's query-wide decisions, newest first: group_id, run_id, decision, query (the ReviewQuery's
+        fields), n_rows, actor, created_at, and undone_at/undone_by (None while it stands)."""
+        groups = _df_records(
+            self._df("SELECT * FROM decision_groups WHERE dataset_id = ? ORDER BY group_id DESC", [dataset_id])
+        )
+        for group in groups:
+            group["query"] = _loads(group.pop("query_json"))
+        return groups
+
+    def last_group(self, dataset_id: int) -> dict[str, Any] | None:
+        """The dataset's latest decision group that is not undone (as ``decision_groups`` gives it), or None."""
+        return next((g for g in self.decision_groups(dataset_id) if g["undone_at"] is None), None)
 
     def undo_last_decision(
         self, dataset_id: int, actor: permissions.Actor, *, of_anyone: bool = False
     ) -> dict[str, Any] | None:
         """Undo ``actor``'s latest decision not yet undone, or with ``of_anyone`` anyone's (a lead's right);
-        returns the undone decision, or None if there is none. The undo records the actor's name."""
+        returns the undone decision, or None if there is none. The undo records the actor's name. Decisions made
+        for a whole query are left to ``undo_group``, which reverts their group at once."""
         annotator = _annotator(actor)
         permissions.require(actor, "undo_any" if of_anyone else "undo_own")
         with self._transaction() as cursor:
@@ -894,7 +994,7 @@ class Store:
             target = cursor.execute(
                 f"""
                 SELECT d.* FROM decisions d
-                WHERE d.dataset_id = ? AND d.decision <> 'undo' {by_annotator}
+                WHERE d.dataset_id = ? AND d.decision <> 'undo' AND d.group_id IS NULL {by_annotator}
                   AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.decision_id)
                 ORDER BY d.decision_id DESC LIMIT 1
                 """,

@@ -1,4 +1,5 @@
-"""Pure helpers behind the review app's screens: wording, navigation through the queue, uploads, bulk accept.
+"""Pure helpers behind the review app's screens: wording, navigation through the queue, uploads, bulk accept,
+query-wide actions.
 
 Nothing here imports streamlit; the pages in ``pages/`` call these and draw the result. Functions that touch the
 database take a ``store.Store`` and only call its public methods.
@@ -180,6 +181,38 @@ def bulk_accept_query(run_id: int, gamma: float, min_correction: float) -> Revie
     ``store.review_count`` counts them and ``store.accept_proposals`` accepts those with a proposal.
     """
     return ReviewQuery(run_id, gamma, min_correction, action="correct", status="undecided", order_by="row_index")
+
+
+# Query-wide actions (``store.decide_query``): what each records on every row the filters select, as offered.
+GROUP_ACTIONS = {"remove": "Remove", "accept": "Accept proposals", "reject": "Keep original"}
+
+
+def rows_text(n: int) -> str:
+    """'1 row', '1,234 rows'."""
+    return "1 row" if n == 1 else f"{n:,} rows"
+
+
+def group_wording(decision: str, n: int) -> str:
+    """What a query-wide ``decision`` does to ``n`` rows: the confirmation button's label."""
+    if decision == "accept":
+        return f"Accept the proposals of {rows_text(n)}"
+    if decision == "reject":
+        return f"Keep the original response of {rows_text(n)}"
+    return f"Remove {rows_text(n)}"
+
+
+def group_dry_run(decision: str, n: int, total: int) -> str:
+    """The dry run shown before a query-wide action: how many of the ``total`` matching rows it would decide."""
+    skipped = f" ({rows_text(total - n)} without a proposal skipped)" if n < total else ""
+    return (
+        f"{rows_text(total)} match the filters; {rows_text(n)} would be recorded as "
+        f"“{GROUP_ACTIONS[decision]}”{skipped}, as one group that one undo reverts."
+    )
+
+
+def undo_group_label(group: dict) -> str:
+    """The button that reverts the latest group (``store.last_group``)."""
+    return f"Undo last group ({rows_text(int(group['n_rows']))})"
 
 
 # -- import -------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The Review page in AppTest on a real database (12 GSM8K rows, synthetic scores): queue, decisions, undo, bulk
-accept, filters, paging, and that dataset text is always escaped."""
+accept, query-wide decisions and their undo, filters, paging, and that dataset text is always escaped."""
 
 from __future__ import annotations
 
@@ -116,6 +116,44 @@ def test_bulk_accept_accepts_every_undecided_proposal_above_the_threshold(app_db
     assert sorted(current.index) == [3, 5] and set(current["decision"]) == {"accept"}
     assert current.loc[5, "final_response"] == "She earned $10."
     assert button(at, "Accept 0 proposals as alice").disabled
+
+
+def test_a_query_wide_remove_shows_a_dry_run_needs_a_confirmation_and_undoes_as_one_group(app_db, app):
+    path, dataset_id, _ = app_db
+    at = app(REVIEW)
+    click(at, "Accept correction")  # row 3
+    click(at, "Reject")  # row 5, which the group below removes and its undo gives back
+    at.pills(key="review_actions").set_value(["filter"]).run()  # rows 5, 0, 1 and 2
+    assert at.radio(key="group_decision").value == "remove"
+    assert any(c.value.startswith("4 rows match the filters; 4 rows would be recorded as “Remove”") for c in at.caption)
+    assert button(at, "Remove 4 rows").disabled  # not before the confirmation
+    at.checkbox(key="group_confirm").check().run()
+    click(at, "Remove 4 rows")
+    assert not at.exception and not at.error
+    current = decisions(path, dataset_id)
+    assert current.loc[[5, 0, 1, 2], "decision"].tolist() == ["remove"] * 4 and current.loc[3, "decision"] == "accept"
+    assert "Reviewed 5 of 12 rows" in [p.proto.text for p in at.get("progress")]
+    assert not at.checkbox(key="group_confirm").value  # the next group needs its own confirmation
+
+    click(at, "Undo last group (4 rows)")
+    current = decisions(path, dataset_id)
+    assert current["decision"].to_dict() == {3: "accept", 5: "reject"}  # row 5's earlier decision is back
+    assert "Reviewed 2 of 12 rows" in [p.proto.text for p in at.get("progress")]
+    assert not [b for b in at.button if b.label.startswith("Undo last group")]
+
+
+def test_a_query_wide_accept_counts_only_rows_with_a_proposal(app_db, app):
+    path, dataset_id, _ = app_db
+    at = app(REVIEW)
+    at.radio(key="group_decision").set_value("accept").run()
+    dry_run = "12 rows match the filters; 2 rows would be recorded as “Accept proposals” (10 rows without a proposal"
+    assert any(c.value.startswith(dry_run) for c in at.caption)
+    at.checkbox(key="group_confirm").check().run()
+    click(at, "Accept the proposals of 2 rows")
+    assert decisions(path, dataset_id)["final_response"].to_dict() == {
+        3: "<b>72</b> clips\nin all.",
+        5: "She earned $10.",
+    }
 
 
 def test_filters_narrow_the_queue(app_db, app):
@@ -266,6 +304,7 @@ def test_pages_disable_what_the_actors_role_does_not_allow(app_db, app, monkeypa
     for label in ("Accept correction", "Reject", "Remove", "Edit", "Undo"):
         assert not button(at, label).disabled
     assert button(at, "Accept 1 proposals as alice").disabled
+    assert at.checkbox(key="group_confirm").disabled and button(at, "Remove 12 rows").disabled  # a lead's action
     at.switch_page("app_pages/thresholds.py").run()
     assert at.slider(key="th_gamma").disabled and at.slider(key="th_eta").disabled
     assert button(at, "Reset to defaults").disabled

@@ -21,6 +21,7 @@ EXPECTED = {
     "cancel_run": (False, True),
     "set_thresholds": (False, True),
     "bulk_accept": (False, True),
+    "bulk_decide": (False, True),
     "export": (False, True),
 }
 

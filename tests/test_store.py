@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from clear_core import clear
+from clear_core import store as store_module
 from clear_core.errors import InvalidInput
 from clear_core.migrations import MIGRATIONS
 from clear_core.permissions import Actor, NotAllowed
@@ -837,6 +838,98 @@ def test_the_store_refuses_what_an_annotators_role_does_not_allow(scored):
     assert store.accept_proposals(ReviewQuery(run_id, 0.3, 0.9, action="correct"), actor=lee) == 1  # row 4
     log = store.decision_log(dataset_id)
     assert log[["decision", "annotator"]].values.tolist()[-3:] == [["undo", "ann"], ["undo", "lee"], ["accept", "lee"]]
+
+
+def test_a_query_wide_decision_is_one_group_and_one_undo_reverts_it(scored):
+    store, dataset_id, run_id = scored
+    ann, lee = annotator("ann"), lead("lee")
+    earlier = store.record_decision(dataset_id, 0, "reject", actor=ann)
+    store.record_decision(dataset_id, 1, "edit", final_response="Mine", actor=ann)
+    query = ReviewQuery(run_id, 0.5, 0.8, max_confidence=0.3)  # rows 0, 1 and 2
+    assert store.review_count(query, "remove") == store.review_count(query) == 3  # the dry run
+
+    group_id, n = store.decide_query(query, "remove", actor=lee)
+    assert n == 3
+    current = store.current_decisions(dataset_id)
+    assert current[["row_index", "decision", "annotator"]].values.tolist() == [
+        [0, "remove", "lee"],
+        [1, "remove", "lee"],
+        [2, "remove", "lee"],
+    ]
+    log = store.decision_log(dataset_id)
+    assert log["group_id"].isna().tolist() == [True, True, False, False, False]
+    assert set(log["group_id"].dropna()) == {group_id} and set(log["run_id"].iloc[2:]) == {run_id}
+    (group,) = store.decision_groups(dataset_id)
+    assert (group["group_id"], group["decision"], group["n_rows"], group["actor"]) == (group_id, "remove", 3, "lee")
+    assert (group["run_id"], group["undone_at"], group["undone_by"]) == (run_id, None, None)
+    assert group["query"]["max_confidence"] == 0.3 and group["query"]["run_id"] == run_id  # the query, as JSON
+    assert store.last_group(dataset_id) == group
+    assert store.undo_last_decision(dataset_id, lee) is None  # a group's decisions are undone as a group
+    later = store.record_decision(dataset_id, 2, "reject", actor=ann)  # decided again after the group
+
+    assert store.undo_group(group_id, actor=lee) == 3
+    current = store.current_decisions(dataset_id)
+    assert current[["row_index", "decision", "annotator"]].values.tolist() == [
+        [0, "reject", "ann"],  # back to the decisions the rows had before the group
+        [1, "edit", "ann"],
+        [2, "reject", "ann"],  # the later decision stands
+    ]
+    assert current["decision_id"].tolist()[::2] == [earlier, later]
+    log = store.decision_log(dataset_id)
+    undos = log[log["decision"] == "undo"]
+    assert (
+        undos["undoes"].tolist()
+        == log.loc[log["group_id"].eq(group_id) & log["decision"].eq("remove"), "decision_id"].tolist()
+    )
+    assert set(undos["group_id"]) == {group_id} and set(undos["annotator"]) == {"lee"}
+    assert store.last_group(dataset_id) is None
+    assert store.decision_groups(dataset_id)[0]["undone_by"] == "lee"
+    with pytest.raises(InvalidInput, match="undone already"):
+        store.undo_group(group_id, actor=lee)
+    with pytest.raises(NotFoundError, match="no decision group"):
+        store.undo_group(group_id + 1, actor=lee)
+    store.delete_dataset(dataset_id)
+    assert store.decision_groups(dataset_id) == []
+
+
+def test_a_query_wide_accept_skips_blank_proposals_and_keep_stores_no_text(scored):
+    store, dataset_id, run_id = scored
+    lee = lead("lee")
+    store.add_scores(run_id, [score(4, 0.45, 0.95, proposal=" \u2003\n")])  # blank in Python's eyes too
+    corrections = ReviewQuery(run_id, 0.5, 0.8, action="correct")  # rows 1, 4 and 6
+    assert (store.review_count(corrections), store.review_count(corrections, "accept")) == (3, 2)
+    group_id, n = store.decide_query(corrections, "accept", actor=lee)
+    assert n == 2
+    keep = ReviewQuery(run_id, 0.5, 0.8, min_confidence=0.8)  # row 8 (row 9 has no confidence)
+    assert store.decide_query(keep, "reject", actor=lee)[1] == 1
+    current = store.current_decisions(dataset_id)
+    assert current[["row_index", "decision"]].values.tolist() == [[1, "accept"], [6, "accept"], [8, "reject"]]
+    assert current["final_response"].tolist()[:2] == ["Proposal 1", "Proposal 6"]
+    assert pd.isna(current["final_response"].iloc[2])  # keeping the original stores no text
+    assert [g["decision"] for g in store.decision_groups(dataset_id)] == ["reject", "accept"]
+    assert store.accept_proposals(corrections, actor=lee) == 2  # bulk accept is the accept case, one group more
+    assert store.decide_query(ReviewQuery(run_id, 0.5, 0.8, search="no such text"), "remove", actor=lee) == (None, 0)
+    assert len(store.decision_groups(dataset_id)) == 3  # selecting nothing records no group
+    with pytest.raises(InvalidInput, match="query-wide decision 'edit'"):
+        store.decide_query(corrections, "edit", actor=lee)
+    blank = {c for c in map(chr, range(0x110000)) if c.isspace()}
+    assert set(store_module._WHITESPACE) == blank  # SQL's idea of a blank proposal is Python's str.strip()
+
+
+def test_query_wide_decisions_are_for_leads(scored):
+    store, dataset_id, run_id = scored
+    ann, lee, other = annotator("ann"), lead("lee"), lead("other")
+    query = ReviewQuery(run_id, 0.5, 0.8, action="filter")
+    with pytest.raises(NotAllowed, match=r"ann \(annotator\) may not remove or keep every row a filter selects"):
+        store.decide_query(query, "remove", actor=ann)
+    with pytest.raises(NotAllowed, match="may not accept proposals in bulk"):
+        store.decide_query(query, "accept", actor=ann)
+    group_id, _ = store.decide_query(query, "remove", actor=lee)
+    with pytest.raises(NotAllowed, match="may not remove or keep every row"):
+        store.undo_group(group_id, actor=ann)
+    assert len(store.decision_log(dataset_id)) == 3 and store.decision_groups(dataset_id)[0]["undone_at"] is None
+    assert store.undo_group(group_id, actor=other) == 3  # another lead may undo it (undo_any)
+    assert store.current_decisions(dataset_id).empty
 
 
 # -- thresholds -------------------------------------------------------------------------------------------------
