@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_pages._components import REPO, actor, db_path, get_store, html_line, plain, safe_callback
 from clear_core import data, permissions, workspace
-from clear_core.ui_state import UPLOAD_TYPES, preview_table, problems_table, sample_files, save_upload
+from clear_core.ui_state import UPLOAD_TYPES, duplicates_note, preview_table, problems_table, sample_files, save_upload
 
 SHARED_SAMPLES = REPO.parent / "shared" / "data" / "dev"
 NO_COLUMN = "(none)"
@@ -111,6 +111,7 @@ def do_import(path: str, mapping: tuple | None, name_key: str, drop_key: str) ->
     drop = bool(st.session_state.get(drop_key))
     dataset = data.load_dataset(path, column_mapping, name=name or None, drop_duplicates=drop)
     dataset_id = get_store().add_dataset(dataset)
+    st.session_state.duplicates_note = duplicates_note(get_store().find_duplicates(dataset_id))
     discard_upload(path)
     st.session_state.upload_round = st.session_state.get("upload_round", 0) + 1
     st.session_state.dataset_id = dataset_id
@@ -195,5 +196,7 @@ if imported := st.session_state.pop("imported", None):  # shown under the Import
     st.success(f"Imported {dataset['n_rows']:,} rows.", icon=":material/check_circle:")
     st.page_link("app_pages/run.py", label="Score it on the Run page", icon=":material/play_circle:")
 if note := st.session_state.pop("import_note", None):
+    st.info(note, icon=":material/content_copy:")
+if note := st.session_state.pop("duplicates_note", None):  # Review lists each row's duplicates
     st.info(note, icon=":material/content_copy:")
 existing_datasets()

@@ -21,7 +21,7 @@ from app_pages._components import (
     safe_callback,
     text_block,
 )
-from clear_core import clear
+from clear_core import clear, dedupe
 from clear_core.permissions import allowed
 from clear_core.store import NUMERIC_SCORE_FIELDS, ReviewQuery
 from clear_core.ui_state import (
@@ -39,12 +39,15 @@ from clear_core.ui_state import (
     n_pages,
     queue_table,
     run_bar,
+    shorten,
     stays_in_queue,
     step,
-)
     undo_group_label,
+)
 
 PAGE_SIZE = 50
+# What a decision on a row can carry to its near-duplicates (store.decide_duplicates).
+DUPLICATE_CHOICES = {"remove": "Remove", "reject": "Keep original", "accept": "Accept their own proposals"}
 ACTION_COLORS = {"filter": "red", "correct": "green", "keep": "gray"}
 state = st.session_state
 
@@ -115,9 +118,6 @@ def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
     st.toast(f"Accepted {n:,} proposals.", icon=":material/done_all:")
 
 
-# -- drawing ------------------------------------------------------------------------------------------------
-
-
 @safe_callback
 def decide_all(query: ReviewQuery, decision: str) -> None:
     """Record ``decision`` on every row the filters select (worked out at the click), as one group."""
@@ -141,6 +141,9 @@ def decide_duplicates(dataset_id: int, run_id: int, row_index: int, others: tupl
         f"{DUPLICATE_CHOICES[decision]}: recorded on {n} duplicate{'s' * (n != 1)} of row {row_index}.",
         icon=":material/content_copy:",
     )
+
+
+# -- drawing ------------------------------------------------------------------------------------------------
 
 
 def live_status(run_id: int, shown: int) -> None:
@@ -213,9 +216,6 @@ def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None
         )
 
 
-def queue(page_df: pd.DataFrame, position: int) -> None:
-    key = f"queue_{state.get('review_page', 1)}_{state.review_row}"
-    st.dataframe(
 def query_actions(dataset_id: int, query: ReviewQuery, total: int) -> None:
     """Act on every row the filters select (a dry-run count, one confirmation), and undo the last such group."""
     with st.container(horizontal=True, gap="small"):
@@ -254,6 +254,9 @@ def query_actions(dataset_id: int, query: ReviewQuery, total: int) -> None:
             )
 
 
+def queue(page_df: pd.DataFrame, position: int) -> None:
+    key = f"queue_{state.get('review_page', 1)}_{state.review_row}"
+    st.dataframe(
         queue_table(page_df),
         key=key,
         on_select=lambda: select_row(key),
@@ -376,6 +379,66 @@ def editor(dataset_id: int, run_id: int, row: pd.Series) -> None:
             st.button("Cancel", on_click=lambda: state.update(review_editing=None))
 
 
+def duplicate_table(others: pd.DataFrame, text: str, kind: str) -> pd.DataFrame:
+    """The rows of a duplicate group for a table: row, similarity to the current row's text, confidence, current
+    decision and the start of their text (a table shows it verbatim, never as Markdown)."""
+    return pd.DataFrame(
+        {
+            "Row": others["row_index"].astype(int),
+            "Similarity": [dedupe.similarity(text, other) for other in others[kind]],
+            "Confidence": others["confidence"],
+            "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in others["decision"]],
+            kind.capitalize(): [shorten(t, 120) for t in others[kind]],
+        }
+    )
+
+
+def duplicates(dataset_id: int, run_id: int, row: pd.Series) -> None:
+    """The row's near-duplicate responses (a look first, then one decision for all of them) and the rows that
+    ask the same question (a list: their responses differ, so a decision does not carry over)."""
+    row_index = int(row["row_index"])
+    store = get_store()
+    same = store.duplicates_of(dataset_id, row_index, "response", run_id=run_id)
+    asked = store.duplicates_of(dataset_id, row_index, "prompt", run_id=run_id)
+    config = {
+        "Row": st.column_config.NumberColumn(width=50),
+        "Similarity": st.column_config.NumberColumn(format="%.2f", width=70),
+        "Confidence": st.column_config.NumberColumn("Conf.", format="%.3f", width=62),
+    }
+    if not same.empty:
+        n = len(same)
+        with st.expander(f"{n} near-duplicate response{'s' * (n != 1)}", icon=":material/content_copy:"):
+            st.dataframe(duplicate_table(same, row["response"], "response"), hide_index=True, column_config=config)
+            own = row["decision"] if row["decision"] in DUPLICATE_CHOICES else None
+            choice = st.radio(
+                "Decision for its duplicates",
+                list(DUPLICATE_CHOICES),
+                index=None if own is None else list(DUPLICATE_CHOICES).index(own),
+                format_func=DUPLICATE_CHOICES.get,
+                key=f"dup_decision_{row_index}",
+                horizontal=True,
+            )
+            proposals = int(sum(isinstance(p, str) and bool(p.strip()) for p in same["proposed_response"]))
+            if choice == "accept":
+                st.caption(
+                    f"Accept uses each duplicate's own proposal: {proposals} of {n} have one; the others are left "
+                    "as they are."
+                )
+            usable = choice is not None and (choice != "accept" or proposals > 0)
+            st.button(
+                f"Apply this decision to its {n} duplicate{'s' * (n != 1)}",
+                icon=":material/done_all:",
+                disabled=not (usable and annotator() and allowed(actor(), "decide")),
+                on_click=decide_duplicates,
+                args=(dataset_id, run_id, row_index, tuple(int(i) for i in same["row_index"])),
+                help=None if annotator() else "Enter your name in the sidebar first.",
+            )
+    if not asked.empty:
+        n = len(asked)
+        with st.expander(f"{n} other row{'s' * (n != 1)} ask the same question", icon=":material/quiz:"):
+            st.dataframe(duplicate_table(asked, row["prompt"], "prompt"), hide_index=True, column_config=config)
+
+
 def row_detail(dataset_id: int, run_id: int, row: pd.Series) -> None:
     row_header(row)
     buttons(dataset_id, run_id, row)
@@ -390,6 +453,7 @@ def row_detail(dataset_id: int, run_id: int, row: pd.Series) -> None:
     else:
         text_block(row["response"], label="Response")
         st.caption("No proposal for this row: the model proposes an answer only where it doubts the response.")
+    duplicates(dataset_id, run_id, row)
     if isinstance(row.get("error"), str):
         return  # a failed row has no signals
     with st.expander("Signals behind the confidence"):
@@ -436,6 +500,8 @@ state.review_pages = n_pages(total, PAGE_SIZE)
 if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
     state.review_page = page_number = state.review_pages
     page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
+with left:
+    query_actions(dataset_id, query, total)
 
 if page_df.empty:
     empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
@@ -465,5 +531,3 @@ with left:
         )
 with right:
     row_detail(dataset_id, run_id, page_df.iloc[position])
-with left:
-    query_actions(dataset_id, query, total)

@@ -288,6 +288,20 @@ def problems_table(problems: Sequence) -> pd.DataFrame:
     )
 
 
+def duplicates_note(summary: dict[str, int]) -> str | None:
+    """'3 rows have near-duplicate responses (1 group); 2 rows have near-duplicate prompts (1 group).' from
+    ``store.duplicate_summary``; None when there are none of either."""
+    if not summary["response_rows"] and not summary["prompt_rows"]:
+        return None
+
+    def part(kind: str) -> str:
+        rows, groups = summary[f"{kind}_rows"], summary[f"{kind}_groups"]
+        have = "row has" if rows == 1 else "rows have"
+        return f"{rows:,} {have} near-duplicate {kind}s ({groups:,} group{'s' * (groups != 1)})"
+
+    return f"{part('response')}; {part('prompt')}."
+
+
 # -- export -------------------------------------------------------------------------------------------------
 
 
