@@ -720,16 +720,6 @@ class Store:
             select, params = self._group_select(query, decision)
         return int(self._scalar(f"SELECT count(*) FROM ({select})", params))
 
-    def _review_select(self, query: ReviewQuery, columns: str) -> tuple[str, dict[str, Any]]:
-        """SELECT ``columns`` of the queue rows ``query`` selects (unordered), and its parameters."""
-        where, params = query.where()
-        params["dataset_id"] = self._dataset_of_run(query.run_id)
-        return f"WITH queue AS ({self._queue_sql()}) SELECT {columns} FROM queue WHERE {where}", params
-
-    def _queue_sql(self) -> str:
-        """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision.
-        A failed row (``error`` set) has no action."""
-        action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
     def _group_select(self, query: ReviewQuery, decision: str) -> tuple[str, dict[str, Any]]:
         """SELECT row_index, final_response of the rows a query-wide ``decision`` takes, and its parameters."""
         if decision not in GROUP_DECISIONS:
@@ -742,6 +732,16 @@ class Store:
         params["whitespace"] = _WHITESPACE
         return f"{select} AND trim(coalesce(proposed_response, ''), $whitespace) <> ''", params
 
+    def _review_select(self, query: ReviewQuery, columns: str) -> tuple[str, dict[str, Any]]:
+        """SELECT ``columns`` of the queue rows ``query`` selects (unordered), and its parameters."""
+        where, params = query.where()
+        params["dataset_id"] = self._dataset_of_run(query.run_id)
+        return f"WITH queue AS ({self._queue_sql()}) SELECT {columns} FROM queue WHERE {where}", params
+
+    def _queue_sql(self) -> str:
+        """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision.
+        A failed row (``error`` set) has no action."""
+        action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
         return f"""
             SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
                    {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error, s.scored_at,
