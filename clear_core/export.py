@@ -119,6 +119,8 @@ class CuratedRow:
     decision: str | None = None
     annotator: str | None = None
     scoring: str = "scored"
+    reason: str | None = None  # why a remove or reject decision was made (store.REASONS)
+    note: str | None = None  # the annotator's free-text note on that decision
 
     @property
     def pending(self) -> bool:
@@ -238,6 +240,8 @@ def curate(
                 decision=None if decision is None else decision.get("decision"),
                 annotator=None if decision is None else decision.get("annotator"),
                 scoring=scoring,
+                reason=None if decision is None else decision.get("reason"),
+                note=None if decision is None else decision.get("note"),
             )
         )
     return curated
@@ -336,6 +340,8 @@ def _annotations(row: CuratedRow, include_scores: bool, all_rows: bool) -> dict[
         out.update({f"clear_{name}": row.scores.get(name) for name in SIGNALS})
         out["clear_decision"] = row.decision
         out["clear_annotator"] = row.annotator
+        out["clear_reason"] = row.reason
+        out["clear_note"] = row.note
     return out
 
 

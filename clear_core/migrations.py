@@ -129,6 +129,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         "ALTER TABLE scores ADD COLUMN error VARCHAR;",
     ),
     (
+        7,
+        # Why a row was removed or its proposal rejected (one of store.REASONS) and the annotator's optional note;
+        # NULL for other decisions and for those recorded before reasons existed.
+        """
+        ALTER TABLE decisions ADD COLUMN reason VARCHAR;
+        ALTER TABLE decisions ADD COLUMN note VARCHAR;
+        """,
+    ),
+    (
         8,
         # Query-wide decisions (remove, accept or keep every row a ReviewQuery selects) as one group: the group
         # records its query, so the audit log says what was selected, and one undo reverts all its decisions.

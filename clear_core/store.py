@@ -86,6 +86,9 @@ _WHITESPACE = (
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 DECISIONS = ("accept", "reject", "remove", "edit", "undo")
+# Why a row was removed or its proposal rejected (labels: ui_state.REASON_LABELS); only those two decisions take one.
+REASONS = ("wrong", "truncated", "off-topic", "unsafe", "format", "other")
+REASON_DECISIONS = ("remove", "reject")
 REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed: the row could not be scored
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
 DUPLICATE_KINDS = ("response", "prompt")  # the rows columns dedupe.py groups (duplicate_groups.kind)
@@ -101,7 +104,8 @@ class ReviewQuery:
     'correct' | 'keep' or several of them. status: 'undecided', 'decided' or a decision name, or 'failed' for the
     rows the worker could not score (only those: their ``error`` says why, their action is None); every other status
     leaves failed rows out. Confidence bounds are inclusive. search: case-insensitive substring of prompt, response
-    or proposed_response. Sorting puts NULLs last and breaks ties by row_index. A bad value is InvalidInput here.
+    or proposed_response. reason: one of ``REASONS``, the rows whose current decision gives it. Sorting puts NULLs
+    last and breaks ties by row_index. A bad value is InvalidInput here.
     """
 
     run_id: int
@@ -112,6 +116,7 @@ class ReviewQuery:
     min_confidence: float | None = None
     max_confidence: float | None = None
     search: str | None = None
+    reason: str | None = None
     order_by: str = "confidence"
     ascending: bool = True
 
@@ -126,6 +131,8 @@ class ReviewQuery:
             object.__setattr__(self, "action", actions)  # a tuple keeps the value hashable
         if self.status is not None and self.status not in REVIEW_STATUSES:
             raise InvalidInput(f"Unknown review status {self.status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
+        if self.reason is not None and self.reason not in REASONS:
+            raise InvalidInput(f"Unknown reason {self.reason!r}; expected one of {', '.join(REASONS)}.")
         for name in ("gamma", "eta", "min_confidence", "max_confidence"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
@@ -162,6 +169,9 @@ class ReviewQuery:
                 " OR contains(lower(coalesce(response, '')), lower($search))"
                 " OR contains(lower(coalesce(proposed_response, '')), lower($search)))"
             )
+        if self.reason is not None:
+            params["reason"] = self.reason
+            where.append("reason = $reason")
         return " AND ".join(where), params
 
     def order(self) -> str:
@@ -746,7 +756,7 @@ class Store:
             SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
                    {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error, s.scored_at,
                    CASE WHEN s.error IS NULL THEN {action} END AS action, length(r.response) AS response_length,
-                   c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at
+                   c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at, c.reason, c.note
             FROM scores s
             JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
             LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
@@ -831,13 +841,16 @@ class Store:
         *,
         run_id: int | None = None,
         final_response: str | None = None,
+        reason: str | None = None,
+        note: str | None = None,
         actor: permissions.Actor,
     ) -> int:
         """Append ``actor``'s decision on a row and commit it; returns its decision_id.
 
         accept: use the proposal (final_response defaults to the run's proposed_response, so the log keeps the
-        exact text accepted); edit: use final_response (required); reject/remove take no final_response. The log
-        records the actor's name as the annotator; an actor whose role may not decide (or edit) is refused.
+        exact text accepted); edit: use final_response (required); reject/remove take no final_response, but may
+        take a ``reason`` (one of ``REASONS``) and a free-text ``note`` (blank counts as none). The log records the
+        actor's name as the annotator; an actor whose role may not decide (or edit) is refused.
         """
         if decision not in DECISIONS or decision == "undo":
             raise InvalidInput(
@@ -848,6 +861,11 @@ class Store:
             raise InvalidInput("An edit needs final_response, the annotator's text.")
         if decision in ("reject", "remove") and final_response is not None:
             raise InvalidInput(f"A {decision} decision keeps no final_response.")
+        note = note.strip() or None if isinstance(note, str) else note
+        if (reason is not None or note is not None) and decision not in REASON_DECISIONS:
+            raise InvalidInput(f"Only a remove or reject decision takes a reason or note, not {decision!r}.")
+        if reason is not None and reason not in REASONS:
+            raise InvalidInput(f"Unknown reason {reason!r}; expected one of {', '.join(REASONS)}.")
         permissions.require(actor, "edit" if decision == "edit" else "decide")
         with self._transaction() as cursor:
             row = _first(
@@ -873,8 +891,8 @@ class Store:
             return int(
                 cursor.execute(
                     "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
-                    "undoes, decided_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?) RETURNING decision_id",
-                    [dataset_id, row_index, run_id, decision, final_response, annotator, _now()],
+                    "undoes, decided_at, reason, note) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?) RETURNING decision_id",
+                    [dataset_id, row_index, run_id, decision, final_response, annotator, _now(), reason, note],
                 ).fetchall()[0][0]
             )
 
@@ -1024,6 +1042,21 @@ class Store:
     def decision_log(self, dataset_id: int) -> pd.DataFrame:
         """Every decision of a dataset including undos, in the order they were made."""
         return self._df("SELECT * FROM decisions WHERE dataset_id = ? ORDER BY decision_id", [dataset_id])
+
+    def reason_counts(self, dataset_id: int) -> pd.DataFrame:
+        """Current remove/reject decisions per reason: one row per (reason, decision) of ``REASONS`` x
+        ``REASON_DECISIONS``, in that order, with ``n`` (0 when none), counted in SQL; decisions without a reason
+        are left out."""
+        return self._df(
+            f"""
+            SELECT r.reason, d.decision, count(c.row_index) AS n
+            FROM (SELECT unnest($reasons) AS reason) r CROSS JOIN (SELECT unnest($decisions) AS decision) d
+            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.reason = r.reason AND c.decision = d.decision
+            GROUP BY r.reason, d.decision
+            ORDER BY list_position($reasons, r.reason), list_position($decisions, d.decision)
+            """,
+            {"dataset_id": dataset_id, "reasons": list(REASONS), "decisions": list(REASON_DECISIONS)},
+        )
 
     def review_progress(self, run_id: int) -> tuple[int, int]:
         """(rows with an effective decision, rows in the run's dataset)."""
@@ -1195,7 +1228,8 @@ class Store:
 
 # Effective decisions of $dataset_id: the latest non-undo decision per row that no undo points at.
 _CURRENT_DECISIONS = """
-    SELECT d.row_index, d.decision, d.final_response, d.run_id, d.annotator, d.decision_id, d.decided_at
+    SELECT d.row_index, d.decision, d.final_response, d.run_id, d.annotator, d.decision_id, d.decided_at,
+           d.reason, d.note
     FROM decisions d
     WHERE d.dataset_id = $dataset_id AND d.decision <> 'undo'
       AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)

@@ -485,7 +485,9 @@ def test_all_rows_and_scores_columns(tmp_path):
         "n_response_tokens",
     ]
     expected_columns = {"clear_confidence", "clear_action", "clear_proposed_response", "clear_decision"}
-    expected_columns |= {"clear_annotator", "clear_kept"} | {f"clear_{s}" for s in signals}
+    expected_columns |= {"clear_annotator", "clear_reason", "clear_note", "clear_kept"} | {
+        f"clear_{s}" for s in signals
+    }
     assert set(records[0]) - {"prompt", "response", "id"} == expected_columns
     assert (records[1]["clear_decision"], records[1]["clear_annotator"]) == ("reject", "ann")
     assert (records[2]["clear_confidence"], records[2]["clear_judge_prob"]) == (0.3, 0.9)
