@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -170,6 +171,24 @@ def test_score_batches_yields_length_sorted_batches_and_stops_when_asked():
     asked = iter([False, True])
     with pytest.raises(handoff.Cancelled):
         list(engine.score_batches(None, rows, config, score=score, stop_requested=lambda: next(asked)))
+
+
+def test_a_gpu_gets_more_rows_per_call_and_a_cpu_keeps_the_configured_batches():
+    class OnDevice:
+        def __init__(self, kind):
+            self.device = SimpleNamespace(type=kind)
+
+    rows = [{"row_index": i, "prompt": "q", "response": "a"} for i in range(300)]
+    config = ScoringConfig(batch_size=8)
+
+    def score(lm, batch, config):
+        return [{"row_index": r["row_index"]} for r in batch]
+
+    on_cpu = [len(b) for b in engine.score_batches(OnDevice("cpu"), rows, config, score=score)]
+    on_gpu = [len(b) for b in engine.score_batches(OnDevice("cuda"), rows, config, score=score)]
+    assert on_cpu == [8] * 37 + [4]
+    assert on_gpu == [engine.GPU_ROWS_PER_CALL, 300 - engine.GPU_ROWS_PER_CALL]
+    assert config.batch_size == 8  # the caller's config is left as it was
 
 
 def test_a_cancel_or_a_full_disk_is_not_a_row_problem():
