@@ -25,6 +25,7 @@ from clear_core.data import ColumnMapping, describe_duplicates, load_dataset
 from clear_core.errors import ClearError
 from clear_core.export import UNSCORED_CHOICES, ExportPolicy
 from clear_core.store import Store, StoreLockedError, StoreReadOnlyError
+from clear_core.ui_state import duplicates_note
 
 
 @contextmanager
@@ -165,6 +166,8 @@ def score(
             _remove_new(created)  # a failed import leaves no new, empty database behind
             raise
         ds = store.get_dataset(dataset_id)
+        if note := duplicates_note(store.find_duplicates(dataset_id)):
+            click.echo(f"Near-duplicates: {note} Review lists each row's.")
         started = time.time()
         run_id = runs.start_run(store, db, dataset_id, model=model, device=device, config=config, limit=limit)
         state = _follow(store, run_id)

@@ -372,3 +372,16 @@ def test_the_installed_clear_review_command_has_the_same_subcommands_and_shows_d
     assert "[default: fail]" in export.stdout
     wrong = subprocess.run([str(script), "status"], capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2 and "see: clear-review status --help" in wrong.stderr
+
+
+def test_score_reports_near_duplicates_and_stores_their_groups(tmp_path, gsm8k_file, tiny_model_path):
+    rows = json.loads(gsm8k_file.read_text(encoding="utf-8"))
+    rows[8]["output"] = rows[3]["output"].upper()
+    gsm8k_file.write_text(json.dumps(rows), encoding="utf-8")
+    db = tmp_path / "c.duckdb"
+    args = ("--db", str(db), "--model", str(tiny_model_path), "--samples", "0", "--no-propose", "--limit", "1")
+    scored = cli("score", str(gsm8k_file), *args)
+    assert scored.returncode == 0, scored.stderr
+    assert "Near-duplicates: 2 rows have near-duplicate responses (1 group); 0 rows" in scored.stdout
+    with Store(db) as store:
+        assert list(store.duplicates_of(1, 3)["row_index"]) == [8]
