@@ -21,9 +21,9 @@ import click
 from clear_core import EMBEDDED_MODEL, backends, export, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
-from clear_core.data import ColumnMapping, describe_duplicates, load_dataset
+from clear_core.data import DATASETS_FORMAT, ColumnMapping, describe_duplicates, load_dataset
 from clear_core.errors import ClearError
-from clear_core.export import UNSCORED_CHOICES, ExportPolicy
+from clear_core.export import EXPORT_FORMATS, UNSCORED_CHOICES, ExportPolicy
 from clear_core.store import Store, StoreLockedError, StoreReadOnlyError
 from clear_core.ui_state import duplicates_note
 
@@ -290,7 +290,21 @@ def _follow(store: Store, run_id: int) -> runs.RunProgress:
 
 @main.command("export")
 @db_option(exists=True, help="DuckDB file with scores.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option(
+    "--out",
+    "out_path",
+    default=None,
+    type=click.Path(),
+    help="File to write, or a folder (a path with no extension) for a Hugging Face datasets save_to_disk folder.",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice([*EXPORT_FORMATS, DATASETS_FORMAT]),
+    default=None,
+    help="Output format (default: from --out's extension; the input's own when it is the same kind).",
+)
+@click.option("--push-to-hub", "repo_id", default=None, help="Also push the curated set to this Hugging Face dataset.")
 @click.option("--dataset", default=None, help="Dataset id or name (default: the most recently imported).")
 @click.option("--include-scores", is_flag=True, help="Add clear_confidence, clear_action and per-signal columns.")
 @click.option("--all-rows", is_flag=True, help="Keep filtered rows too, so the file is a full record of the run.")
@@ -307,13 +321,19 @@ def _follow(store: Store, run_id: int) -> runs.RunProgress:
     "fail = write nothing and say which rows; keep = write them unchanged; drop = leave them out.",
 )
 def export_command(
-    db, out_path, dataset, include_scores, all_rows, gamma, eta, only_reviewed, no_auto, unscored
+    db, out_path, out_format, repo_id, dataset, include_scores, all_rows, gamma, eta, only_reviewed, no_auto, unscored
 ) -> None:
     """Write the curated dataset: filtered rows dropped, corrections applied, in the input's own schema.
 
     Rows without scores stop the export (naming them and the command that scores them) unless --unscored says
     what to do with them. While the app has DB open, export from its Export page.
     """
+    from clear_core import hub
+
+    if not (out_path or repo_id):
+        raise click.UsageError("Give --out FILE (or FOLDER), --push-to-hub REPO_ID, or both.")
+    if repo_id and (problem := hub.push_problem()):  # before any work: offline or without a token it cannot push
+        raise click.ClickException(f"Cannot push to the Hugging Face Hub: {problem}. Nothing was written.")
     with _open_store(
         db,
         "To export while the app is open, use its Export page (Download button); or close the app and run this "
@@ -321,7 +341,12 @@ def export_command(
         reading=True,
     ) as store:
         ds = workspace.pick_dataset(store, dataset)
-        fmt = workspace.format_for_path(out_path, ds["file_format"])
+        folder = out_format == DATASETS_FORMAT or bool(out_path and not out_format and not Path(out_path).suffix)
+        fmt = (
+            "original"
+            if folder or not out_path
+            else out_format or workspace.format_for_path(out_path, ds["file_format"])
+        )
         stored_gamma, stored_eta = store.get_thresholds(ds["dataset_id"])
         policy = ExportPolicy(
             apply_auto=not no_auto,
@@ -342,10 +367,16 @@ def export_command(
                 f"write {exc.them} unchanged or --unscored drop to leave {exc.them} out, or score {exc.them} first: "
                 f"{command}"
             ) from exc
-        export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])
+        if folder:
+            hub.save_folder(result.records, out_path)
+        elif out_path:
+            export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])
+        where = [f"to {out_path} ({'datasets folder' if folder else result.file_format})"] if out_path else []
+        if repo_id:
+            where.append(f"to {hub.push(result.records, repo_id)}")
         s = result.summary
         click.echo(
-            f"Wrote {len(result.records)} records to {out_path} ({result.file_format}): {s['kept']} of {s['total']} "
+            f"Wrote {len(result.records)} records {' and '.join(where)}: {s['kept']} of {s['total']} "
             f"rows kept, {s['removed']} removed, {s['corrected']} corrected, {s['edited']} edited "
             f"(gamma={policy.gamma:.2f}, eta={policy.eta:.2f}){_unscored_note(result.curated, policy)}."
         )
