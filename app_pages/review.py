@@ -37,6 +37,8 @@ from clear_core.ui_state import (
     group_dry_run,
     group_wording,
     n_pages,
+    prompt_label,
+    prompt_tail,
     queue_table,
     run_bar,
     shorten,
@@ -444,7 +446,12 @@ def row_detail(dataset_id: int, run_id: int, row: pd.Series) -> None:
     buttons(dataset_id, run_id, row)
     if state.get("review_editing") == int(row["row_index"]):
         editor(dataset_id, run_id, row)
-    text_block(row["prompt"], label="Prompt", max_height="7.5rem")
+    tail, hidden = prompt_tail(row["prompt"])  # a long prompt's end, where its question is, without scrolling
+    label = prompt_label(hidden, len(row["prompt"]))
+    text_block(f"…{tail}" if hidden else row["prompt"], label=label, max_height="7.5rem")
+    if hidden:
+        with st.expander("Full prompt"):
+            text_block(row["prompt"], max_height="30rem")
     proposal = row["proposed_response"]
     if row["decision"] == "edit" and isinstance(row["final_response"], str):
         diff_blocks(row["response"], row["final_response"], ("Original response", "Edited response"))

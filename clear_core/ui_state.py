@@ -125,6 +125,35 @@ def shorten(text: object, limit: int = 90) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+# The Review page's prompt box shows about this much of a long prompt: its end, where the question usually is.
+PROMPT_TAIL_CHARS = 300
+PROMPT_TAIL_LINES = 5
+
+
+def prompt_tail(
+    text: object, max_chars: int = PROMPT_TAIL_CHARS, max_lines: int = PROMPT_TAIL_LINES
+) -> tuple[str, int]:
+    """(the end of ``text`` that fits the prompt box, how many characters before it are left out); a short text
+    comes back whole with 0. The cut starts a line or, within a long line, a word where one starts close by."""
+    if not isinstance(text, str):
+        return "", 0
+    lines = text.splitlines(keepends=True)
+    tail = "".join(lines[-max_lines:]) if len(lines) > max_lines else text
+    if len(tail) > max_chars:
+        tail = tail[-max_chars:]
+        space = re.search(r"\s", tail[:40])
+        if space:
+            tail = tail[space.end() :]
+    return tail, len(text) - len(tail)
+
+
+def prompt_label(hidden: int, total: int) -> str:
+    """The prompt box's label: 'Prompt', or what part of the prompt it shows when the start is left out."""
+    if not hidden:
+        return "Prompt"
+    return f"Prompt: its last {total - hidden:,} of {total:,} characters ({hidden:,} earlier ones under Full prompt)"
+
+
 def format_score(value: object, digits: int = 3) -> str:
     """A score for display; '—' when missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
