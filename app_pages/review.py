@@ -23,12 +23,13 @@ from app_pages._components import (
 )
 from clear_core import clear, dedupe
 from clear_core.permissions import allowed
-from clear_core.store import NUMERIC_SCORE_FIELDS, ReviewQuery
+from clear_core.store import NUMERIC_SCORE_FIELDS, REASON_DECISIONS, REASONS, ReviewQuery
 from clear_core.ui_state import (
     ACTION_LABELS,
     DECISION_LABELS,
     FAILED_LABEL,
     GROUP_ACTIONS,
+    REASON_LABELS,
     SIGNAL_HELP,
     SORTS,
     STATUS_FILTERS,
@@ -68,6 +69,7 @@ def go(delta: int) -> None:
         state.review_row = rows[position] if rows else None
     state.review_pos = position
     state.review_editing = None
+    clear_reason()
 
 
 def select_row(key: str) -> None:
@@ -75,6 +77,18 @@ def select_row(key: str) -> None:
     if selected:
         state.review_row = state.review_rows[selected[0]]
         state.review_editing = None
+        clear_reason()
+
+
+def clear_reason() -> None:
+    """Forget the reason and note picked for the current row (after its decision, or on moving to another row)."""
+    state.review_reason = None
+    state.review_note = ""
+
+
+def pick_reason(reason: str) -> None:
+    """Keys 1-6: choose the reason that Remove or Reject records; the same key again clears it."""
+    state.review_reason = None if state.get("review_reason") == reason else reason
 
 
 def reset_page() -> None:
@@ -87,9 +101,16 @@ def reset_page() -> None:
 def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key: str | None = None) -> None:
     """Record the decision (committed at once), then move on to the next row of the queue."""
     final = state.get(edit_key) if edit_key else None
-    get_store().record_decision(dataset_id, row_index, decision, run_id=run_id, final_response=final, actor=actor())
+    why = {}
+    if decision in REASON_DECISIONS:
+        why = {"reason": state.get("review_reason"), "note": state.get("review_note") or None}
+    get_store().record_decision(
+        dataset_id, row_index, decision, run_id=run_id, final_response=final, **why, actor=actor()
+    )
     state.review_editing = None
-    st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}.", icon=":material/check:")
+    reason = f" ({REASON_LABELS[why['reason']].lower()})" if why.get("reason") else ""
+    clear_reason()
+    st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
     rows, position = state.review_rows, state.review_pos
     if position + 1 < len(rows):
         state.review_row = rows[position + 1]
@@ -162,7 +183,7 @@ def live_status(run_id: int, shown: int) -> None:
 
 def filters(gamma: float, eta: float) -> dict:
     """The filter row above the queue, as ``ReviewQuery`` fields; the order is picked above the table itself."""
-    c1, c2, c3, c4 = st.columns([1.25, 1, 1, 1.2], vertical_alignment="bottom")
+    c1, c2, c5, c3, c4 = st.columns([1.25, 1, 0.9, 1, 1.2], vertical_alignment="bottom")
     actions = c1.pills(
         "Automatic action",
         list(clear.ACTIONS),
@@ -181,6 +202,15 @@ def filters(gamma: float, eta: float) -> dict:
         on_change=reset_page,
         persist_state="session",
     )
+    reason = c5.selectbox(
+        "Reason",
+        ["any", *REASONS],
+        format_func=lambda r: "Any reason" if r == "any" else REASON_LABELS[r],
+        key="review_reason_filter",
+        on_change=reset_page,
+        persist_state="session",
+        help="Rows removed or kept for this reason.",
+    )
     low, high = c3.slider(
         "Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01, key="review_range", on_change=reset_page, persist_state="session"
     )
@@ -198,6 +228,7 @@ def filters(gamma: float, eta: float) -> dict:
         "min_confidence": low if low > 0 else None,
         "max_confidence": high if high < 1 else None,
         "search": search.strip() or None,
+        "reason": None if reason == "any" else reason,
     }
 
 
@@ -294,6 +325,10 @@ def row_header(row: pd.Series) -> None:
     if isinstance(row["decision"], str):  # HTML, not Markdown: the annotator's name is shown verbatim, never a link
         when = pd.Timestamp(row["decided_at"]).strftime("%Y-%m-%d %H:%M UTC")
         decided = f"<b>{DECISION_LABELS[row['decision']]}</b> by <b>{plain(row['annotator'])}</b>, {when}"
+        if isinstance(row.get("reason"), str):
+            decided += f" · reason <b>{plain(REASON_LABELS.get(row['reason'], row['reason']))}</b>"
+        if isinstance(row.get("note"), str):
+            decided += f" · note: “{plain(row['note'])}”"
         html_line(f'{scores} · <span class="clear-ok">✓ {decided}</span>', kind="line")
     else:
         html_line(f'{scores} · <span class="clear-muted">not reviewed yet</span>', kind="line")
@@ -358,8 +393,35 @@ def buttons(dataset_id: int, run_id: int, row: pd.Series) -> None:
             on_click=lambda: state.update(review_editing=row_index),
             help="Write the response yourself.",
         )
+    reasons(deciding)
     if not named:
         st.caption(":orange[:material/badge:] Enter your name in the sidebar to record decisions.")
+
+
+def reasons(deciding: bool) -> None:
+    """The reason (keys 1-6, one each) and note that the next Remove or Reject records."""
+    chosen = state.get("review_reason")
+    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+        st.caption("Reason for Remove / Reject:")
+        for number, reason in enumerate(REASONS, start=1):
+            st.button(
+                REASON_LABELS[reason],
+                key=f"review_reason_{reason}",
+                type="primary" if reason == chosen else "secondary",
+                shortcut=str(number),
+                disabled=not deciding,
+                on_click=pick_reason,
+                args=(reason,),
+                help=f"Record “{REASON_LABELS[reason].lower()}” with the next Remove or Reject (key {number}).",
+            )
+    st.text_input(
+        "Note",
+        key="review_note",
+        placeholder="Optional note for Remove / Reject",
+        label_visibility="collapsed",
+        disabled=not deciding,
+        max_chars=500,
+    )
 
 
 def editor(dataset_id: int, run_id: int, row: pd.Series) -> None:

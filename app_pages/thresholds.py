@@ -23,9 +23,11 @@ from app_pages._components import (
 )
 from clear_core import clear
 from clear_core.permissions import allowed
-from clear_core.ui_state import ACTION_LABELS, SIGNAL_HELP
+from clear_core.store import REASON_DECISIONS
+from clear_core.ui_state import ACTION_LABELS, DECISION_LABELS, REASON_LABELS, SIGNAL_HELP
 
 COLORS = {"filter": "#d1495b", "correct": "#2a9d8f", "keep": "#8d99ae"}
+REASON_COLORS = {"remove": "#d1495b", "reject": "#8d99ae"}
 SCATTER_MAX_POINTS = 20_000  # a random sample beyond this keeps the browser responsive on 100k-row datasets
 SCATTER_X = {
     "response_length": "Response length (characters)",
@@ -132,6 +134,35 @@ def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
     fig.update_layout(height=300, margin={"t": 20, "b": 10, "l": 10, "r": 10})
     fig.update_xaxes(range=[0, 1], title_text="confidence bucket")
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%", title_text="reviewers agreed")
+    return fig
+
+
+def reason_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """``Store.reason_counts`` (one row per reason and decision) as one row per reason, a column per decision."""
+    table = counts.pivot(index="reason", columns="decision", values="n").reindex(
+        index=list(REASON_LABELS), columns=list(REASON_DECISIONS)
+    )
+    table = table.fillna(0).astype(int).rename(index=REASON_LABELS, columns=DECISION_LABELS)
+    return table.rename_axis(index="Reason", columns=None).reset_index()
+
+
+def reason_chart(table: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=table["Reason"],
+                y=table[DECISION_LABELS[decision]],
+                name=DECISION_LABELS[decision],
+                marker_color=REASON_COLORS[decision],
+                hovertemplate="%{x}: %{y} rows<extra></extra>",
+            )
+            for decision in REASON_DECISIONS
+        ]
+    )
+    fig.update_layout(
+        barmode="stack", height=300, margin={"t": 20, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h"}
+    )
+    fig.update_yaxes(title_text="rows")
     return fig
 
 
@@ -247,3 +278,17 @@ with right:
         help=SIGNAL_HELP.get("confidence"),
     )
     st.plotly_chart(scatter(values, actions, x), config={"displaylogo": False})
+
+st.subheader("Why rows were removed or kept")
+reasons = reason_table(store.reason_counts(dataset_id))
+if reasons.drop(columns="Reason").to_numpy().sum() == 0:
+    st.info(
+        "No reasons recorded yet. On Review, keys 1-6 give a Remove or Reject its reason; the counts per reason "
+        "show here.",
+        icon=":material/label:",
+    )
+else:
+    st.caption("Current Remove and Reject decisions per reason (decisions without a reason are left out).")
+    chart, numbers = st.columns([3, 2], gap="large")
+    chart.plotly_chart(reason_chart(reasons), config={"displaylogo": False})
+    numbers.dataframe(reasons, hide_index=True)

@@ -48,6 +48,15 @@ DECISION_LABELS = {
     "remove": "Removed",
     "edit": "Edited",
 }
+# Labels of store.REASONS, in the same order: why a row was removed or its proposal rejected (keys 1-6 on Review).
+REASON_LABELS = {
+    "wrong": "Wrong",
+    "truncated": "Truncated",
+    "off-topic": "Off-topic",
+    "unsafe": "Unsafe",
+    "format": "Format",
+    "other": "Other",
+}
 STATUS_FILTERS = {
     "all": "All rows",
     "undecided": "Not reviewed",
