@@ -71,8 +71,8 @@ def policy_form(gamma: float, eta: float, scored: bool, write_column) -> ExportP
         scores = st.checkbox(
             "Provenance columns",
             key="ex_scores",
-            help="clear_confidence, clear_action, clear_proposed_response, every signal, clear_decision and "
-            "clear_annotator.",
+            help="clear_confidence, clear_action, clear_proposed_response, every signal, clear_decision, "
+            "clear_annotator, and clear_reason and clear_note (why a row was removed or kept).",
         )
     return ExportPolicy(
         apply_auto=auto,

@@ -3,13 +3,14 @@ the counts per reason and the exported columns."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import duckdb
 import pandas as pd
 import pytest
 
-from clear_core import export
+from clear_core import export, workspace
 from clear_core.errors import InvalidInput
 from clear_core.migrations import MIGRATIONS
 from clear_core.store import REASONS, ReviewQuery, Store
@@ -119,3 +120,15 @@ def test_export_with_scores_writes_reason_and_note(scored, tmp_path):
     assert by_row[3]["clear_reason"] is None  # undecided
     plain = export.to_records("alpaca", "jsonl", curated)
     assert not any(key.startswith("clear_") for key in json.loads(json.dumps(plain[1])))
+
+
+def test_the_export_the_cli_and_export_page_share_writes_reason_and_note_in_csv(app_db):
+    path, dataset_id, _ = app_db
+    note = 'says "hi",\nthen'
+    with Store(path) as store:
+        store.record_decision(dataset_id, 4, "remove", reason="unsafe", note=note, actor=annotator("ann"))
+        policy = export.ExportPolicy(gamma=0.0, eta=1.0, all_rows=True, include_scores=True)
+        result = workspace.curated_export(store, dataset_id, policy, "csv")
+    table = pd.read_csv(io.BytesIO(export.export_bytes(result.records, "csv")))
+    assert table.loc[4, ["clear_decision", "clear_reason", "clear_note"]].tolist() == ["remove", "unsafe", note]
+    assert table["clear_reason"].isna().sum() == 11
