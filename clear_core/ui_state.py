@@ -200,14 +200,23 @@ def stays_in_queue(status_filter: str, decision: str) -> bool:
     return status_filter in ("all", "decided", "failed", decision)
 
 
+def decision_label(decision: object, reason: object = None) -> str:
+    """'Removed · Truncated': a decision's label with its reason when it has one; '' for no decision."""
+    if not isinstance(decision, str):
+        return ""
+    label = DECISION_LABELS.get(decision, decision)
+    return f"{label} · {REASON_LABELS.get(reason, reason)}" if isinstance(reason, str) else label
+
+
 def queue_table(page: pd.DataFrame) -> pd.DataFrame:
     """The compact queue shown to reviewers: one line per row, text cut short."""
+    reasons = page["reason"] if "reason" in page else [None] * len(page)
     return pd.DataFrame(
         {
             "Row": page["row_index"].astype(int),
             "Confidence": page["confidence"].astype(float),
             "Action": [ACTION_LABELS[a] if isinstance(a, str) else FAILED_LABEL for a in page["action"]],
-            "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in page["decision"]],
+            "Decision": [decision_label(d, r) for d, r in zip(page["decision"], reasons, strict=True)],
         }
     )
 

@@ -25,6 +25,7 @@ def test_a_reason_and_note_go_with_remove_and_show_on_the_decided_row(app_db, ap
     assert current_row(at) == 5
     assert button(at, "Truncated").proto.type == "secondary" and at.text_input(key="review_note").value == ""
     click(at, "Reject")  # no reason picked: none recorded
+    assert list(at.dataframe[0].value["Decision"][:2]) == ["Removed · Truncated", "Kept original"]
     current = decisions(path, dataset_id)
     assert current.loc[3, ["decision", "reason", "note"]].tolist() == [
         "remove",
