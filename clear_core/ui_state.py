@@ -379,7 +379,7 @@ def changed_rows(curated: Sequence, limit: int = 200) -> tuple[pd.DataFrame, int
 
 def _reason(row) -> str:
     if row.source == "human":
-        return DECISION_LABELS.get(row.decision, row.decision or "")
+        return decision_label(row.decision, getattr(row, "reason", None))
     if row.scoring != "scored" and not row.kept:
         return "Scoring failed" if row.scoring == "failed" else "Not scored"
     if not row.kept and row.action != "filter":

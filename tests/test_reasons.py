@@ -14,6 +14,7 @@ from clear_core import export, workspace
 from clear_core.errors import InvalidInput
 from clear_core.migrations import MIGRATIONS
 from clear_core.store import REASONS, ReviewQuery, Store
+from clear_core.ui_state import changed_rows
 from tests.test_store import annotator, make_dataset, score
 
 
@@ -132,3 +133,5 @@ def test_the_export_the_cli_and_export_page_share_writes_reason_and_note_in_csv(
     table = pd.read_csv(io.BytesIO(export.export_bytes(result.records, "csv")))
     assert table.loc[4, ["clear_decision", "clear_reason", "clear_note"]].tolist() == ["remove", "unsafe", note]
     assert table["clear_reason"].isna().sum() == 11
+    preview, _ = changed_rows(result.curated)  # the Export page's "What changed"
+    assert preview.set_index("Row").loc[4, "Why"] == "Removed · Unsafe"
