@@ -112,10 +112,11 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
     clear_reason()
     st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
     rows, position = state.review_rows, state.review_pos
+    reason_kept = state.get("review_reason_filter", "any") in ("any", why.get("reason"))  # still matches the filter
     if position + 1 < len(rows):
         state.review_row = rows[position + 1]
         state.review_pos = position + 1
-    elif stays_in_queue(state.review_status, decision):
+    elif stays_in_queue(state.review_status, decision) and reason_kept:
         go(+1)
     else:
         state.review_row = None  # the row leaves the queue; the next one slides into its place
