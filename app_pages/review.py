@@ -162,7 +162,8 @@ def decide_duplicates(dataset_id: int, run_id: int, row_index: int, others: tupl
     decision = state[f"dup_decision_{row_index}"]
     n = get_store().decide_duplicates(dataset_id, others, decision, run_id=run_id, actor=actor())
     st.toast(
-        f"{DUPLICATE_CHOICES[decision]}: recorded on {n} duplicate{'s' * (n != 1)} of row {row_index}.",
+        f"{DUPLICATE_CHOICES[decision]}: recorded on {n} duplicate{'s' * (n != 1)} of row {row_index}. "
+        "Undo takes them back one at a time.",
         icon=":material/content_copy:",
     )
 
