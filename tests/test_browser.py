@@ -1,8 +1,9 @@
 """The app in a real browser: the app server, headless Debian Chromium, the embedded model.
 
 The whole journey: upload a real file (GSM8K rows, two responses corrupted), score the first rows in the worker,
-accept a proposal, reject one row, edit one, undo a removal, reload, export JSONL through the download button, and
-check the downloaded file row by row against the database and what was clicked. Then every page opened at its own
+accept a proposal, reject one row, edit one, undo a removal, reload, remove every row the filters select and undo
+that group, export JSONL through the download button, and check the downloaded file row by row against the database
+and what was clicked. Then every page opened at its own
 address, with hostile names in the database, checked for literal text and no links. Throughout, the browser may
 reach only the app server: every other request is recorded and refused (the app must work air-gapped).
 Screenshots of every page go to tests/artifacts/ (git-ignored) for a person to look at.
@@ -303,6 +304,25 @@ def test_upload_score_review_export_in_a_real_browser(server, source_file, brows
     page.keyboard.press("p")
     time.sleep(1)
     shot(page, "7-review-decided")
+
+    # a query-wide remove of every row the (empty) filters select, after its dry run and one confirmation, then
+    # one undo of the whole group: the three decisions above are back (the export below checks them row by row)
+    page.get_by_role("button", name=re.compile(rf"Apply to all {SCORED_ROWS} rows")).click()
+    dry_run = rf"^{SCORED_ROWS} rows match the filters; {SCORED_ROWS} rows would be recorded as “Remove”"
+    expect(page.get_by_text(re.compile(dry_run))).to_be_visible()
+    remove_all = page.get_by_role("button", name=f"Remove {SCORED_ROWS} rows", exact=True)
+    expect(remove_all).to_be_disabled()
+    page.get_by_text(f"Yes, remove {SCORED_ROWS} rows", exact=True).click()
+    expect(remove_all).to_be_enabled()
+    remove_all.click()
+    expect(page.get_by_text(f"Reviewed {SCORED_ROWS} of 6 rows")).to_be_visible()
+    page.keyboard.press("Escape")  # close the popover
+    undo_group = page.get_by_role("button", name=re.compile(rf"Undo last group \({SCORED_ROWS} rows\)"))
+    expect(undo_group).to_be_visible()
+    shot(page, "7b-review-group-removed")
+    undo_group.click()
+    expect(page.get_by_text("Reviewed 3 of 6 rows")).to_be_visible()
+    expect(undo_group).to_have_count(0)
 
     # -- Thresholds ------------------------------------------------------------------------------------------------
     open_page(page, "Thresholds")
