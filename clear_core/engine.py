@@ -1,8 +1,8 @@
 """Scores a batch of rows with a loaded model: every signal of docs/architecture.md, in a handful of batched passes.
 
-``score_batches`` is the batch loop every scoring backend shares (the local worker process today; a Ray replica or
-the public API later): length-sorted batches, and a row that makes the model or the engine raise isolated as a
-failed row instead of failing the run.
+``score_batches`` is the batch loop every scoring backend shares (the local worker process, and ``api.score`` in the
+caller's process; a Ray replica later): length-sorted batches, and a row that makes the model or the engine raise
+isolated as a failed row instead of failing the run.
 
 Per batch: one likelihood pass (response given prompt, and given an empty prompt), one self-reflection pass
 (both BSDetector questions), one generation pass (greedy proposal and k samples share the prompt's cache), and one
