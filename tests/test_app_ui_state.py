@@ -137,3 +137,17 @@ def test_bulk_accept_takes_undecided_rows_with_a_proposal_above_the_threshold(ap
         assert store.accept_proposals(ui_state.bulk_accept_query(run_id, 0.5, 0.0), actor=local_actor("ann")) == 1
         assert store.current_decisions(dataset_id).set_index("row_index").loc[3, "decision"] == "accept"
         assert rows(0.0) == []
+
+
+def test_the_wording_of_query_wide_decisions():
+    assert set(ui_state.GROUP_ACTIONS) == {"remove", "accept", "reject"}
+    assert ui_state.group_wording("remove", 1) == "Remove 1 row"
+    assert ui_state.group_wording("accept", 1234) == "Accept the proposals of 1,234 rows"
+    assert ui_state.group_wording("reject", 2) == "Keep the original response of 2 rows"
+    assert ui_state.group_dry_run("remove", 5, 5) == (
+        "5 rows match the filters; 5 rows would be recorded as “Remove”, as one group that one undo reverts."
+    )
+    assert ui_state.group_dry_run("accept", 2, 12).startswith(
+        "12 rows match the filters; 2 rows would be recorded as “Accept proposals” (10 rows without a proposal skipped)"
+    )
+    assert ui_state.undo_group_label({"n_rows": 1}) == "Undo last group (1 row)"
