@@ -165,6 +165,22 @@ def test_version_1_file_upgrades_and_keeps_its_data(db_path):
         assert new_id == 2  # the sequence from version 1 keeps counting
 
 
+def test_a_file_with_decisions_from_before_groups_upgrades_and_undoes_them_one_by_one(db_path):
+    """A file that applied every migration but 8 (decision_groups) keeps its decisions, each outside any group."""
+    with Store(db_path) as store:
+        dataset_id = store.add_dataset(make_dataset(2))
+        store.record_decision(dataset_id, 0, "remove", actor=annotator("ann"))
+    con = duckdb.connect(str(db_path))
+    con.execute("DROP TABLE decision_groups; DROP SEQUENCE group_id_seq; ALTER TABLE decisions DROP COLUMN group_id")
+    con.execute("DELETE FROM _migrations WHERE version = 8")
+    con.close()
+    with Store(db_path) as store:
+        assert store.schema_versions() == [v for v, _ in MIGRATIONS]
+        assert store.decision_log(dataset_id)["group_id"].isna().all() and store.decision_groups(dataset_id) == []
+        assert store.undo_last_decision(dataset_id, annotator("ann"))["row_index"] == 0
+        assert store.current_decisions(dataset_id).empty
+
+
 def test_file_from_a_newer_version_is_refused(db_path):
     Store(db_path).close()
     con = duckdb.connect(str(db_path))
