@@ -173,6 +173,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        10,
+        # The audit log (issue 9): who did what that is not a review decision (decisions and decision groups keep
+        # their own annotator/actor): sign-in and sign-out, import, run start and cancel, threshold changes,
+        # exports. ``actor`` is the signed-in user's name (local mode: the name typed in the sidebar, the command
+        # line: the system user), ``role`` their role then, ``detail_json`` what the action needs to be understood.
+        """
+        CREATE SEQUENCE audit_id_seq START 1;
+        CREATE TABLE audit_log (
+            audit_id BIGINT PRIMARY KEY DEFAULT nextval('audit_id_seq'),
+            acted_at TIMESTAMP NOT NULL,
+            actor VARCHAR NOT NULL,
+            role VARCHAR,
+            action VARCHAR NOT NULL,
+            dataset_id BIGINT,
+            run_id BIGINT,
+            detail_json VARCHAR
+        );
+        """,
+    ),
 ]
 
 
