@@ -193,6 +193,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        11,
+        # Many annotators at once (issue 9). ``leases``: who holds which row right now (the Review queue hands a
+        # row out on open and takes it back on decide, skip or expiry), keyed by the actor's id; a row may be held
+        # by several people only while its overlap asks for more deciders. ``review_settings``: per dataset, how
+        # many different people must decide each row (``overlap``, 1 = once) and how long a lease lasts.
+        """
+        CREATE TABLE leases (
+            dataset_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            actor_id VARCHAR NOT NULL,
+            actor_name VARCHAR NOT NULL,
+            claimed_at TIMESTAMP NOT NULL,
+            expires_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (dataset_id, row_index, actor_id)
+        );
+        CREATE TABLE review_settings (
+            dataset_id BIGINT PRIMARY KEY,
+            overlap INTEGER NOT NULL,
+            lease_seconds INTEGER NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR
+        );
+        """,
+    ),
 ]
 
 
