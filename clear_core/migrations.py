@@ -218,6 +218,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        12,
+        # Look-ups by row_index: a Review page reads the text and scores of its 50 rows by key, and DuckDB uses an
+        # index only on a single column (the primary keys start with dataset_id / run_id); without these it reads
+        # every prompt and response of the dataset to find 50 of them (1.8 s at 1M rows instead of ~10 ms).
+        """
+        CREATE INDEX rows_row_index ON rows (row_index);
+        CREATE INDEX scores_row_index ON scores (row_index);
+        """,
+    ),
 ]
 
 
