@@ -1,8 +1,12 @@
 """CLEAR Review: the Streamlit app. `streamlit run app.py` (or `make run`).
 
 This file sets the page up, opens the one database connection, loads and scores the demo dataset on the very
-first start, draws the sidebar (dataset, annotator, run status) and hands over to the page picked in the
+first start, draws the sidebar (who you are, dataset, run status) and hands over to the page picked in the
 navigation. Each page lives in app_pages/ and only draws; the logic is in clear_core.
+
+Local mode (no users file): one person on this machine, a lead, named in the sidebar. Team mode (a users file,
+clear_core/accounts.py): nothing but the sign-in page until someone signs in; then the sidebar names them and
+their role, and every write is checked against that role (clear_core/permissions.py) by the page and the store.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 
 import streamlit as st
 
+from app_pages import _session
 from app_pages._components import (
     CSS,
     REPO,
@@ -22,9 +27,10 @@ from app_pages._components import (
     run_progress,
     show_callback_error,
 )
-from clear_core import runs, workspace
+from clear_core import permissions, runs, workspace
 from clear_core.confidence import ScoringConfig
-from clear_core.store import Store, StoreError
+from clear_core.errors import ClearError
+from clear_core.store import Store
 from clear_core.ui_state import is_starting
 
 # The first-start demo run favours a quick first look over the paper's k = 5 samples: without sampling and in
@@ -68,9 +74,33 @@ def remember_dataset() -> None:
         st.session_state.pop(key, None)
 
 
-def sidebar(store: Store) -> None:
+def who(user) -> None:
+    """Team mode: who is signed in, their role and a sign-out button. Local mode: that label, and the name typed."""
+    if user is not None:
+        html_line(f"Signed in as <b>{plain(user.name)}</b> · {plain(user.role)}", kind="line")
+        st.button("Sign out", icon=":material/logout:", on_click=_session.sign_out, key="sign_out")
+        return
+    html_line("Local mode: you are the only user", kind="line", title="Add users to work as a team (README: Teams).")
+    if _session.listening_beyond_this_machine():
+        st.caption(
+            ":orange[:material/warning:] This server also listens beyond this machine, and whoever reaches it acts "
+            "as you, a lead. `make run` listens on 127.0.0.1 only; add users for a team."
+        )
+    st.text_input(
+        "Annotator",
+        key="annotator",
+        bind="query-params",
+        placeholder="Your name",
+        help="Recorded with every decision you make. Kept in the page address, so a reload keeps it.",
+    )
+    if not (st.session_state.get("annotator") or "").strip():
+        st.caption(":orange[:material/badge:] Enter your name to record review decisions.")
+
+
+def sidebar(store: Store, user) -> None:
     with st.sidebar:
         st.markdown("### :material/fact_check: CLEAR Review")
+        who(user)
         datasets = store.list_datasets()
         if datasets.empty:
             st.caption("No dataset yet: import one on the Data page.")
@@ -78,15 +108,6 @@ def sidebar(store: Store) -> None:
             pick_dataset(datasets)
             names = {int(r.dataset_id): f"{r.name} · {r.n_rows:,} rows" for r in datasets.itertuples()}
             st.selectbox("Dataset", list(names), key="dataset_id", format_func=names.get, on_change=remember_dataset)
-        st.text_input(
-            "Annotator",
-            key="annotator",
-            bind="query-params",
-            placeholder="Your name",
-            help="Recorded with every decision you make. Kept in the page address, so a reload keeps it.",
-        )
-        if not (st.session_state.get("annotator") or "").strip():
-            st.caption(":orange[:material/badge:] Enter your name to record review decisions.")
         dataset_id = st.session_state.get("dataset_id")
         run = store.latest_run(dataset_id) if dataset_id is not None and not datasets.empty else None
         if run is not None:
@@ -109,16 +130,33 @@ def home() -> None:
     st.switch_page(REVIEW_PAGE, query_params=unbound)
 
 
+def sign_in_only() -> None:
+    """Team mode before sign-in: the sign-in page is the only page there is, whatever the address asks for."""
+    with st.sidebar:
+        st.markdown("### :material/fact_check: CLEAR Review")
+        st.caption("Team mode: sign in to continue.")
+    page = st.navigation(
+        [st.Page("app_pages/signin.py", title="Sign in", icon=":material/login:", url_path="signin", default=True)],
+        position="hidden",
+    )
+    page.run()
+
+
 def main() -> None:
     try:
         store = get_store()
-    except StoreError as exc:
+        team = _session.team()
+    except ClearError as exc:  # a locked database, a broken users file
         st.error(str(exc), icon=":material/lock:")
         st.stop()
     with guard("the first start"):
         first_start(str(db_path()))
+    user = _session.current_user() if team is not None else None
+    if team is not None and user is None:
+        sign_in_only()
+        return
     with guard("the sidebar"):
-        sidebar(store)
+        sidebar(store, user)
     # Review is the home page ("/" forwards to /review): the demo dataset fills it on first start; without data it
     # points to Data.
     pages = [
@@ -129,6 +167,8 @@ def main() -> None:
         st.Page("app_pages/thresholds.py", title="Thresholds", icon=":material/tune:", url_path="thresholds"),
         st.Page("app_pages/export.py", title="Export", icon=":material/download:", url_path="export"),
     ]
+    if permissions.allowed(_session.actor(), "view_audit"):  # the page itself refuses anyone else too
+        pages.append(st.Page("app_pages/team.py", title="Team", icon=":material/groups:", url_path="team"))
     page = st.navigation(pages, position="top")
     show_callback_error()
     with guard(f"the {page.title} page"):

@@ -106,14 +106,19 @@ def guard(what: str = "this page") -> Iterator[None]:
 
 
 def annotator() -> str:
-    """The reviewer's name from the sidebar ('' until entered)."""
-    return (st.session_state.get("annotator") or "").strip()
+    """The reviewer's name: in local mode as typed in the sidebar ('' until entered), in team mode the signed-in
+    user's (``_session.name``)."""
+    from app_pages import _session  # it imports this module
+
+    return _session.name()
 
 
 def actor() -> permissions.Actor:
-    """Who is acting, for the store's writes and ``permissions.allowed``. Local mode (today's only mode): the one
-    local user, a lead, named in the sidebar or by the address's ?annotator= ('' until entered)."""
-    return permissions.local_actor(annotator())
+    """Who is acting, for the store's writes and ``permissions.allowed``: local mode's one user, a lead, named in the
+    sidebar or by the address's ?annotator=; team mode's signed-in user, or ``NotSignedIn`` (``_session.actor``)."""
+    from app_pages import _session
+
+    return _session.actor()
 
 
 def current_dataset(store: Store) -> dict | None:

@@ -110,7 +110,7 @@ def do_import(path: str, mapping: tuple | None, name_key: str, drop_key: str) ->
     column_mapping = None if mapping is None else data.ColumnMapping(*mapping)
     drop = bool(st.session_state.get(drop_key))
     dataset = data.load_dataset(path, column_mapping, name=name or None, drop_duplicates=drop)
-    dataset_id = get_store().add_dataset(dataset)
+    dataset_id = get_store().add_dataset(dataset, actor=actor())
     st.session_state.duplicates_note = duplicates_note(get_store().find_duplicates(dataset_id))
     discard_upload(path)
     st.session_state.upload_round = st.session_state.get("upload_round", 0) + 1
@@ -146,7 +146,11 @@ st.title("Data")
 st.caption("Bring in an instruction-tuning file. Nothing is imported until every row checks out.")
 
 
-path = readable(pick_file())
+if permissions.allowed(actor(), "import"):
+    path = readable(pick_file())
+else:  # an annotator sees the datasets below; uploading is a lead's (and do_import refuses anyone else)
+    st.info(permissions.refusal(actor(), "import"), icon=":material/lock:")
+    path = None
 if path is not None:
     stamp = (path.stat().st_size, path.stat().st_mtime_ns)
     frame, schema = preview(str(path), stamp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages._components import actor, db_path, get_store, html_line, plain, require_dataset
+from app_pages._components import actor, db_path, get_store, html_line, plain, require_dataset, safe_callback
 from clear_core import permissions, workspace
 from clear_core.data import EXPORT_FORMAT_OF
 from clear_core.export import (
@@ -130,8 +130,19 @@ def summary(counts: dict[str, int]) -> None:
     )
 
 
+@safe_callback
+def record_export(dataset_id: int, file_name: str, file_format: str, records: int) -> None:
+    """The Download button's callback: the export goes into the audit log under the signed-in lead's name."""
+    detail = {"file": file_name, "format": file_format, "records": records}
+    get_store().record_audit(actor(), "export", dataset_id=dataset_id, detail=detail)
+
+
 store = get_store()
 dataset = require_dataset(store)
+if not permissions.allowed(actor(), "export"):  # checked before the curated set is prepared or sent anywhere
+    st.title("Export")
+    st.info(permissions.refusal(actor(), "export"), icon=":material/lock:")
+    st.stop()
 run = store.latest_run(dataset["dataset_id"])
 gamma, eta = store.get_thresholds(dataset["dataset_id"])
 st.title("Export")
@@ -169,7 +180,8 @@ st.download_button(
     mime=MIME_TYPES[result.file_format],
     type="primary",
     icon=":material/download:",
-    on_click="ignore",
+    on_click=record_export,
+    args=(dataset["dataset_id"], file_name, result.file_format, len(result.records)),
     disabled=not ready or not permissions.allowed(actor(), "export"),
 )
 changes, n_changed = changed_rows(result.curated)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from clear_core import EMBEDDED_MODEL, backends, export, runs, workspace
+from clear_core import EMBEDDED_MODEL, accounts, backends, export, permissions, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
 from clear_core.data import DATASETS_FORMAT, ColumnMapping, describe_duplicates, load_dataset
@@ -58,6 +58,9 @@ def _options(*options: Callable) -> Callable:
         return command
 
     return apply
+
+
+DEFAULT_DB = "data/clear-review.duckdb"  # `make run`'s database (the Makefile's DB)
 
 
 def db_option(*, exists: bool, help: str) -> Callable:
@@ -313,6 +316,12 @@ def _follow(store: Store, run_id: int) -> runs.RunProgress:
 @click.option("--only-reviewed", is_flag=True, help="Keep only rows an annotator decided on.")
 @click.option("--no-auto", is_flag=True, help="Apply only human decisions, not automatic actions.")
 @click.option(
+    "--include-audit",
+    is_flag=True,
+    help="Also write the dataset's audit log (who imported, scored, moved gamma/eta, decided, exported) next to "
+    "--out as NAME.audit.jsonl.",
+)
+@click.option(
     "--unscored",
     type=click.Choice(UNSCORED_CHOICES),
     default="fail",
@@ -321,7 +330,19 @@ def _follow(store: Store, run_id: int) -> runs.RunProgress:
     "fail = write nothing and say which rows; keep = write them unchanged; drop = leave them out.",
 )
 def export_command(
-    db, out_path, out_format, repo_id, dataset, include_scores, all_rows, gamma, eta, only_reviewed, no_auto, unscored
+    db,
+    out_path,
+    out_format,
+    repo_id,
+    dataset,
+    include_scores,
+    all_rows,
+    gamma,
+    eta,
+    only_reviewed,
+    no_auto,
+    include_audit,
+    unscored,
 ) -> None:
     """Write the curated dataset: filtered rows dropped, corrections applied, in the input's own schema.
 
@@ -332,6 +353,8 @@ def export_command(
 
     if not (out_path or repo_id):
         raise click.UsageError("Give --out FILE (or FOLDER), --push-to-hub REPO_ID, or both.")
+    if include_audit and not out_path:
+        raise click.UsageError("--include-audit writes the audit log next to --out; give --out FILE (or FOLDER).")
     if repo_id and (problem := hub.push_problem()):  # before any work: offline or without a token it cannot push
         raise click.ClickException(f"Cannot push to the Hugging Face Hub: {problem}. Nothing was written.")
     with _open_store(
@@ -374,6 +397,13 @@ def export_command(
         where = [f"to {out_path} ({'datasets folder' if folder else result.file_format})"] if out_path else []
         if repo_id:
             where.append(f"to {hub.push(result.records, repo_id)}")
+        if not store.read_only:  # a database this user cannot write is exported without a line in its audit log
+            detail = {"out": out_path, "repo_id": repo_id, "format": result.file_format, "records": len(result.records)}
+            store.record_audit(permissions.owner_actor(), "export", dataset_id=ds["dataset_id"], detail=detail)
+        if include_audit:
+            audit = workspace.audit_path(out_path)
+            workspace.write_audit(workspace.audit_records(store, ds["dataset_id"]), audit)
+            where.append(f"the audit log to {audit}")
         s = result.summary
         click.echo(
             f"Wrote {len(result.records)} records {' and '.join(where)}: {s['kept']} of {s['total']} "
@@ -501,6 +531,86 @@ def _status_from_run_dirs(db: str, locked: str) -> None:
             rows += f", {progress['rows_failed']} failed"
         error = f" - {progress['error']}" if progress.get("error") else ""
         click.echo(f"  {directory.name} ({state}{details}) {model}: {rows}{error}")
+
+
+# -- users (team mode) -------------------------------------------------------------------------------------------
+
+users_options = _options(
+    click.option(
+        "--users",
+        "users_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"The users file (default: ${accounts.USERS_ENV}, else DB's name with .users.json, next to --db).",
+    ),
+    click.option(
+        "--db",
+        default=DEFAULT_DB,
+        type=click.Path(dir_okay=False),
+        help="The curation database the app serves; its users file sits next to it.",
+    ),
+)
+
+
+def _users_file(users_file: str | None, db: str) -> Path:
+    return Path(users_file) if users_file else accounts.users_path(db)
+
+
+@main.group()
+def users() -> None:
+    """Team mode: the people who may sign in to the app and their roles (annotator or lead).
+
+    The app runs in team mode while the users file exists; remove the file to go back to local mode.
+    """
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(permissions.ROLES), required=True, help="annotator: reviews; lead: all.")
+@click.option("--email", default=None, help="Their e-mail, for signing in through st.login (OIDC).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--no-password", is_flag=True, help="No password: signs in only through st.login (needs --email).")
+@click.option("--replace", is_flag=True, help="Change an existing user's role, password and e-mail.")
+@users_options
+def users_add(name, role, email, password_stdin, no_password, replace, users_file, db) -> None:
+    """Add NAME with a role; the password is asked for twice (never given on the command line)."""
+    path = _users_file(users_file, db)
+    current = accounts.load_users(path)  # a broken file is reported before asking for a password
+    if no_password:
+        password = None
+    elif password_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    accounts.save_users(path, accounts.add_user(current, name, role, password, email=email, replace=replace))
+    was = "" if current.users else " Team mode is on: restart the app to have everyone sign in."
+    click.echo(f"{'Updated' if replace and current.get(name) else 'Added'} {name} ({role}) in {path}.{was}")
+
+
+@users.command("list")
+@users_options
+def users_list(users_file, db) -> None:
+    """Everyone in the users file, with their role and how they sign in (never their password hash)."""
+    path = _users_file(users_file, db)
+    found = accounts.load_users(path)
+    if not found.users:
+        click.echo(f"No users in {path}: the app runs in local mode.")
+        return
+    click.echo(f"{path}:")
+    for user in found.users:
+        how = ["password"] if user.password_hash else []
+        how += [f"st.login as {user.email}"] if user.email else []
+        click.echo(f"  {user.name}  {user.role}  ({', '.join(how)}; added {user.added_at or '?'})")
+
+
+@users.command("remove")
+@click.argument("name")
+@users_options
+def users_remove(name, users_file, db) -> None:
+    """Remove NAME; their decisions stay in the log under their name. Signed-in sessions end at their next click."""
+    path = _users_file(users_file, db)
+    accounts.save_users(path, accounts.remove_user(accounts.load_users(path), name))
+    click.echo(f"Removed {name} from {path}.")
 
 
 def _notes(exc: BaseException) -> str:

@@ -39,6 +39,7 @@ ACTIONS: dict[str, Rule] = {
     "bulk_accept": Rule(_LEADS, "accept proposals in bulk"),
     "bulk_decide": Rule(_LEADS, "remove or keep every row a filter selects at once"),
     "export": Rule(_LEADS, "export the curated dataset"),
+    "set_overlap": Rule(_LEADS, "change how many people review each row or how long a row stays theirs"),
 }
 
 LOCAL_ID = "local"  # the one user of local mode

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clear_core import EMBEDDED_MODEL, backends, handoff
+from clear_core import EMBEDDED_MODEL, backends, handoff, permissions
 from clear_core.confidence import ScoringConfig
 
 if TYPE_CHECKING:
@@ -68,19 +68,22 @@ def start_run(
     config: ScoringConfig | None = None,
     limit: int | None = None,
     backend: str = backends.DEFAULT_BACKEND,
+    actor: permissions.Actor | None = None,
 ) -> int:
     """Start scoring a dataset, resuming the latest run with the same model and settings if there is one.
 
     `limit` scores only the first N rows of the dataset. `backend` names what scores the rows (backends.py); it is
     not part of what identifies the run, so a run resumes on any backend. Returns the run id; scoring goes on in the
-    background.
+    background. ``actor`` must be allowed to start runs (None: the file's owner); a started worker is audited.
     """
+    actor = actor or permissions.owner_actor()
+    permissions.require(actor, "start_run")
     model = model or EMBEDDED_MODEL
     config = config or ScoringConfig()
     params = config.to_params()
     run = store.find_resumable_run(dataset_id, model, params)
     if run is None:
-        run_id = store.create_run(dataset_id, model, params, work_dir=None)
+        run_id = store.create_run(dataset_id, model, params, work_dir=None, actor=actor)
         store.set_run_work_dir(run_id, str(work_root(db_path) / f"run-{run_id}"))
     else:
         run_id = run["run_id"]
@@ -109,6 +112,8 @@ def start_run(
     handoff.prepare_run_dir(directory, job, rows)  # a full disk raises handoff.DiskFullError, naming the directory
     store.set_run_status(run_id, "running")
     scorer.start(directory, rows_stored=store.scored_count(run_id))
+    detail = {"model": model, "rows": len(rows), "limit": limit, "resumed": run is not None, "device": device}
+    store.record_audit(actor, "start_run", dataset_id=dataset_id, run_id=run_id, detail=detail)
     return run_id
 
 
@@ -234,8 +239,11 @@ def progress(store: Store, run_id: int) -> RunProgress:
     )
 
 
-def cancel(store: Store, run_id: int, wait_s: float = 10.0) -> None:
-    """Stop the run's worker (the batch in flight is lost, finished batches are kept) and mark it cancelled."""
+def cancel(store: Store, run_id: int, wait_s: float = 10.0, *, actor: permissions.Actor | None = None) -> None:
+    """Stop the run's worker (the batch in flight is lost, finished batches are kept) and mark it cancelled.
+    ``actor`` must be allowed to cancel runs (None: the file's owner); a cancelled run is audited."""
+    actor = actor or permissions.owner_actor()
+    permissions.require(actor, "cancel_run")
     run = store.get_run(run_id)
     directory = Path(run["work_dir"]) if run.get("work_dir") else None
     if directory and directory.exists():
@@ -247,6 +255,7 @@ def cancel(store: Store, run_id: int, wait_s: float = 10.0) -> None:
     ingest(store, run_id)
     if store.get_run(run_id)["status"] in ("running", "pending"):
         store.set_run_status(run_id, "cancelled")
+        store.record_audit(actor, "cancel_run", dataset_id=run["dataset_id"], run_id=run_id)
 
 
 def wait(store: Store, run_id: int, on_progress=None, poll_s: float = 0.5) -> RunProgress:

@@ -93,6 +93,10 @@ REVIEW_STATUSES = ("undecided", "decided", *DECISIONS[:-1], "failed")  # failed:
 ORDER_COLUMNS = ("row_index", *SCORE_FIELDS, "action", "decision", "decided_at", "response_length")
 DUPLICATE_KINDS = ("response", "prompt")  # the rows columns dedupe.py groups (duplicate_groups.kind)
 DUPLICATE_DECISIONS = ("remove", "reject", "accept")  # what decide_duplicates applies to a row's duplicates
+# Many annotators at once (issue 9): a row the Review queue hands out is leased for this long unless the dataset's
+# review settings say otherwise; overlap asks for up to this many different people per row.
+DEFAULT_LEASE_SECONDS = 600
+MAX_OVERLAP = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +108,9 @@ class ReviewQuery:
     'correct' | 'keep' or several of them. status: 'undecided', 'decided' or a decision name, or 'failed' for the
     rows the worker could not score (only those: their ``error`` says why, their action is None); every other status
     leaves failed rows out. Confidence bounds are inclusive. search: case-insensitive substring of prompt, response
-    or proposed_response. reason: one of ``REASONS``, the rows whose current decision gives it. Sorting puts NULLs
+    or proposed_response. reason: one of ``REASONS``, the rows whose current decision gives it. reviewer (a name):
+    only the rows still to review for that person, i.e. not decided by them and decided by fewer than ``overlap``
+    different people (overlap 1: the undecided rows; issue 9's agreement studies ask for more). Sorting puts NULLs
     last and breaks ties by row_index. A bad value is InvalidInput here.
     """
 
@@ -119,6 +125,8 @@ class ReviewQuery:
     reason: str | None = None
     order_by: str = "confidence"
     ascending: bool = True
+    reviewer: str | None = None
+    overlap: int = 1
 
     def __post_init__(self) -> None:
         if self.order_by not in ORDER_COLUMNS:
@@ -133,6 +141,8 @@ class ReviewQuery:
             raise InvalidInput(f"Unknown review status {self.status!r}; expected one of {', '.join(REVIEW_STATUSES)}.")
         if self.reason is not None and self.reason not in REASONS:
             raise InvalidInput(f"Unknown reason {self.reason!r}; expected one of {', '.join(REASONS)}.")
+        if isinstance(self.overlap, bool) or not isinstance(self.overlap, int) or not 1 <= self.overlap <= MAX_OVERLAP:
+            raise InvalidInput(f"overlap must be a whole number from 1 to {MAX_OVERLAP}, got {self.overlap!r}.")
         for name in ("gamma", "eta", "min_confidence", "max_confidence"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
@@ -172,6 +182,9 @@ class ReviewQuery:
         if self.reason is not None:
             params["reason"] = self.reason
             where.append("reason = $reason")
+        if self.reviewer is not None:
+            params["reviewer"], params["overlap"] = self.reviewer, self.overlap
+            where.append(f"row_index NOT IN ({_REVIEWED_ENOUGH})")
         return " AND ".join(where), params
 
     def order(self) -> str:
@@ -278,6 +291,28 @@ def _annotator(actor: permissions.Actor) -> str:
     return actor.name.strip()
 
 
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: str) -> threading.RLock:
+    """The write lock of every Store on ``path`` in this process (DuckDB lets one process write a file; inside it,
+    two Stores on one file are two connections that would otherwise race, e.g. for the same lease)."""
+    if path == ":memory:":
+        return threading.RLock()  # each in-memory Store is its own database
+    key = os.path.realpath(path)
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
+
+
+def _lease_holder(actor: permissions.Actor) -> str:
+    """Who holds a lease: the actor's id. Every browser session of local mode shares one id, so there the name
+    is part of it: one person sees no leases, two names on one local server get different rows."""
+    if not actor.name or not actor.name.strip():
+        raise InvalidInput("Enter your name before opening rows to review.")
+    return f"{actor.id}:{actor.name.strip()}" if actor.id == permissions.LOCAL_ID else actor.id
+
+
 def _is_missing(value: Any) -> bool:
     if value is None or value is pd.NaT or value is pd.NA:
         return True
@@ -290,7 +325,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False):
         self.path = str(path)
         self.read_only = read_only
-        self._write_lock = threading.RLock()
+        self._write_lock = _file_lock(self.path)
         self._cursor_lock = threading.Lock()
         if self.path != ":memory:" and read_only and not Path(self.path).exists():
             raise StoreError(f"The curation database {self.path} does not exist; import a dataset first.")
@@ -507,6 +542,8 @@ class Store:
                 "DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
             )
             for table in ("runs", "decisions", "decision_groups", "duplicate_groups", "thresholds", "rows", "datasets"):
+                cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
+            for table in ("leases", "review_settings"):
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
         return work_dirs
 
@@ -1069,6 +1106,177 @@ class Store:
             ).fetchall()[0]
         return int(n_decided), int(n_total)
 
+    # -- many annotators at once: leases, overlap, who decided (issue 9) -------------------------------------
+
+    def _write_retried(self, work: Any, attempts: int = 5) -> Any:
+        """``work(cursor)`` in one transaction, run again (up to ``attempts`` times) when DuckDB reports a conflict
+        with another connection's transaction, so concurrent writers wait their turn instead of failing."""
+        for attempt in range(attempts):
+            try:
+                with self._transaction() as cursor:
+                    return work(cursor)
+            except duckdb.TransactionException:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def review_settings(self, dataset_id: int) -> dict[str, Any]:
+        """How a team reviews the dataset: ``overlap`` (how many different people decide each row; 1 = once),
+        ``lease_seconds`` (how long an opened row stays someone's), ``updated_at``/``updated_by`` (None until set)."""
+        settings = self._one("SELECT * FROM review_settings WHERE dataset_id = ?", [dataset_id])
+        if settings is None:
+            return {"overlap": 1, "lease_seconds": DEFAULT_LEASE_SECONDS, "updated_at": None, "updated_by": None}
+        return {key: settings[key] for key in ("overlap", "lease_seconds", "updated_at", "updated_by")}
+
+    def set_review_settings(
+        self,
+        dataset_id: int,
+        *,
+        overlap: int | None = None,
+        lease_seconds: int | None = None,
+        actor: permissions.Actor,
+    ) -> None:
+        """Save the dataset's ``overlap`` (1 to ``MAX_OVERLAP`` different people per row) and/or ``lease_seconds``
+        (at least 10); a lead's right (``set_overlap``). What is not given keeps its value."""
+        current = self.review_settings(dataset_id)
+        overlap = current["overlap"] if overlap is None else overlap
+        lease_seconds = current["lease_seconds"] if lease_seconds is None else lease_seconds
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= MAX_OVERLAP:
+            raise InvalidInput(f"overlap must be a whole number from 1 to {MAX_OVERLAP}, got {overlap!r}.")
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int) or lease_seconds < 10:
+            raise InvalidInput(f"lease_seconds must be a whole number of seconds, at least 10, got {lease_seconds!r}.")
+        permissions.require(actor, "set_overlap")
+        self.get_dataset(dataset_id)  # NotFoundError for a dataset that is not there
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO review_settings VALUES (?, ?, ?, ?, ?)",
+                [dataset_id, overlap, lease_seconds, _now(), actor.name.strip() or actor.id],
+            )
+
+    def claim(
+        self, dataset_id: int, row_index: int, *, actor: permissions.Actor, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """Open a row for ``actor``: lease it to them unless the other people holding it or having decided it
+        already fill the dataset's overlap, and release their other leases in the dataset (one open row each).
+
+        Returns ``granted`` (whether the row is theirs now; a row they decided already needs no lease and counts as
+        granted), ``others`` (the names of the other people holding it, for "Also open: row N by X") and
+        ``expires_at``. ``now`` (naive UTC, default the clock) is for tests.
+        """
+        holder, now = _lease_holder(actor), now or _now()
+        settings = self.review_settings(dataset_id)
+
+        def work(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+            found = cursor.execute("SELECT 1 FROM rows WHERE dataset_id = ? AND row_index = ?", [dataset_id, row_index])
+            if _first(found) is None:
+                raise NotFoundError(f"Dataset {dataset_id} has no row {row_index}.")
+            return _claim(cursor, dataset_id, row_index, actor, holder, now, settings)
+
+        return self._write_retried(work)
+
+    def claim_next(self, query: ReviewQuery, *, actor: permissions.Actor, now: dt.datetime | None = None) -> int | None:
+        """Lease ``actor`` the first row of ``query`` (in its order) that is still theirs to review and that nobody
+        else holds, counting the dataset's overlap: a row is free while the people who decided it plus the others
+        holding it are fewer than ``overlap``. Their other leases are released. Returns its row_index, or None when
+        no row is left. The status filter gives way to "still to review for this actor" (``ReviewQuery.reviewer``).
+        Checking and leasing is one transaction under the store's write lock, so two people never get the same row
+        from concurrent calls (unless overlap asks for it)."""
+        holder, now = _lease_holder(actor), now or _now()
+        dataset_id = self._dataset_of_run(query.run_id)
+        settings = self.review_settings(dataset_id)
+        todo = dataclasses.replace(query, status=None, reviewer=actor.name.strip(), overlap=settings["overlap"])
+        select, params = self._review_select(todo, "*")
+        sql = f"""
+            WITH held AS (
+                SELECT row_index, count(*) AS n FROM ({_ACTIVE_LEASES}) WHERE actor_id <> $holder GROUP BY row_index
+            ), done AS (
+                SELECT row_index, count(*) AS n FROM ({_STANDING_DECISIONS}) GROUP BY row_index
+            )
+            SELECT q.row_index FROM ({select}) q
+            LEFT JOIN held ON held.row_index = q.row_index LEFT JOIN done ON done.row_index = q.row_index
+            WHERE coalesce(held.n, 0) + coalesce(done.n, 0) < $overlap
+            ORDER BY {", ".join(f"q.{term.strip()}" for term in todo.order().split(","))}
+            LIMIT 1
+        """
+
+        def work(cursor: duckdb.DuckDBPyConnection) -> int | None:
+            found = _first(cursor.execute(sql, {**params, "holder": holder, "now": now}))
+            if found is None:
+                cursor.execute("DELETE FROM leases WHERE dataset_id = ? AND actor_id = ?", [dataset_id, holder])
+                return None
+            _claim(cursor, dataset_id, int(found[0]), actor, holder, now, settings)
+            return int(found[0])
+
+        return self._write_retried(work)
+
+    def release(self, dataset_id: int, *, actor: permissions.Actor, row_index: int | None = None) -> int:
+        """Give back ``actor``'s lease on ``row_index`` (skip), or all their leases in the dataset (leaving the
+        queue); returns how many. Deciding a row needs no release: a lease ends once its holder decided the row."""
+        holder = _lease_holder(actor)
+        params: dict[str, Any] = {"dataset_id": dataset_id, "holder": holder}
+        only_row = ""
+        if row_index is not None:
+            params["row_index"], only_row = row_index, "AND row_index = $row_index"
+        return self._write_retried(
+            lambda cursor: int(
+                cursor.execute(
+                    f"DELETE FROM leases WHERE dataset_id = $dataset_id AND actor_id = $holder {only_row}", params
+                ).fetchall()[0][0]
+            )
+        )
+
+    def active_leases(self, dataset_id: int, *, now: dt.datetime | None = None) -> pd.DataFrame:
+        """The dataset's rows open right now: row_index, actor_id, actor_name, claimed_at, expires_at, oldest
+        first. A lease counts until it expires or its holder decides the row."""
+        return self._df(
+            f"SELECT * FROM ({_ACTIVE_LEASES}) ORDER BY claimed_at, row_index",
+            {"dataset_id": dataset_id, "now": now or _now()},
+        )
+
+    def busy_rows(
+        self, dataset_id: int, row_indices: Iterable[int], *, actor: permissions.Actor, now: dt.datetime | None = None
+    ) -> dict[int, list[str]]:
+        """Of ``row_indices``, the rows ``actor`` should skip: not decided by them, and held by others who, with the
+        people who decided the row, fill its overlap. Each maps to the names of those holding it."""
+        holder, name = _lease_holder(actor), actor.name.strip()
+        overlap = self.review_settings(dataset_id)["overlap"]
+        frame = self._df(
+            f"""
+            WITH held AS (
+                SELECT row_index, list(actor_name ORDER BY claimed_at) AS names, count(*) AS n
+                FROM ({_ACTIVE_LEASES}) WHERE actor_id <> $holder AND list_contains($rows, row_index) GROUP BY row_index
+            ), done AS (
+                SELECT row_index, count(*) AS n, bool_or(annotator = $name) AS mine
+                FROM ({_STANDING_DECISIONS}) WHERE list_contains($rows, row_index) GROUP BY row_index
+            )
+            SELECT held.row_index, held.names FROM held LEFT JOIN done USING (row_index)
+            WHERE NOT coalesce(done.mine, FALSE) AND held.n + coalesce(done.n, 0) >= $overlap
+            """,
+            {
+                "dataset_id": dataset_id,
+                "rows": [int(i) for i in row_indices],
+                "holder": holder,
+                "name": name,
+                "now": now or _now(),
+                "overlap": overlap,
+            },
+        )
+        return {int(row): list(names) for row, names in zip(frame["row_index"], frame["names"], strict=True)}
+
+    def row_decisions(self, dataset_id: int, row_index: int) -> pd.DataFrame:
+        """Who decided the row, one line per person: their latest decision on it that stands (not undone), with
+        decision_id, decision, annotator, decided_at, reason, note and group_id, oldest first. The latest of them
+        is the row's current decision (the one export uses); the others are kept in the log for agreement."""
+        return self._df(
+            f"SELECT * FROM ({_STANDING_DECISIONS}) WHERE row_index = $row_index ORDER BY decision_id",
+            {"dataset_id": dataset_id, "row_index": row_index},
+        )
+
+    def annotator_decisions(self, dataset_id: int) -> pd.DataFrame:
+        """Every person's standing decision on every row they decided (as ``row_decisions``, for all rows),
+        ordered by decision_id: what ``agreement`` compares between people and with the automatic action."""
+        return self._df(f"SELECT * FROM ({_STANDING_DECISIONS}) ORDER BY decision_id", {"dataset_id": dataset_id})
+
     # -- duplicates -----------------------------------------------------------------------------------------
 
     def find_duplicates(self, dataset_id: int, *, threshold: float = dedupe.DEFAULT_THRESHOLD) -> dict[str, int]:
@@ -1235,6 +1443,84 @@ _CURRENT_DECISIONS = """
       AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
     QUALIFY row_number() OVER (PARTITION BY d.row_index ORDER BY d.decision_id DESC) = 1
 """
+
+# Each person's standing decision per row of $dataset_id: their latest non-undo decision on it that no undo points
+# at (issue 9: with overlap several people decide one row; the latest of them is the row's current decision).
+_STANDING_DECISIONS = """
+    SELECT d.row_index, d.decision_id, d.decision, d.annotator, d.decided_at, d.reason, d.note, d.group_id
+    FROM decisions d
+    WHERE d.dataset_id = $dataset_id AND d.decision <> 'undo'
+      AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+    QUALIFY row_number() OVER (PARTITION BY d.row_index, d.annotator ORDER BY d.decision_id DESC) = 1
+"""
+
+# Rows of $dataset_id that $reviewer has decided, or that $overlap different people have (ReviewQuery.reviewer).
+_REVIEWED_ENOUGH = f"""
+    SELECT row_index FROM ({_STANDING_DECISIONS}) GROUP BY row_index
+    HAVING count(*) >= $overlap OR bool_or(annotator = $reviewer)
+"""
+
+# The leases of $dataset_id that count at $now: not expired, and their holder has not decided the row (a decision
+# ends its lease, so deciding needs no separate release).
+_ACTIVE_LEASES = """
+    SELECT l.row_index, l.actor_id, l.actor_name, l.claimed_at, l.expires_at
+    FROM leases l
+    WHERE l.dataset_id = $dataset_id AND l.expires_at > $now
+      AND NOT EXISTS (
+          SELECT 1 FROM decisions d
+          WHERE d.dataset_id = l.dataset_id AND d.row_index = l.row_index AND d.annotator = l.actor_name
+            AND d.decision <> 'undo'
+            AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+      )
+"""
+
+
+def _claim(
+    cursor: duckdb.DuckDBPyConnection,
+    dataset_id: int,
+    row_index: int,
+    actor: permissions.Actor,
+    holder: str,
+    now: dt.datetime,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Inside the caller's transaction: drop expired leases and ``holder``'s others, then lease the row to them if
+    the overlap leaves room (``Store.claim`` says what it returns)."""
+    name = actor.name.strip()
+    params = {"dataset_id": dataset_id, "row_index": row_index, "holder": holder, "now": now}
+    cursor.execute(
+        "DELETE FROM leases WHERE dataset_id = $dataset_id "
+        "AND (expires_at <= $now OR (actor_id = $holder AND row_index <> $row_index))",
+        params,
+    )
+    others = [
+        other
+        for (other,) in cursor.execute(
+            f"SELECT actor_name FROM ({_ACTIVE_LEASES}) WHERE row_index = $row_index AND actor_id <> $holder "
+            "ORDER BY claimed_at",
+            params,
+        ).fetchall()
+    ]
+    n_decided, mine = cursor.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE annotator = $name) FROM ({_STANDING_DECISIONS}) "
+        "WHERE row_index = $row_index",
+        {"dataset_id": dataset_id, "row_index": row_index, "name": name},
+    ).fetchall()[0]
+    granted = bool(mine) or len(others) + int(n_decided) < settings["overlap"]
+    expires = now + dt.timedelta(seconds=settings["lease_seconds"])
+    if granted and not mine:  # a row opened again keeps when it was first claimed; its lease is extended
+        cursor.execute(
+            "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (dataset_id, row_index, actor_id) DO UPDATE SET expires_at = excluded.expires_at",
+            [dataset_id, row_index, holder, name, now, expires],
+        )
+    else:
+        cursor.execute(
+            "DELETE FROM leases WHERE dataset_id = ? AND row_index = ? AND actor_id = ?",
+            [dataset_id, row_index, holder],
+        )
+    return {"row_index": row_index, "granted": granted, "others": others, "expires_at": expires if granted else None}
+
 
 # The same across all datasets (for list_datasets).
 _CURRENT_DECISIONS_ALL = """

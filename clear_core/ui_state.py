@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -385,3 +385,46 @@ def _reason(row) -> str:
     if not row.kept and row.action != "filter":
         return "Not reviewed"
     return f"Automatic ({row.action})"
+
+
+# -- many annotators at once (issue 9) ------------------------------------------------------------------------
+
+
+def free_position(rows: Sequence[int], position: int, busy: Collection[int], delta: int = 1) -> int:
+    """Where the queue goes instead of a row someone else holds: the first position from ``position`` on in the
+    direction ``delta`` (+1 down, -1 up) whose row is not in ``busy``, else the nearest free one the other way,
+    else ``position`` itself (every row of the page is open elsewhere). A negative ``position`` counts from the end."""
+    if not rows:
+        return position
+    position = position % len(rows) if -len(rows) <= position < len(rows) else len(rows) - 1
+    step = 1 if delta >= 0 else -1
+    ahead = range(position, len(rows)) if step > 0 else range(position, -1, -1)
+    behind = range(position - step, -1, -1) if step > 0 else range(position + 1, len(rows))
+    return next((i for i in (*ahead, *behind) if rows[i] not in busy), position)
+
+
+def ago(seconds: float) -> str:
+    """'just now', '2 min ago', '3 h ago', '2 days ago': how long ago something happened."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    days = int(seconds // 86400)
+    return f"{days} day{'s' * (days != 1)} ago"
+
+
+def decided_before(history: pd.DataFrame, me: str, now: pd.Timestamp) -> list[str]:
+    """'Decided before you by ann (Removed), 2 min ago', one line per other person whose standing decision on the
+    row came before ``me``'s latest (``history``: ``Store.row_decisions``); none when ``me`` has not decided it.
+    Every decision stays in the log; the latest one counts for the export."""
+    mine = history[history["annotator"] == me]
+    if mine.empty:
+        return []
+    earlier = history[(history["annotator"] != me) & (history["decision_id"] < mine["decision_id"].max())]
+    return [
+        f"Decided before you by {line.annotator} ({decision_label(line.decision, line.reason)}), "
+        f"{ago((now - pd.Timestamp(line.decided_at)).total_seconds())}"
+        for line in earlier.itertuples()
+    ]

@@ -5,12 +5,14 @@ Each function is one thing a user does: import a file, export the curated set, d
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from clear_core import export
+from clear_core import export, permissions
 from clear_core.data import ColumnMapping, detect_format, load_dataset
 from clear_core.store import NotFoundError, Store
 
@@ -18,9 +20,19 @@ SAMPLES_DIR = Path(__file__).parent / "samples"
 DEMO_DATASET = SAMPLES_DIR / "demo.jsonl"
 
 
-def import_file(store: Store, path: str | Path, mapping: ColumnMapping | None = None, name: str | None = None) -> int:
-    """Validate and store a dataset file (all rows or nothing); an identical file already stored is reused."""
-    return store.add_dataset(load_dataset(path, mapping=mapping, name=name))
+def import_file(
+    store: Store,
+    path: str | Path,
+    mapping: ColumnMapping | None = None,
+    name: str | None = None,
+    *,
+    actor: permissions.Actor | None = None,
+) -> int:
+    """Validate and store a dataset file (all rows or nothing) as ``actor`` (None: the file's owner); an identical
+    file already stored is reused."""
+    if actor is not None:
+        permissions.require(actor, "import")  # before reading the file
+    return store.add_dataset(load_dataset(path, mapping=mapping, name=name), actor=actor)
 
 
 def ensure_demo_dataset(store: Store) -> int | None:
@@ -77,3 +89,37 @@ def format_for_path(path: str | Path, input_format: str) -> str:
 def status_table(store: Store) -> pd.DataFrame:
     """One line per dataset: rows, latest run and its state, scored rows, decisions."""
     return store.list_datasets()
+
+
+def audit_records(store: Store, dataset_id: int) -> list[dict]:
+    """A dataset's audit log, oldest first, as JSON-ready dicts (``Store.audit_log``'s columns; times in ISO 8601
+    UTC)."""
+    frame = store.audit_log(dataset_id).iloc[::-1]
+    records = []
+    for row in frame.to_dict("records"):
+        record = {k: (None if pd.isna(v) else v) for k, v in row.items() if k != "detail"}
+        record["acted_at"] = pd.Timestamp(record["acted_at"]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for key in ("dataset_id", "run_id", "row_index"):
+            record[key] = None if record[key] is None else int(record[key])
+        records.append({**record, "detail": row["detail"]})
+    return records
+
+
+def audit_path(out_path: str | Path) -> Path:
+    """Where ``export --include-audit`` writes the audit log: next to the export, ``NAME.audit.jsonl`` for
+    ``NAME.EXT`` or a folder ``NAME``."""
+    out = Path(out_path)
+    return out.with_name(f"{out.stem if out.suffix else out.name}.audit.jsonl")
+
+
+def write_audit(records: list[dict], path: str | Path) -> None:
+    """The audit log as JSON Lines, written atomically (temporary file, then rename)."""
+    path = Path(path)
+    body = "".join(json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -23,6 +23,7 @@ EXPECTED = {
     "bulk_accept": (False, True),
     "bulk_decide": (False, True),
     "export": (False, True),
+    "set_overlap": (False, True),
 }
 
 
