@@ -4,12 +4,14 @@ Every store write that records a person takes an ``Actor`` (who decided, undid o
 actor's role does not allow with ``NotAllowed``; the pages ask ``allowed`` to disable what is not allowed. Roles
 (issue 9): an annotator reviews (decides, edits, undoes their own decisions); a lead also imports data, starts
 and cancels runs, moves γ/η, bulk-accepts, decides on every row a filter selects (and undoes such a group),
-exports and undoes anyone's decision. In local mode, today's only mode, the app's actor is the one local user, a
-lead (``local_actor``).
+exports, undoes anyone's decision and reads the activity log. In local mode the app's actor is the one local user, a
+lead (``local_actor``); in team mode it is the signed-in user (``accounts``); the command line and Python code work
+as the file's owner (``owner_actor``), a lead: whoever can write the database file can do anything to it anyway.
 """
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -39,10 +41,12 @@ ACTIONS: dict[str, Rule] = {
     "bulk_accept": Rule(_LEADS, "accept proposals in bulk"),
     "bulk_decide": Rule(_LEADS, "remove or keep every row a filter selects at once"),
     "export": Rule(_LEADS, "export the curated dataset"),
+    "view_audit": Rule(_LEADS, "see the team's activity log"),
     "set_overlap": Rule(_LEADS, "change how many people review each row or how long a row stays theirs"),
 }
 
 LOCAL_ID = "local"  # the one user of local mode
+OWNER_ID = "owner"  # the command line and Python code, working on the file directly
 
 
 class NotAllowed(ClearError):
@@ -68,6 +72,16 @@ def local_actor(name: str) -> Actor:
     return Actor(LOCAL_ID, name.strip(), "lead")
 
 
+def owner_actor() -> Actor:
+    """The owner of the database file working directly (the command line, Python code): a lead named after the
+    system user."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        name = "owner"
+    return Actor(OWNER_ID, name or "owner", "lead")
+
+
 def allowed(actor: Actor, action: str) -> bool:
     """Whether ``actor`` may do ``action`` (one of ``ACTIONS``; any other name is a bug and raises ValueError)."""
     if action not in ACTIONS:
@@ -75,7 +89,12 @@ def allowed(actor: Actor, action: str) -> bool:
     return actor.role in ACTIONS[action].roles
 
 
+def refusal(actor: Actor, action: str) -> str:
+    """What ``require`` says when ``actor`` may not do ``action``, e.g. for a page that shows it instead."""
+    return f"{actor.name or actor.id} ({actor.role}) may not {ACTIONS[action].what}; ask a lead."
+
+
 def require(actor: Actor, action: str) -> None:
     """Raise ``NotAllowed`` unless ``actor`` may do ``action``."""
     if not allowed(actor, action):
-        raise NotAllowed(f"{actor.name or actor.id} ({actor.role}) may not {ACTIONS[action].what}; ask a lead.")
+        raise NotAllowed(refusal(actor, action))

@@ -427,13 +427,16 @@ class Store:
 
     # -- datasets -------------------------------------------------------------------------------------------
 
-    def add_dataset(self, ds: Any) -> int:
+    def add_dataset(self, ds: Any, *, actor: permissions.Actor | None = None) -> int:
         """Store a loaded dataset and all its rows in one transaction; an identical dataset returns its id.
 
         ``ds`` is any object with ``name, source_path, file_format, schema, mapping, columns, content_hash`` and
         ``rows`` (objects with ``row_index, record, prompt_messages, prompt, response``), e.g. ``data.Dataset``.
-        Identical means same ``content_hash`` and same column mapping.
+        Identical means same ``content_hash`` and same column mapping. ``actor`` must be allowed to import (None:
+        the file's owner, ``permissions.owner_actor``); a new dataset's import goes into the audit log.
         """
+        actor = actor or permissions.owner_actor()
+        permissions.require(actor, "import")
         mapping_json = None if ds.mapping is None else _dumps(_plain(ds.mapping), canonical=True)
         rows = pd.DataFrame(
             {
@@ -480,6 +483,8 @@ class Store:
                 )
             except duckdb.ConstraintException as exc:
                 raise StoreError(f"Dataset {ds.name!r} has two rows with the same row_index: {exc}") from exc
+            source = None if ds.source_path is None else str(ds.source_path)
+            _audit(cursor, actor, "import", dataset_id=int(dataset_id), detail={"name": ds.name, "file": source})
         return int(dataset_id)
 
     def list_datasets(self) -> pd.DataFrame:
@@ -549,8 +554,18 @@ class Store:
 
     # -- runs -----------------------------------------------------------------------------------------------
 
-    def create_run(self, dataset_id: int, model: str, params: dict[str, Any], work_dir: str | None = None) -> int:
-        """Register a pending scoring run over every row of a dataset; returns its run_id."""
+    def create_run(
+        self,
+        dataset_id: int,
+        model: str,
+        params: dict[str, Any],
+        work_dir: str | None = None,
+        *,
+        actor: permissions.Actor | None = None,
+    ) -> int:
+        """Register a pending scoring run over every row of a dataset; returns its run_id. ``actor`` must be allowed
+        to start runs (None: the file's owner)."""
+        permissions.require(actor or permissions.owner_actor(), "start_run")
         with self._transaction() as cursor:
             n_rows = _first(cursor.execute("SELECT n_rows FROM datasets WHERE dataset_id = ?", [dataset_id]))
             if n_rows is None:
@@ -1432,7 +1447,82 @@ class Store:
                 "INSERT OR REPLACE INTO thresholds VALUES (?, ?, ?, ?, ?)",
                 [dataset_id, float(gamma), float(eta), _now(), actor.name.strip() or None],
             )
+            _audit(cursor, actor, "set_thresholds", dataset_id=dataset_id, detail={"gamma": gamma, "eta": eta})
 
+    # -- audit log (issue 9) --------------------------------------------------------------------------------
+
+    def record_audit(
+        self,
+        actor: permissions.Actor,
+        action: str,
+        *,
+        dataset_id: int | None = None,
+        run_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one line to the audit log: ``action`` (one of ``AUDIT_ACTIONS``) by ``actor``. A registered
+        action (``permissions.ACTIONS``: start_run, cancel_run, export) is refused to a role that may not do it."""
+        with self._transaction() as cursor:
+            _audit(cursor, actor, action, dataset_id=dataset_id, run_id=run_id, detail=detail)
+
+    def audit_log(self, dataset_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Who did what, newest first: the audit log's lines together with every review decision and undo
+        (``decisions``) and every query-wide decision and its undo (``decision_groups``), one row each, with
+        ``acted_at, actor, role, action, dataset_id, run_id, row_index, detail`` (a dict). ``dataset_id``: that
+        dataset's lines only (sign-ins have none); ``limit``: the newest N."""
+        where = "" if dataset_id is None else "WHERE dataset_id = $dataset_id"
+        top = "" if limit is None else f"LIMIT {int(limit)}"
+        params = {} if dataset_id is None else {"dataset_id": dataset_id}
+        frame = self._df(f"SELECT * FROM ({_AUDIT_SQL}) {where} ORDER BY acted_at DESC, seq DESC {top}", params)
+        frame["detail"] = [_loads(text) for text in frame.pop("detail_json")]
+        return frame.drop(columns=["seq"])
+
+
+# What the audit log records besides review decisions (those are in `decisions` and `decision_groups`).
+AUDIT_ACTIONS = ("sign_in", "sign_out", "import", "start_run", "cancel_run", "set_thresholds", "export")
+
+
+def _audit(
+    cursor: duckdb.DuckDBPyConnection,
+    actor: permissions.Actor,
+    action: str,
+    *,
+    dataset_id: int | None = None,
+    run_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Write one audit line inside the caller's transaction (refusing a registered action the actor may not do)."""
+    if action not in AUDIT_ACTIONS:
+        raise ValueError(f"Unknown audit action {action!r}; add it to store.AUDIT_ACTIONS.")
+    if action in permissions.ACTIONS:
+        permissions.require(actor, action)
+    cursor.execute(
+        "INSERT INTO audit_log (acted_at, actor, role, action, dataset_id, run_id, detail_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [_now(), actor.name.strip() or actor.id, actor.role, action, dataset_id, run_id, _dumps(detail or {})],
+    )
+
+
+# The audit log as one table: audit_log's lines, each decision and undo outside a group, and each group (and its
+# undo) as one line. `seq` orders lines with the same timestamp.
+_AUDIT_SQL = """
+    SELECT acted_at, actor, role, action, dataset_id, run_id, CAST(NULL AS BIGINT) AS row_index, detail_json,
+           audit_id AS seq
+    FROM audit_log
+    UNION ALL
+    SELECT decided_at, annotator, NULL, CASE WHEN decision = 'undo' THEN 'undo' ELSE 'decide' END, dataset_id, run_id,
+           row_index, to_json({'decision': decision, 'reason': reason, 'undoes': undoes})::VARCHAR, decision_id
+    FROM decisions WHERE group_id IS NULL
+    UNION ALL
+    SELECT created_at, actor, NULL, 'decide_query', dataset_id, run_id, NULL,
+           to_json({'group_id': group_id, 'decision': decision, 'rows': n_rows, 'query': json(query_json)})::VARCHAR,
+           group_id
+    FROM decision_groups
+    UNION ALL
+    SELECT undone_at, undone_by, NULL, 'undo_group', dataset_id, run_id, NULL,
+           to_json({'group_id': group_id, 'decision': decision, 'rows': n_rows})::VARCHAR, group_id
+    FROM decision_groups WHERE undone_at IS NOT NULL
+"""
 
 # Effective decisions of $dataset_id: the latest non-undo decision per row that no undo points at.
 _CURRENT_DECISIONS = """

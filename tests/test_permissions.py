@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clear_core.errors import ClearError, InvalidInput
-from clear_core.permissions import ACTIONS, ROLES, Actor, NotAllowed, allowed, local_actor, require
+from clear_core.permissions import ACTIONS, ROLES, Actor, NotAllowed, allowed, local_actor, owner_actor, require
 
 ANNOTATOR = Actor("u1", "ann", "annotator")
 LEAD = Actor("u2", "lee", "lead")
@@ -23,6 +23,7 @@ EXPECTED = {
     "bulk_accept": (False, True),
     "bulk_decide": (False, True),
     "export": (False, True),
+    "view_audit": (False, True),
     "set_overlap": (False, True),
 }
 
@@ -54,3 +55,9 @@ def test_an_unregistered_action_is_a_bug_and_a_role_must_be_known():
 def test_local_mode_is_one_lead_named_as_typed():
     assert local_actor("  alice ") == Actor("local", "alice", "lead")
     assert all(allowed(local_actor(""), action) for action in ACTIONS)
+
+
+def test_the_command_line_works_as_the_files_owner_a_lead(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "dana")
+    owner = owner_actor()
+    assert owner == Actor("owner", "dana", "lead") and all(allowed(owner, action) for action in ACTIONS)
