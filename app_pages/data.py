@@ -1,11 +1,14 @@
 """Data: upload a file (or pick a sample), preview it, map its columns, see every problem, then import it.
 
 An uploaded file is copied to ``uploads/`` beside the database while it is being checked (the checks read a file)
-and deleted once it is imported; the database holds the rows from then on.
+and deleted once it is imported; the database holds the rows from then on. The file is read once in full: the
+check stages its rows as Parquet (``data.prepare``) and Import stores those (the preview reads only its first rows).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -25,8 +28,23 @@ def preview(path: str, stamp: tuple) -> tuple:
 
 
 @st.cache_data(show_spinner="Checking every row…", max_entries=8)
-def inspection(path: str, stamp: tuple, mapping: tuple | None) -> data.Inspection:
-    return data.inspect(path, None if mapping is None else data.ColumnMapping(*mapping))
+def inspection(path: str, stamp: tuple, mapping: tuple | None) -> tuple[data.Inspection, data.Dataset | None]:
+    """The file's problems, duplicates and notices, and (when it has no problem) the dataset with its rows staged
+    as Parquet in uploads/.staged/: the one reading of the file that the Import button stores."""
+    remove_stale_staging()
+    return data.prepare(path, None if mapping is None else data.ColumnMapping(*mapping), staging_dir=staging_dir())
+
+
+def staging_dir() -> Path:
+    return uploads_dir() / ".staged"
+
+
+def remove_stale_staging(max_age_s: float = 24 * 3600) -> None:
+    """Delete rows staged for files that were checked but never imported, a day on."""
+    for staged in staging_dir().glob("rows-*.parquet"):
+        with contextlib.suppress(OSError):
+            if time.time() - staged.stat().st_mtime > max_age_s:
+                staged.unlink()
 
 
 def uploads_dir() -> Path:
@@ -109,8 +127,19 @@ def do_import(path: str, mapping: tuple | None, name_key: str, drop_key: str) ->
     name = (st.session_state.get(name_key) or "").strip()
     column_mapping = None if mapping is None else data.ColumnMapping(*mapping)
     drop = bool(st.session_state.get(drop_key))
-    dataset = data.load_dataset(path, column_mapping, name=name or None, drop_duplicates=drop)
-    dataset_id = get_store().add_dataset(dataset, actor=actor())
+    _, staged = inspection(path, (Path(path).stat().st_size, Path(path).stat().st_mtime_ns), mapping)
+    if staged is not None and staged.rows_file is not None and Path(staged.rows_file).exists():
+        dataset = data.with_options(staged, name or None, drop_duplicates=drop)  # the file is not read again
+    else:  # staged rows gone (imported before, or a day old): read the file
+        dataset = data.load_dataset(path, column_mapping, name=name or None, drop_duplicates=drop)
+    try:
+        dataset_id = get_store().add_dataset(dataset, actor=actor())
+    finally:
+        if dataset.rows_file is not None:
+            Path(dataset.rows_file).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                staging_dir().rmdir()  # when no other file waits there
+            inspection.clear()  # no cached inspection may point at the deleted rows
     st.session_state.duplicates_note = duplicates_note(get_store().find_duplicates(dataset_id))
     discard_upload(path)
     st.session_state.upload_round = st.session_state.get("upload_round", 0) + 1
@@ -161,7 +190,7 @@ if path is not None:
     if schema is not None:
         st.caption(f"Recognised format: **{schema}**")
     if schema is not None or mapping is not None:
-        checked = inspection(str(path), stamp, mapping)
+        checked, _ = inspection(str(path), stamp, mapping)
         found = checked.problems
         if found:
             more = " (the first 100 are listed)" if len(found) >= data.MAX_PROBLEMS else ""

@@ -1,33 +1,63 @@
-"""Export: the curated dataset in the input's own schema, as a download, with a summary of what changed."""
+"""Export: the curated dataset in the input's own schema, as a download, with a summary of what changed.
+
+The summary and the list of changes are counted in SQL on every redraw (``workspace.export_plan``); the file is
+built only when asked for (the Build button, with a progress bar), streamed to a file in ``.exports/`` beside the
+database, and read from there when the Download button is clicked. No cache holds a curated dataset.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from pathlib import Path
 
 import streamlit as st
 
 from app_pages._components import actor, db_path, get_store, html_line, plain, require_dataset, safe_callback
 from clear_core import permissions, workspace
 from clear_core.data import EXPORT_FORMAT_OF
-from clear_core.export import (
-    ExportPolicy,
-    UnscoredRowsError,
-    check_scored,
-    describe_unscored,
-    export_bytes,
-    pending_rows,
-)
+from clear_core.export import ExportError, ExportPolicy, UnscoredRowsError, describe_unscored
 from clear_core.ui_state import EXPORT_CHOICES, MIME_TYPES, changed_rows, export_file_name
 
 
-@st.cache_resource(max_entries=4, ttl=900, show_spinner="Preparing the curated dataset…")
-def prepare(db: str, dataset_id: int, policy: tuple, choice: str, version: tuple):
-    """The curated export and its file bytes, kept while nothing changes (about 3 s for 100k rows otherwise).
+def exports_dir() -> Path:
+    return db_path().parent / ".exports"
 
-    ``version`` changes whenever the result could: the latest run and its scored rows, and the length of the
-    append-only decision log (every decision and undo adds a line). Callers must not modify the result.
-    """
-    del db, version  # part of the cache key only
-    result = workspace.curated_export(get_store(), dataset_id, ExportPolicy(**dict(policy)), choice)
-    return result, export_bytes(result.records, result.file_format)
+
+def discard(path: str | None) -> None:
+    """Delete a built file, and any other built file a day old (a session that ended keeps none for long)."""
+    if path:
+        Path(path).unlink(missing_ok=True)
+    for stale in exports_dir().glob("*.export"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 24 * 3600:
+                stale.unlink()
+
+
+def build(plan: workspace.ExportPlan, key: tuple, file_name: str) -> None:
+    """Write the curated file with a progress bar and remember it (for this session) under ``key``."""
+    discard(st.session_state.pop("ex_built", {}).get("path"))
+    exports_dir().mkdir(parents=True, exist_ok=True)
+    path = exports_dir() / f"{uuid.uuid4().hex}.export"
+    bar = st.progress(0.0, text=f"Writing {file_name}…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"Writing {file_name}: {done:,} of {total:,} rows")
+
+    try:
+        records = plan.write(path, progress=progress)
+    except ExportError as exc:
+        st.error(str(exc), icon=":material/report:")
+        return
+    finally:
+        bar.empty()
+    st.session_state.ex_built = {"key": key, "path": str(path), "records": records}
+
+
+def file_bytes(path: str):
+    """The Download button's data: read when the button is clicked, not on every redraw."""
+    return lambda: Path(path).read_bytes()
 
 
 UNSCORED_LABELS = {"fail": "Don't export yet", "keep": "Keep unchanged", "drop": "Leave out"}
@@ -86,13 +116,13 @@ def policy_form(gamma: float, eta: float, scored: bool, write_column) -> ExportP
     )
 
 
-def unscored_notice(curated: list, policy: ExportPolicy, run: dict | None) -> bool:
+def unscored_notice(plan: workspace.ExportPlan, run: dict | None) -> bool:
     """Say how many rows have no scores and what happens to them; False when the export must wait for them."""
-    unscored, failed = pending_rows(curated)
-    if not (unscored or failed):
+    counts, policy = plan.summary, plan.policy
+    if not (counts["unscored"] or counts["failed"]):
         return True
     try:
-        check_scored(curated, policy)
+        plan.check()
     except UnscoredRowsError as exc:
         where = f"“Resume run #{run['run_id']}”" if run else "“Start scoring”"
         st.error(
@@ -101,7 +131,7 @@ def unscored_notice(curated: list, policy: ExportPolicy, run: dict | None) -> bo
             icon=":material/block:",
         )
         return False
-    what = describe_unscored(unscored, failed, len(curated))
+    what = describe_unscored(counts["unscored_rows"], counts["failed_rows"], counts["total"])
     if policy.only_reviewed:
         fate = "left out with the other unreviewed rows"
     elif not policy.apply_auto:
@@ -163,28 +193,42 @@ with left:
     )
 with right:
     policy = policy_form(gamma, eta, scored=run is not None and run["n_scored"] > 0, write_column=left)
-version = (
-    run and run["run_id"],
-    run and run["n_scored"],
-    run and run.get("n_failed"),
-    len(store.decision_log(dataset["dataset_id"])),
-)
-result, payload = prepare(str(db_path()), dataset["dataset_id"], tuple(sorted(vars(policy).items())), choice, version)
-file_name = export_file_name(dataset["name"], result.file_format)
-summary(result.summary)
-ready = unscored_notice(result.curated, policy, run)
-st.download_button(
-    f"Download {file_name}",
-    data=payload if ready else b"",
-    file_name=file_name,
-    mime=MIME_TYPES[result.file_format],
-    type="primary",
-    icon=":material/download:",
-    on_click=record_export,
-    args=(dataset["dataset_id"], file_name, result.file_format, len(result.records)),
-    disabled=not ready or not permissions.allowed(actor(), "export"),
-)
-changes, n_changed = changed_rows(result.curated)
+plan = workspace.export_plan(store, dataset["dataset_id"], policy, choice)
+file_name = export_file_name(dataset["name"], plan.file_format)
+summary(plan.summary)
+ready = unscored_notice(plan, run) and permissions.allowed(actor(), "export")
+# what the built file depends on: the choices, the latest run and its scores, every decision and undo
+run_state = (run["run_id"], run["n_scored"], run.get("n_failed")) if run else None
+key = (dataset["dataset_id"], choice, tuple(sorted(vars(policy).items())), run_state)
+key += (store.decisions_version(dataset["dataset_id"]),)
+built = st.session_state.get("ex_built")
+if built is not None and (built["key"] != key or not Path(built["path"]).exists()):
+    discard(st.session_state.pop("ex_built")["path"])
+    built = None
+build_column, download_column = st.columns([1, 2])
+if build_column.button(
+    f"Build {file_name}" if built is None else "Build again",
+    icon=":material/build:",
+    key="ex_build",
+    disabled=not ready,
+    help="Writes the curated file on the server, streamed a batch of rows at a time; then download it.",
+):
+    build(plan, key, file_name)
+    built = st.session_state.get("ex_built")
+with download_column:
+    st.download_button(
+        f"Download {file_name}",
+        data=file_bytes(built["path"]) if built is not None and ready else b"",
+        file_name=file_name,
+        mime=MIME_TYPES[plan.file_format],
+        type="primary",
+        icon=":material/download:",
+        on_click=record_export,
+        args=(dataset["dataset_id"], file_name, plan.file_format, built["records"] if built else 0),
+        disabled=built is None or not ready,
+    )
+changes, _ = changed_rows(plan.changes())
+n_changed = plan.summary["changed"]
 st.subheader("What changed")
 if n_changed == 0:
     st.caption("Nothing: the export equals the input.")

@@ -11,6 +11,7 @@ import re
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,7 +159,10 @@ def score(
     interrupted run."""
     mapping = _mapping(prompt_column, input_column, response_column)
     config = score_config(samples, no_propose)
-    dataset = load_dataset(input_path, mapping=mapping, drop_duplicates=drop_duplicates)  # before the database
+    staging = tempfile.TemporaryDirectory(prefix="clear-import-")  # the rows, staged as Parquet until stored
+    dataset = load_dataset(  # before the database
+        input_path, mapping=mapping, drop_duplicates=drop_duplicates, staging_dir=staging.name
+    )
     click.echo(_import_summary(dataset))
     created = _new_paths(db)
     with _open_store(db) as store:
@@ -168,6 +172,8 @@ def score(
             store.close()
             _remove_new(created)  # a failed import leaves no new, empty database behind
             raise
+        finally:
+            staging.cleanup()
         ds = store.get_dataset(dataset_id)
         if note := duplicates_note(store.find_duplicates(dataset_id)):
             click.echo(f"Near-duplicates: {note} Review lists each row's.")
@@ -200,7 +206,7 @@ def score(
 def _import_summary(dataset) -> str:
     """One line on what was read: rows, layout, exact duplicates (kept or dropped) and any notices."""
     name = Path(dataset.source_path).name
-    parts = [f"Read {len(dataset.rows)} rows of {name} ({dataset.schema}, {dataset.file_format})."]
+    parts = [f"Read {dataset.n_rows} rows of {name} ({dataset.schema}, {dataset.file_format})."]
     if dataset.duplicates:
         found = describe_duplicates(dataset.duplicates)
         kept = f"Kept {found}; --drop-duplicates drops {'them' if len(dataset.duplicates) > 1 else 'it'}."
@@ -380,9 +386,9 @@ def export_command(
             include_scores=include_scores,
             unscored=unscored,
         )
-        result = workspace.curated_export(store, ds["dataset_id"], policy, fmt)
+        plan = workspace.export_plan(store, ds["dataset_id"], policy, fmt)
         try:
-            export.check_scored(result.curated, policy)
+            plan.check()
         except export.UnscoredRowsError as exc:
             command = score_command_line(db, ds, store.latest_run(ds["dataset_id"]))
             raise click.ClickException(
@@ -390,34 +396,36 @@ def export_command(
                 f"write {exc.them} unchanged or --unscored drop to leave {exc.them} out, or score {exc.them} first: "
                 f"{command}"
             ) from exc
+        records = plan.records() if folder or repo_id else None  # a datasets folder or push needs them together
         if folder:
-            hub.save_folder(result.records, out_path)
+            hub.save_folder(records, out_path)
         elif out_path:
-            export.write_records(result.records, out_path, fmt, input_format=ds["file_format"])
-        where = [f"to {out_path} ({'datasets folder' if folder else result.file_format})"] if out_path else []
+            written = plan.write(out_path)  # streamed: a million rows in bounded memory
+        n_records = len(records) if records is not None else written
+        where = [f"to {out_path} ({'datasets folder' if folder else plan.file_format})"] if out_path else []
         if repo_id:
-            where.append(f"to {hub.push(result.records, repo_id)}")
+            where.append(f"to {hub.push(records, repo_id)}")
         if not store.read_only:  # a database this user cannot write is exported without a line in its audit log
-            detail = {"out": out_path, "repo_id": repo_id, "format": result.file_format, "records": len(result.records)}
+            detail = {"out": out_path, "repo_id": repo_id, "format": plan.file_format, "records": n_records}
             store.record_audit(permissions.owner_actor(), "export", dataset_id=ds["dataset_id"], detail=detail)
         if include_audit:
             audit = workspace.audit_path(out_path)
             workspace.write_audit(workspace.audit_records(store, ds["dataset_id"]), audit)
             where.append(f"the audit log to {audit}")
-        s = result.summary
+        s = plan.summary
         click.echo(
-            f"Wrote {len(result.records)} records {' and '.join(where)}: {s['kept']} of {s['total']} "
+            f"Wrote {n_records} records {' and '.join(where)}: {s['kept']} of {s['total']} "
             f"rows kept, {s['removed']} removed, {s['corrected']} corrected, {s['edited']} edited "
-            f"(gamma={policy.gamma:.2f}, eta={policy.eta:.2f}){_unscored_note(result.curated, policy)}."
+            f"(gamma={policy.gamma:.2f}, eta={policy.eta:.2f}){_unscored_note(s, policy)}."
         )
 
 
-def _unscored_note(curated: list[export.CuratedRow], policy: ExportPolicy) -> str:
+def _unscored_note(summary: dict, policy: ExportPolicy) -> str:
     """'; 22 of 30 rows are not scored (rows 8, ...): written unchanged (--unscored keep)', or '' when none."""
-    unscored, failed = export.pending_rows(curated)
+    unscored, failed = summary["unscored_rows"], summary["failed_rows"]
     if not (unscored or failed):
         return ""
-    what = export.describe_unscored(unscored, failed, len(curated))
+    what = export.describe_unscored(unscored, failed, summary["total"])
     if policy.only_reviewed:
         return f"; {what}: left out (--only-reviewed)"
     if not policy.apply_auto:

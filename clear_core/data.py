@@ -36,10 +36,11 @@ import csv
 import datetime as dt
 import decimal
 import hashlib
-import io
 import json
 import math
 import re
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,15 @@ class Dataset:
     duplicates: list[Duplicate] = field(default_factory=list)  # found (and kept, unless dropped)
     duplicates_dropped: bool = False
     notices: list[str] = field(default_factory=list)  # what the import did that the user should know
+    rows_file: str | None = None  # the rows staged as Parquet (load_dataset's staging_dir) instead of in ``rows``
+    staged_rows: int = 0  # how many rows rows_file holds, duplicates included
+
+    @property
+    def n_rows(self) -> int:
+        """How many rows the dataset stores (duplicates left out when they are dropped)."""
+        if self.rows_file is None:
+            return len(self.rows)
+        return self.staged_rows - (len(self.duplicates) if self.duplicates_dropped else 0)
 
 
 @dataclass(frozen=True)
@@ -383,38 +393,118 @@ def _csv_quote_problem(path: str, text: str, header: list[str], after_line: int,
     return Problem(path, line, column, message, hint)
 
 
-def _csv_items(path: str, text: str) -> list[_Item]:
-    """Records of a CSV file keyed by the header, each at the file line where it starts (header = line 1)."""
+def _text_blocks(path: str, digest: Any, block_size: int = 1 << 22) -> Iterator[str]:
+    """The file's text, a block at a time, as ``_decode`` reads it (UTF-8, a BOM accepted, UTF-16 and bytes that
+    are not UTF-8 refused at their offset and line); ``digest`` is updated with every byte."""
+    try:
+        file = open(path, "rb")  # noqa: SIM115 (closed below; the generator owns it)
+    except OSError as exc:
+        raise DataError(path, None, None, f"cannot read the file ({exc.strerror})", "Check the path.") from exc
+    with file:
+        carry, offset, lines, first = b"", 0, 0, True
+        while True:
+            data = file.read(block_size)
+            digest.update(data)
+            buffer = carry + data
+            if first:
+                first = False
+                if buffer.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise DataError(
+                        path, 1, None, "the file is UTF-16 encoded", "Save it as UTF-8 and import it again."
+                    )
+                buffer = buffer.removeprefix(b"\xef\xbb\xbf")
+            cut = len(buffer) if not data else _complete_utf8(buffer)
+            try:
+                text = buffer[:cut].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    path,
+                    lines + buffer[: exc.start].count(b"\n") + 1,
+                    None,
+                    f"the bytes at offset {offset + exc.start} are not valid UTF-8",
+                    "Save the file as UTF-8 (in Excel: 'CSV UTF-8') and import it again.",
+                ) from exc
+            lines += buffer.count(b"\n", 0, cut)
+            offset += cut
+            carry = buffer[cut:]
+            if text:
+                yield text
+            if not data:
+                return
+
+
+def _complete_utf8(data: bytes) -> int:
+    """Length of ``data`` without a UTF-8 character cut at its end (the next block holds the rest of it)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= needed else len(data) - back
+    return len(data)
+
+
+_LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+
+
+def _text_lines(blocks: Iterator[str]) -> Iterator[str]:
+    """Lines with their line break, split on \\r\\n, \\r and \\n as ``io.StringIO(text, newline="")`` splits them,
+    across blocks (a \\r at the end of a block waits for a \\n that may start the next)."""
+    pending = ""
+    for block in blocks:
+        text = pending + block
+        end = 0
+        for match in _LINE_WITH_END.finditer(text):
+            if match.end() == len(text) and text.endswith("\r"):
+                break
+            yield match.group()
+            end = match.end()
+        pending = text[end:]
+    if pending:  # the last line: without a line break, or ending in \r
+        yield pending
+
+
+def _csv_chunks(path: str, digest: Any, chunk_rows: int) -> Iterator[list[_Item]]:
+    """Records of a CSV file keyed by the header, each at the file line where it starts (header = line 1), read
+    as a stream; ``chunk_rows`` at a time."""
     csv.field_size_limit(2**31 - 1)  # long responses exceed the 128 KiB default
     # strict: an unclosed quote is an error at the end of the file instead of one value holding the rest of it
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(_text_lines(_text_blocks(path, digest)), strict=True)
     items: list[_Item] = []
     header: list[str] = []
     done = 0  # the file line where the last complete row ends
     try:
         header = next(reader, None)
         if header is None:
-            return []
+            return
         dupes = sorted({c for c in header if header.count(c) > 1})
         if dupes:
-            return [_Item(1, problem=Problem(path, 1, dupes[0], "the header names this column twice", "Rename one."))]
+            yield [_Item(1, problem=Problem(path, 1, dupes[0], "the header names this column twice", "Rename one."))]
+            return
         done = reader.line_num
         for fields in reader:
             if not fields:  # blank line
                 done = reader.line_num
                 continue
-            start = reader.line_num - sum(len(_LINE_BREAK.findall(f)) for f in fields)
+            start = reader.line_num
+            if any("\n" in f or "\r" in f for f in fields):
+                start -= sum(len(_LINE_BREAK.findall(f)) for f in fields)
             done = reader.line_num
             if len(fields) != len(header):
                 message = f"the row has {len(fields)} values but the header has {len(header)} columns"
                 hint = "Quote values that contain commas or line breaks, or fix the number of values."
                 items.append(_Item(start, problem=Problem(path, start, None, message, hint)))
-                continue
-            items.append(_Item(start, dict(zip(header, fields, strict=True))))
+            else:
+                items.append(_Item(start, dict(zip(header, fields, strict=True))))
+            if len(items) >= chunk_rows:
+                yield items
+                items = []
     except csv.Error as exc:
+        text = _decode(path, _read_file(path))  # only to say where the broken quoting starts
         problem = _csv_quote_problem(path, text, header or [], done, exc)
         items.append(_Item(problem.line, problem=problem))
-    return items
+    yield items
 
 
 class _DuplicateKeys(dict):
@@ -470,39 +560,57 @@ _NESTING_MESSAGE = f"the JSON nests more than {MAX_NESTING} levels deep here"
 _NESTING_HINT = "Flatten the value; instruction-tuning rows need text, not deeply nested structures."
 
 
-def _jsonl_items(path: str, text: str, notices: list[str]) -> list[_Item]:
-    """One record per non-blank line; a bad line becomes a problem and reading goes on."""
+def _jsonl_chunks(path: str, digest: Any, notices: list[str], chunk_rows: int) -> Iterator[list[_Item]]:
+    """One record per non-blank line, ``chunk_rows`` at a time, read as a stream; a bad line becomes a problem and
+    reading goes on."""
     items: list[_Item] = []
     constants: list[str] = []
     first_constant = None
-    # JSON strings cannot hold a raw line break, so any of \r\n, \r, \n ends a line; str.splitlines would also
-    # split on U+2028 and friends inside JSON strings
-    for number, line in enumerate(_LINE_BREAK.split(text), 1):
-        if not line.strip():
-            continue
-        try:
-            seen = len(constants)
-            value = _json_loads(line, constants)
-            first_constant = first_constant or (number if len(constants) > seen else None)
-        except json.JSONDecodeError as exc:
-            hint = "Each line must be one complete JSON object; check for a missing quote, comma or bracket."
-            if number == 1 and line.strip() in ("[", "{"):
-                hint = "This looks like one JSON document, not JSON Lines; rename the file to .json."
-            items.append(_Item(number, problem=Problem(path, number, exc.colno, f"invalid JSON ({exc.msg})", hint)))
-            continue
-        except RecursionError:
-            column = _too_deep(line, MAX_NESTING) + 1
-            items.append(_Item(number, problem=Problem(path, number, column, _NESTING_MESSAGE, _NESTING_HINT)))
-            continue
-        if not isinstance(value, dict):
-            hint = 'Each line must be a JSON object such as {"prompt": "...", "response": "..."}.'
-            message = f"the line is {_kind(value)}, expected a JSON object"
-            items.append(_Item(number, problem=Problem(path, number, None, message, hint)))
-            continue
-        items.append(_Item(number, value))
+    number = 0
+    pending = ""
+    blocks = _text_blocks(path, digest)
+    while True:
+        block = next(blocks, None)
+        text = pending + (block or "")
+        hold = ""
+        if block is not None and text.endswith("\r"):  # its \n may start the next block
+            text, hold = text[:-1], "\r"
+        # JSON strings cannot hold a raw line break, so any of \r\n, \r, \n ends a line; str.splitlines would
+        # also split on U+2028 and friends inside JSON strings
+        lines = _LINE_BREAK.split(text)
+        pending = "" if block is None else lines.pop() + hold
+        for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                seen = len(constants)
+                value = _json_loads(line, constants)
+                first_constant = first_constant or (number if len(constants) > seen else None)
+            except json.JSONDecodeError as exc:
+                hint = "Each line must be one complete JSON object; check for a missing quote, comma or bracket."
+                if number == 1 and line.strip() in ("[", "{"):
+                    hint = "This looks like one JSON document, not JSON Lines; rename the file to .json."
+                problem = Problem(path, number, exc.colno, f"invalid JSON ({exc.msg})", hint)
+                items.append(_Item(number, problem=problem))
+                continue
+            except RecursionError:
+                column = _too_deep(line, MAX_NESTING) + 1
+                items.append(_Item(number, problem=Problem(path, number, column, _NESTING_MESSAGE, _NESTING_HINT)))
+                continue
+            if not isinstance(value, dict):
+                hint = 'Each line must be a JSON object such as {"prompt": "...", "response": "..."}.'
+                message = f"the line is {_kind(value)}, expected a JSON object"
+                items.append(_Item(number, problem=Problem(path, number, None, message, hint)))
+                continue
+            items.append(_Item(number, value))
+        if len(items) >= chunk_rows or block is None:
+            yield items
+            items = []
+        if block is None:
+            break
     if constants:
         notices.append(_constants_notice(path, len(constants), f"the first on line {first_constant}"))
-    return items
 
 
 def _json_items(path: str, text: str, notices: list[str]) -> list[_Item]:
@@ -537,43 +645,46 @@ def _json_items(path: str, text: str, notices: list[str]) -> list[_Item]:
     return items
 
 
-def _table_items(path: str, table: pa.Table, notices: list[str]) -> list[_Item]:
-    """Records of an Arrow table, numbered as rows from 1, with values made JSON-serialisable. A binary column
-    is read as UTF-8 text with a notice; a value that is not UTF-8 text is a problem at its row and column."""
-    names = table.column_names
-    dupes = sorted({c for c in names if names.count(c) > 1})
-    if dupes:
-        return [
-            _Item(None, problem=Problem(path, None, dupes[0], "the file has two columns of this name", "Rename one."))
-        ]
-    binary = [f.name for f in table.schema if "binary" in str(f.type)]
-    items = []
-    for number, record in enumerate(table.to_pylist(), 1):
-        try:
-            items.append(_Item(number, _jsonable(record)))
-        except _NotText:
-            column = next(c for c in binary if _not_text(record.get(c)))
-            message = "the value is binary data that is not UTF-8 text"
-            hint = "Convert the column to text or drop it before importing; only text can be scored and exported."
-            items.append(_Item(number, problem=Problem(path, number, column, message, hint, "row")))
-    for column_type in table.schema:
-        if pa.types.is_floating(column_type.type):
-            column = table.column(column_type.name)
-            count = pc.sum(pc.or_(pc.is_nan(column), pc.is_inf(column))).as_py() or 0
-            if count:
-                found = (
-                    "1 NaN or infinite value; it was" if count == 1 else f"{count} NaN or infinite values; they were"
-                )
-                notices.append(
-                    f'{Path(path).name}: column "{column_type.name}" has {found} read as null (empty), and export '
-                    "writes null."
-                )
-    for column in binary:
+def _table_chunks(path: str, batches: Iterator[pa.RecordBatch], notices: list[str]) -> Iterator[list[_Item]]:
+    """Records of Arrow record batches, numbered as rows from 1, with values made JSON-serialisable. A binary
+    column is read as UTF-8 text with a notice; a value that is not UTF-8 text is a problem at its row and column.
+    NaN and infinite floats are read as null, with a notice per column."""
+    number, binary, nan_counts = 0, None, {}
+    for batch in batches:
+        if binary is None:
+            names = batch.schema.names
+            dupes = sorted({c for c in names if names.count(c) > 1})
+            if dupes:
+                message, hint = "the file has two columns of this name", "Rename one."
+                yield [_Item(None, problem=Problem(path, None, dupes[0], message, hint))]
+                return
+            binary = [f.name for f in batch.schema if "binary" in str(f.type)]
+            nan_counts = {f.name: 0 for f in batch.schema if pa.types.is_floating(f.type)}
+        for name in nan_counts:
+            column = batch.column(name)
+            nan_counts[name] += pc.sum(pc.or_(pc.is_nan(column), pc.is_inf(column))).as_py() or 0
+        items = []
+        for record in batch.to_pylist():
+            number += 1
+            try:
+                items.append(_Item(number, _jsonable(record)))
+            except _NotText:
+                column = next(c for c in binary if _not_text(record.get(c)))
+                message = "the value is binary data that is not UTF-8 text"
+                hint = "Convert the column to text or drop it before importing; only text can be scored and exported."
+                items.append(_Item(number, problem=Problem(path, number, column, message, hint, "row")))
+        yield items
+    for name, count in nan_counts.items():
+        if count:
+            found = "1 NaN or infinite value; it was" if count == 1 else f"{count} NaN or infinite values; they were"
+            notices.append(
+                f'{Path(path).name}: column "{name}" has {found} read as null (empty), and export writes null.'
+            )
+    for column in binary or []:
         notices.append(
             f'{Path(path).name}: column "{column}" holds binary values; they were read as UTF-8 text, and export '
             "writes them as text."
         )
-    return items
 
 
 def _not_text(value: Any) -> bool:
@@ -584,13 +695,22 @@ def _not_text(value: Any) -> bool:
     return False
 
 
-def _parquet_items(path: str, data: bytes, notices: list[str]) -> list[_Item]:
-    """Records of a Parquet file (see _table_items)."""
+def _parquet_batches(path: str, digest: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's record batches, read a row group at a time; ``digest`` gets the file's bytes."""
+    with open(path, "rb") as file:
+        while block := file.read(1 << 22):
+            digest.update(block)
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        parquet = pq.ParquetFile(path)
+        batches = parquet.iter_batches(batch_size=chunk_rows)
+        first = next(batches, None)
     except (pa.ArrowException, OSError) as exc:
-        return [_Item(None, problem=Problem(path, None, None, f"not a readable Parquet file ({exc})", ""))]
-    return _table_items(path, table, notices)
+        raise DataError(path, None, None, f"not a readable Parquet file ({exc})", "") from exc
+    if first is None:
+        yield pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
+        return
+    yield first
+    yield from batches
 
 
 def _datasets_table(path: str) -> pa.Table:
@@ -632,19 +752,28 @@ def _folder_hash(path: str) -> str:
     return digest.hexdigest()
 
 
-def _read_items(path: str, file_format: str, notices: list[str] | None = None) -> tuple[list[_Item], str]:
-    """(items, content hash) of a file or datasets folder; notices (binary columns read as text) are appended."""
-    notices = [] if notices is None else notices
+CHUNK_ROWS = 10_000  # records read, checked and staged at a time: memory stays bounded whatever the file's size
+
+
+def _item_chunks(path: str, file_format: str, notices: list[str], digest: Any, chunk_rows: int = CHUNK_ROWS):
+    """The file's items (records or problems), ``chunk_rows`` at a time; ``digest`` gets the bytes the content
+    hash is made of. JSON arrays and ``datasets`` folders are read whole (JSON has no row boundaries to stream by;
+    a folder is memory-mapped Arrow)."""
     if file_format == DATASETS_FORMAT:
-        return _table_items(path, _datasets_table(path), notices), _folder_hash(path)
-    data = _read_file(path)
+        table = _datasets_table(path)
+        digest.update(bytes.fromhex(_folder_hash(path)))
+        return _table_chunks(
+            path, iter(table.to_batches(chunk_rows) or table.schema.empty_table().to_batches()), notices
+        )
     if file_format == "parquet":
-        return _parquet_items(path, data, notices), hashlib.sha256(data).hexdigest()
-    text = _decode(path, data)
+        return _table_chunks(path, _parquet_batches(path, digest, chunk_rows), notices)
     if file_format == "csv":
-        return _csv_items(path, text), hashlib.sha256(data).hexdigest()
-    readers = {"jsonl": _jsonl_items, "json": _json_items}
-    return readers[file_format](path, text, notices), hashlib.sha256(data).hexdigest()
+        return _csv_chunks(path, digest, chunk_rows)
+    if file_format == "jsonl":
+        return _jsonl_chunks(path, digest, notices, chunk_rows)
+    data = _read_file(path)
+    digest.update(data)
+    return iter([_json_items(path, _decode(path, data), notices)])
 
 
 def _unit(file_format: str) -> str:
@@ -661,12 +790,14 @@ def _read_file(path: str | Path) -> bytes:
 def read_records(path: str | Path, file_format: str | None = None) -> list[dict[str, Any]]:
     """Every record of the file as a dict, raising DataError at the first unreadable line or row."""
     file_format = file_format or detect_format(path)
-    items, _ = _read_items(str(path), file_format)
-    for item in items:
-        problem = item.problem or _record_problem(str(path), file_format, item)
-        if problem is not None:
-            raise problem.error()
-    return [item.record for item in items]
+    records = []
+    for chunk in _item_chunks(str(path), file_format, [], hashlib.sha256()):
+        for item in chunk:
+            problem = item.problem or _record_problem(str(path), file_format, item)
+            if problem is not None:
+                raise problem.error()
+            records.append(item.record)
+    return records
 
 
 def _columns_of(records: list[dict[str, Any]]) -> list[str]:
@@ -675,11 +806,17 @@ def _columns_of(records: list[dict[str, Any]]) -> list[str]:
 
 
 def preview_records(path: str | Path, n: int = 20) -> pd.DataFrame:
-    """The first ``n`` readable records as a DataFrame (columns as in the file) for the import preview."""
-    items, _ = _read_items(str(path), detect_format(path))
-    records = [item.record for item in items if item.record is not None][:n]
-    if not records and any(item.problem for item in items):
-        raise next(item.problem for item in items if item.problem).error()
+    """The first ``n`` readable records as a DataFrame (columns as in the file) for the import preview; reads
+    only as far into the file as it needs to (a problem further on is for ``inspect`` to find)."""
+    records, problem = [], None
+    for chunk in _item_chunks(str(path), detect_format(path), [], hashlib.sha256(), chunk_rows=n):
+        records.extend(item.record for item in chunk if item.record is not None)
+        problem = problem or next((item.problem for item in chunk if item.problem), None)
+        if len(records) >= n:
+            break
+    records = records[:n]
+    if not records and problem is not None:
+        raise problem.error()
     return pd.DataFrame.from_records(records, columns=_columns_of(records))
 
 
@@ -991,100 +1128,187 @@ def _parse_self_instruct(record: dict[str, Any], position: int) -> list[tuple[di
 
 
 @dataclass
-class _Scan:
-    file_format: str
-    schema: str | None
-    columns: list[str]
-    rows: list[Row]
-    content_hash: str
-    duplicates: list[Duplicate]
-    repeats: set[int]  # row_index of every row that repeats an earlier one
-    notices: list[str]
+class _Pass:
+    """One reading of a file: what was found, and the schema every record was checked with (None when some were
+    read before the schema could be told)."""
+
+    columns: dict[str, None] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    n_rows: int = 0
+    n_repeats: int = 0
+    n_items: int = 0
+    n_records: int = 0
+    first_location: int | None = None
+    schemas: set = field(default_factory=set)
+    content_hash: str = ""
 
 
-def _file_problems(path: str, fmt: str, items: list[_Item], mapping: ColumnMapping | None) -> tuple[str | None, list]:
+class _Stage:
+    """Rows written to a Parquet file as ``Store.add_dataset`` reads them (``repeat`` marks an exact duplicate of an
+    earlier row)."""
+
+    SCHEMA = pa.schema(
+        [
+            ("row_index", pa.int64()),
+            ("record_json", pa.string()),
+            ("prompt", pa.string()),
+            ("prompt_messages_json", pa.string()),
+            ("response", pa.string()),
+            ("repeat", pa.bool_()),
+            ("kept_index", pa.int64()),  # the row's index once duplicates are dropped (null for a repeat)
+        ]
+    )
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.writer = pq.ParquetWriter(str(path), self.SCHEMA)
+        self.columns: dict[str, list] = {name: [] for name in self.SCHEMA.names}
+        self.kept = 0
+
+    def add(self, row_index: int, record: dict, messages: list, prompt: str, response: str, repeat: bool) -> None:
+        c = self.columns
+        c["row_index"].append(row_index)
+        c["record_json"].append(json.dumps(record, ensure_ascii=False))  # as Store._dumps writes it
+        c["prompt"].append(prompt)
+        c["prompt_messages_json"].append(json.dumps(messages, ensure_ascii=False))
+        c["response"].append(response)
+        c["repeat"].append(repeat)
+        c["kept_index"].append(None if repeat else self.kept)
+        self.kept += not repeat
+
+    def flush(self) -> None:
+        if self.columns["row_index"]:
+            self.writer.write_table(pa.table(self.columns, schema=self.SCHEMA))
+            self.columns = {name: [] for name in self.SCHEMA.names}
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def _duplicate_key(record: dict[str, Any]) -> bytes:
+    """What makes two rows exact duplicates: the same record (key order aside), wherever it sits in the file, as a
+    128-bit digest (JSON text tells 1, 1.0 and true apart)."""
+    key = {k: v for k, v in record.items() if k not in ("_source_index", "_instance_index")}
+    return hashlib.blake2b(json.dumps(key, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
+
+
+def _file_problem(path: str, fmt: str, found: _Pass, mapping: ColumnMapping | None) -> tuple[str | None, list]:
     """(schema, problems) for the file as a whole: no rows, unrecognised columns, mapped columns not in the file."""
-    records = [item.record for item in items if item.record is not None]
-    columns = _columns_of(records)
-    first = next((item.location for item in items), None)
-    where = 1 if fmt == "csv" else first  # a CSV file's columns are on its header line
-    unit = _unit(fmt)
-    if not items:
+    columns = list(found.columns)
+    where = 1 if fmt == "csv" else found.first_location  # a CSV file's columns are on its header line
+    if not found.n_items:
         return None, [Problem(path, None, None, "the file has no rows", "Add at least one row and import it again.")]
-    if not records:
+    if not found.n_records:
         return None, []  # every record is already a problem
     if mapping is not None:
-        missing = [c for c in mapping.columns if c not in columns]
+        missing = [c for c in mapping.columns if c not in found.columns]
         if missing:
             message = f"the mapped column is not in the file (columns: {', '.join(columns)})"
-            return None, [Problem(path, where, missing[0], message, "Map one of the file's columns.", unit)]
+            return None, [Problem(path, where, missing[0], message, "Map one of the file's columns.", _unit(fmt))]
         return "mapped", []
     schema = detect_schema(columns)
     if schema is None:
         message = f"the columns do not match a known format (columns: {', '.join(columns)})"
-        return None, [Problem(path, where, None, message, _unrecognised_hint(columns), unit)]
+        return None, [Problem(path, where, None, message, _unrecognised_hint(columns), _unit(fmt))]
     return schema, []
 
 
-def _duplicate_key(record: dict[str, Any]) -> tuple:
-    """What makes two rows exact duplicates: the same record (key order aside), wherever it sits in the file."""
-    return _frozen({k: v for k, v in record.items() if k not in ("_source_index", "_instance_index")})
+def _read_pass(
+    path: str, fmt: str, mapping: ColumnMapping | None, schema: str | None, max_problems: int, stage: _Stage | None
+) -> _Pass:
+    """Read the file once, a chunk at a time: every record is checked with ``schema`` (or, when None, with the
+    schema its columns so far name) and its rows kept (in ``rows``, or written to ``stage``) until ``max_problems``
+    problems are found; after that the file is still read to the end for its columns (and its bytes' encoding)."""
+    found = _Pass()
+    digest = hashlib.sha256()
+    first_seen: dict[bytes, int | None] = {}
+    unit = _unit(fmt)
+    for chunk in _item_chunks(path, fmt, found.notices, digest):
+        for item in chunk:
+            if found.first_location is None:
+                found.first_location = item.location
+            if item.record is not None:
+                found.columns.update(dict.fromkeys(item.record))
+                found.n_records += 1
+        using = schema or ("mapped" if mapping is not None else detect_schema(list(found.columns)))
+        for item in chunk:
+            position = found.n_items
+            found.n_items += 1
+            if len(found.problems) >= max_problems:
+                continue
+            if item.problem is not None:
+                found.problems.append(item.problem)
+                continue
+            found.schemas.add(using)
+            if using is None:
+                continue
+            try:
+                if (error := _value_problem(item.record)) is not None:
+                    raise error
+                parsed = _parse_record(using, mapping, item.record, position)
+            except _RowError as exc:
+                found.problems.append(Problem(path, item.location, exc.column, exc.message, exc.hint, unit))
+                continue
+            for record, messages, response in parsed:
+                key = _duplicate_key(record)
+                repeat = key in first_seen
+                if repeat:
+                    found.duplicates.append(Duplicate(item.location, first_seen[key], unit))
+                    found.n_repeats += 1
+                else:
+                    first_seen[key] = item.location
+                if stage is None:
+                    found.rows.append(Row(found.n_rows, record, messages, render_prompt(messages), response))
+                else:
+                    stage.add(found.n_rows, record, messages, render_prompt(messages), response, repeat)
+                found.n_rows += 1
+        if stage is not None:
+            stage.flush()
+    found.content_hash = _folder_hash(path) if fmt == DATASETS_FORMAT else digest.hexdigest()
+    return found
 
 
-def _frozen(value: Any) -> Any:
-    """A hashable copy of a JSON value that tells 1, 1.0 and true apart."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return (list, tuple(_frozen(v) for v in value))
-    return (type(value), value)
+@dataclass
+class _Scan:
+    file_format: str
+    schema: str | None
+    found: _Pass
 
 
-def _scan(path: str | Path, mapping: ColumnMapping | None, max_problems: int) -> tuple[_Scan | None, list[Problem]]:
-    """Read, recognise and validate a file, collecting up to ``max_problems`` problems in file order."""
+def _scan(
+    path: str | Path, mapping: ColumnMapping | None, max_problems: int, stage_path: Path | None = None
+) -> tuple[_Scan | None, list[Problem]]:
+    """Read, recognise and validate a file, collecting up to ``max_problems`` problems in file order. A file
+    is read once, unless a column first met far into it changes its schema (then once more, with that schema)."""
     path = str(path)
-    notices: list[str] = []
     try:
         fmt = detect_format(path)
-        items, content_hash = _read_items(path, fmt, notices)
+        schema = None
+        for _ in range(2):
+            stage = None if stage_path is None else _Stage(stage_path)
+            try:
+                found = _read_pass(path, fmt, mapping, schema, max_problems, stage)
+            finally:
+                if stage is not None:
+                    stage.close()
+            final, problems = _file_problem(path, fmt, found, mapping)
+            if problems:
+                return None, problems
+            if final is None or found.schemas <= {final}:
+                break
+            schema = final  # some records were checked before a later column changed the schema
     except DataError as exc:
         return None, [exc.problem]
-    schema, problems = _file_problems(path, fmt, items, mapping)
-    if problems:
-        return None, problems
-    rows: list[Row] = []
-    duplicates: list[Duplicate] = []
-    repeats: set[int] = set()
-    first_seen: dict[tuple, int | None] = {}
-    for position, item in enumerate(items):
-        if len(problems) >= max_problems:
-            break
-        if item.problem is not None:
-            problems.append(item.problem)
-            continue
-        try:
-            if (error := _value_problem(item.record)) is not None:
-                raise error
-            parsed = _parse_record(schema, mapping, item.record, position)
-        except _RowError as exc:
-            problems.append(Problem(path, item.location, exc.column, exc.message, exc.hint, _unit(fmt)))
-            continue
-        for record, messages, response in parsed:
-            key = _duplicate_key(record)
-            if key in first_seen:
-                duplicates.append(Duplicate(item.location, first_seen[key], _unit(fmt)))
-                repeats.add(len(rows))
-            else:
-                first_seen[key] = item.location
-            rows.append(Row(len(rows), record, messages, render_prompt(messages), response))
     if fmt == DATASETS_FORMAT:
-        notices.append(
+        found.notices.append(
             f"{Path(path).name}: a datasets folder has no file format of its own; export writes its curated set "
             f"as {EXPORT_FORMAT_OF[fmt].capitalize()} unless you choose JSONL, JSON or CSV."
         )
-    columns = _columns_of([item.record for item in items if item.record is not None])
-    scan = _Scan(fmt, schema, columns, rows, content_hash, duplicates, repeats, notices)
-    return scan, problems[:max_problems]
+    return _Scan(fmt, final, found), found.problems[:max_problems]
 
 
 def validate(path: str | Path, mapping: ColumnMapping | None = None) -> list[Problem]:
@@ -1094,39 +1318,87 @@ def validate(path: str | Path, mapping: ColumnMapping | None = None) -> list[Pro
 
 def inspect(path: str | Path, mapping: ColumnMapping | None = None) -> Inspection:
     """What importing the file would do: its problems (as ``validate``), exact duplicate rows and notices."""
-    scan, problems = _scan(path, mapping, MAX_PROBLEMS)
-    if scan is None:
-        return Inspection(problems)
-    return Inspection(problems, scan.duplicates, scan.notices)
+    return prepare(path, mapping)[0]
+
+
+def prepare(
+    path: str | Path, mapping: ColumnMapping | None = None, *, staging_dir: str | Path | None = None
+) -> tuple[Inspection, Dataset | None]:
+    """``inspect`` and ``load_dataset`` in one reading of the file: its inspection, and the dataset when it has
+    no problem (rows staged in ``staging_dir`` when given, see ``load_dataset``). ``with_options`` then names it
+    and drops its duplicates, with no second reading."""
+    stage_path = _stage_path(staging_dir)
+    scan, problems = _scan(path, mapping, MAX_PROBLEMS, stage_path)
+    if scan is None or problems:
+        if stage_path is not None:
+            stage_path.unlink(missing_ok=True)
+        return Inspection(
+            problems, [] if scan is None else scan.found.duplicates, [] if scan is None else scan.found.notices
+        ), None
+    return Inspection([], scan.found.duplicates, scan.found.notices), _dataset(path, mapping, scan, stage_path)
+
+
+def _stage_path(staging_dir: str | Path | None) -> Path | None:
+    if staging_dir is None:
+        return None
+    Path(staging_dir).mkdir(parents=True, exist_ok=True)
+    return Path(staging_dir) / f"rows-{uuid.uuid4().hex}.parquet"
+
+
+def _dataset(path: str | Path, mapping: ColumnMapping | None, scan: _Scan, stage_path: Path | None) -> Dataset:
+    found = scan.found
+    return Dataset(
+        name=Path(path).stem,
+        source_path=str(path),
+        file_format=scan.file_format,
+        schema=scan.schema,
+        mapping=mapping,
+        rows=found.rows,
+        content_hash=found.content_hash,
+        columns=list(found.columns),
+        duplicates=found.duplicates,
+        notices=found.notices,
+        rows_file=None if stage_path is None else str(stage_path),
+        staged_rows=found.n_rows,
+    )
+
+
+def with_options(dataset: Dataset, name: str | None = None, *, drop_duplicates: bool = False) -> Dataset:
+    """The dataset named ``name`` (None: as it is) and, with ``drop_duplicates``, without its exact duplicate rows:
+    the first of each is kept, row_index is renumbered 0..n-1 and the content hash differs from the file kept
+    whole. Staged rows are dropped when the store reads them (``Dataset.rows_file``)."""
+    dataset = replace(dataset, name=name or dataset.name)
+    if not (drop_duplicates and dataset.duplicates):
+        return dataset
+    content_hash = hashlib.sha256(f"{dataset.content_hash} without duplicates".encode()).hexdigest()
+    if dataset.rows_file is not None:
+        return replace(dataset, duplicates_dropped=True, content_hash=content_hash)
+    seen: set[bytes] = set()
+    kept = [r for r in dataset.rows if (key := _duplicate_key(r.record)) not in seen and not seen.add(key)]
+    rows = [replace(row, row_index=i) for i, row in enumerate(kept)]
+    return replace(dataset, rows=rows, duplicates_dropped=True, content_hash=content_hash)
 
 
 def load_dataset(
-    path: str | Path, mapping: ColumnMapping | None = None, name: str | None = None, *, drop_duplicates: bool = False
+    path: str | Path,
+    mapping: ColumnMapping | None = None,
+    name: str | None = None,
+    *,
+    drop_duplicates: bool = False,
+    staging_dir: str | Path | None = None,
 ) -> Dataset:
     """Read, recognise (or apply ``mapping``) and validate a file; raises DataError at its first problem.
 
     Exact duplicate rows are kept and listed in ``Dataset.duplicates``; ``drop_duplicates`` keeps only the first
     of each (row_index is renumbered 0..n-1, and the content hash differs from the file kept whole).
+    ``staging_dir``: the rows are written there as a Parquet file (``Dataset.rows_file``, for
+    ``Store.add_dataset`` to read) instead of kept in ``Dataset.rows``, so that memory stays bounded whatever the
+    file's size; the caller deletes the file once it is stored.
     """
-    scan, problems = _scan(path, mapping, 1)
+    stage_path = _stage_path(staging_dir)
+    scan, problems = _scan(path, mapping, 1, stage_path)
     if problems:
+        if stage_path is not None:
+            stage_path.unlink(missing_ok=True)
         raise problems[0].error()
-    rows, content_hash = scan.rows, scan.content_hash
-    dropped = drop_duplicates and bool(scan.repeats)
-    if dropped:
-        kept = [row for row in rows if row.row_index not in scan.repeats]
-        rows = [replace(row, row_index=i) for i, row in enumerate(kept)]
-        content_hash = hashlib.sha256(f"{content_hash} without duplicates".encode()).hexdigest()
-    return Dataset(
-        name=name or Path(path).stem,
-        source_path=str(path),
-        file_format=scan.file_format,
-        schema=scan.schema,
-        mapping=mapping,
-        rows=rows,
-        content_hash=content_hash,
-        columns=scan.columns,
-        duplicates=scan.duplicates,
-        duplicates_dropped=dropped,
-        notices=scan.notices,
-    )
+    return with_options(_dataset(path, mapping, scan, stage_path), name, drop_duplicates=drop_duplicates)

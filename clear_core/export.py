@@ -15,9 +15,11 @@ import json
 import math
 import os
 import secrets
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -506,3 +508,266 @@ def write_records(
             f"Could not write the export to {path}: {_why_not_written(path, exc)}. Nothing was written."
         ) from exc
     return path
+
+
+# -- streamed from the store --------------------------------------------------------------------------------
+# The same curation and the same bytes as curate -> to_records -> write_records, for datasets of any size: the
+# store applies the rule in SQL (Store.curation_summary, Store.curated_batches) and the writers below take the rows
+# a batch at a time, so memory stays bounded. tests/test_export_stream.py checks both paths give the same files.
+
+BATCH_ROWS = 50_000  # rows per query and per write; a batch of long chat records stays well under 100 MB
+
+
+class _JSONText(str):
+    """A stored record's JSON text, written as it is: the store keeps every record as ``json.dumps(record,
+    ensure_ascii=False)``, which is what export writes for a row that nothing changed."""
+
+
+def _clean(value: Any) -> Any:
+    """A score from the store as export writes it: NaN becomes None (as ``_plain`` does)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def curated_batches(
+    store: Any,
+    dataset: dict[str, Any],
+    run_id: int | None,
+    policy: ExportPolicy,
+    *,
+    raw_json: bool = False,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[list[dict[str, Any]]]:
+    """The export's records in order, a list per batch of rows, built as ``to_records`` builds them from
+    ``store.curated_batches``. ``raw_json``: a row written unchanged comes as its stored JSON text (a ``str``) and
+    is not decoded at all. Self-instruct instances are regrouped into their tasks across batches."""
+    schema = dataset["schema"]
+    mapping = ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
+    plain = not (policy.include_scores or policy.all_rows) and schema != "self_instruct"
+    task: dict[str, Any] | None = None  # the self-instruct task being regrouped
+    for table in store.curated_batches(
+        dataset["dataset_id"],
+        run_id,
+        policy,
+        all_rows=policy.all_rows,
+        include_scores=policy.include_scores,
+        batch_rows=batch_rows,
+    ):
+        columns = table.to_pydict()
+        records: list[dict[str, Any]] = []
+        for i, text in enumerate(columns["record_json"]):
+            original, final = columns["original_response"][i], columns["final_response"][i]
+            if raw_json and plain and final == original and not columns["unsafe"][i]:
+                records.append(_JSONText(text))
+                continue
+            record = json.loads(text)
+            if final != original:
+                record = _with_response(schema, record, final, mapping)
+            if policy.include_scores or policy.all_rows:
+                row = CuratedRow(
+                    row_index=columns["row_index"][i],
+                    record=record,
+                    original_response=original,
+                    final_response=final,
+                    action=columns["action"][i],
+                    source=columns["source"][i],
+                    kept=columns["kept"][i],
+                    scores={name: _clean(columns[name][i]) for name in columns if name in _SCORE_COLUMNS},
+                    decision=columns["decision"][i],
+                    annotator=columns["annotator"][i],
+                    reason=columns["reason"][i],
+                    note=columns["note"][i],
+                )
+                extra = _annotations(row, policy.include_scores, policy.all_rows)
+                if schema == "self_instruct":
+                    record = {**record, "instances": [{**record["instances"][0], **extra}]}
+                else:
+                    record = {**record, **extra}
+            if schema != "self_instruct":
+                records.append(record)
+            elif task is not None and task["source"] == record["_source_index"]:
+                task["record"]["instances"].extend(record["instances"])
+            else:
+                if task is not None:
+                    records.append(task["record"])
+                kept = {k: v for k, v in record.items() if k not in _SELF_INSTRUCT_KEYS}
+                task = {"source": record["_source_index"], "record": kept | {"instances": list(record["instances"])}}
+        yield records
+    if task is not None:
+        yield [task["record"]]
+
+
+_SCORE_COLUMNS = frozenset(("confidence", "proposed_response", *SIGNALS))
+
+
+def _export_columns(store: Any, dataset: dict[str, Any], run_id: int | None, policy: ExportPolicy) -> list[str]:
+    """The columns of the export in order of first appearance, as ``_columns`` finds them in the records, read
+    from the stored JSON by the store (no record is decoded here)."""
+    keys, first_row_keys = store.curated_keys(dataset["dataset_id"], run_id, policy, all_rows=policy.all_rows)
+    if dataset["schema"] == "self_instruct":  # the annotations go inside each instance
+        return [k for k in keys if k not in _SELF_INSTRUCT_KEYS]
+    blank = CuratedRow(0, {}, "", "", "", "", True)
+    extra = [k for k in _annotations(blank, policy.include_scores, policy.all_rows) if k not in keys]
+    return [*keys[:first_row_keys], *extra, *keys[first_row_keys:]] if keys else []
+
+
+def _jsonl_writer(batches: Iterator[list], out: BinaryIO) -> None:
+    for records in batches:
+        lines = [r if isinstance(r, _JSONText) else json.dumps(r, ensure_ascii=False, allow_nan=False) for r in records]
+        if lines:
+            out.write(("\n".join(lines) + "\n").encode())
+
+
+def _json_writer(batches: Iterator[list], out: BinaryIO) -> None:
+    """``json.dumps(records, indent=2)`` written a record at a time."""
+    empty = True
+    for records in batches:
+        for record in records:
+            text = json.dumps(record, indent=2, ensure_ascii=False, allow_nan=False).replace("\n", "\n  ")
+            out.write((("[\n  " if empty else ",\n  ") + text).encode())
+            empty = False
+    out.write(b"[]\n" if empty else b"\n]\n")
+
+
+def _csv_writer(batches: Iterator[list], out: BinaryIO, columns: list[str]) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)  # see _csv_bytes
+    writer.writerow(columns)
+    for records in batches:
+        for record in records:
+            cells = [_csv_cell(record.get(c)) for c in columns]
+            (quoting if any("\r" in cell for cell in cells) else writer).writerow(cells)
+        out.write(buffer.getvalue().encode("utf-8"))
+        buffer.seek(0)
+        buffer.truncate()
+    out.write(buffer.getvalue().encode("utf-8"))
+
+
+def _parquet_writer(batches: Iterator[list], out: BinaryIO, columns: list[str], spill: Path) -> None:
+    """Parquet with each column typed as ``pa.array`` types the whole column (as ``_parquet_bytes``): every batch
+    is converted and spilled to an Arrow file; a column whose batches disagree (nulls aside) is typed from all its
+    values; then the batches are written with that one schema."""
+    spilled, types = [], {c: set() for c in columns}
+    for number, records in enumerate(batches):
+        if not records:
+            continue
+        arrays = {}
+        for column in columns:
+            try:
+                arrays[column] = pa.array([record.get(column) for record in records])
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise ExportError(f'Cannot write column "{column}" as Parquet: {exc}') from exc
+            types[column].add(arrays[column].type)
+        table = pa.table(arrays)
+        spilled.append(spill / f"{number}.arrow")
+        with pa.OSFile(str(spilled[-1]), "wb") as sink, pa.ipc.new_file(sink, table.schema) as ipc:
+            ipc.write_table(table)
+    if not spilled:
+        pq.write_table(pa.table({c: pa.array([], pa.null()) for c in columns}), out)
+        return
+    final = {c: _column_type(c, found, spilled) for c, found in types.items()}
+    schema = pa.schema([(c, final[c]) for c in columns])
+    with pq.ParquetWriter(out, schema) as writer:
+        for file in spilled:
+            with pa.memory_map(str(file)) as source:
+                table = pa.ipc.open_file(source).read_all()
+                arrays = [
+                    table[c] if table[c].type == final[c] else pa.array(table[c].to_pylist(), final[c]) for c in columns
+                ]
+                writer.write_table(pa.table(arrays, schema=schema))
+            file.unlink()
+
+
+def _column_type(column: str, found: set[pa.DataType], spilled: list[Path]) -> pa.DataType:
+    """The type ``pa.array`` gives the whole column: the one type its batches share (nulls aside), or else the
+    type inferred from every value (read back from the spilled batches; only such a column is held whole)."""
+    typed = {t for t in found if t != pa.null()}
+    if len(typed) <= 1:
+        return next(iter(typed), pa.null())
+    values = []
+    for file in spilled:
+        with pa.memory_map(str(file)) as source:
+            values.extend(pa.ipc.open_file(source).read_all()[column].to_pylist())
+    try:
+        return pa.array(values).type
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ExportError(f'Cannot write column "{column}" as Parquet: {exc}') from exc
+
+
+def write_curated(
+    store: Any,
+    dataset_id: int,
+    policy: ExportPolicy,
+    path: str | Path,
+    fmt: str = "original",
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> int:
+    """Write the curated dataset (latest run's scores, current decisions) to ``path`` atomically, streamed from
+    the store in batches; returns how many records were written. The file equals ``write_records`` of the
+    records ``curate`` and ``to_records`` give (byte for byte but for Parquet's row groups). ``progress(rows done,
+    rows in all)`` is called after each batch. Errors as ``write_records``; ``check_pending`` is the caller's."""
+    path = Path(path)
+    dataset = store.get_dataset(dataset_id)
+    run = store.latest_run(dataset_id)
+    run_id = run["run_id"] if run else None
+    fmt = resolve_format(fmt, dataset["file_format"], path)
+    total, written = int(dataset["n_rows"]), 0
+
+    def counted(batches: Iterator[list]) -> Iterator[list]:
+        nonlocal written
+        done = 0
+        for records in batches:
+            written += len(records)
+            done = min(total, done + batch_rows)
+            yield records
+            if progress is not None:
+                progress(done, total)
+
+    def write(out: BinaryIO) -> None:
+        batches = counted(
+            curated_batches(store, dataset, run_id, policy, raw_json=fmt == "jsonl", batch_rows=batch_rows)
+        )
+        if fmt == "jsonl":
+            _jsonl_writer(batches, out)
+        elif fmt == "json":
+            _json_writer(batches, out)
+        elif fmt == "csv":
+            _csv_writer(batches, out, _export_columns(store, dataset, run_id, policy))
+        else:
+            with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as spill:
+                _parquet_writer(batches, out, _export_columns(store, dataset, run_id, policy), Path(spill))
+
+    try:
+        _write_streamed(path, write)
+    except OSError as exc:
+        raise ExportError(
+            f"Could not write the export to {path}: {_why_not_written(path, exc)}. Nothing was written."
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"Cannot write the records as {fmt}: {exc}") from exc
+    return written
+
+
+def _write_streamed(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``_write_atomic`` for a file written piece by piece: a sibling temp file renamed over ``path``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_pending(summary: dict[str, Any], policy: ExportPolicy) -> None:
+    """``check_scored`` for a store's ``curation_summary``: raise UnscoredRowsError when the policy refuses rows
+    that nothing decided."""
+    if policy.unscored != "fail" or not policy.apply_auto or policy.only_reviewed:
+        return
+    if summary["unscored_rows"] or summary["failed_rows"]:
+        raise UnscoredRowsError(summary["unscored_rows"], summary["failed_rows"], summary["total"])

@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from clear_core import clear, dedupe, migrations, permissions
 from clear_core.errors import ClearError, InvalidInput
@@ -438,16 +439,20 @@ class Store:
         actor = actor or permissions.owner_actor()
         permissions.require(actor, "import")
         mapping_json = None if ds.mapping is None else _dumps(_plain(ds.mapping), canonical=True)
-        rows = pd.DataFrame(
-            {
-                "row_index": [int(r.row_index) for r in ds.rows],
-                "record_json": [_dumps(r.record) for r in ds.rows],
-                "prompt": [r.prompt for r in ds.rows],
-                "prompt_messages_json": [_dumps(r.prompt_messages) for r in ds.rows],
-                "response": [r.response for r in ds.rows],
-            },
-            columns=["row_index", "record_json", "prompt", "prompt_messages_json", "response"],
-        )
+        rows_file = getattr(ds, "rows_file", None)  # rows staged as Parquet by data.load_dataset(staging_dir=)
+        rows = None
+        if rows_file is None:
+            rows = pd.DataFrame(
+                {
+                    "row_index": [int(r.row_index) for r in ds.rows],
+                    "record_json": [_dumps(r.record) for r in ds.rows],
+                    "prompt": [r.prompt for r in ds.rows],
+                    "prompt_messages_json": [_dumps(r.prompt_messages) for r in ds.rows],
+                    "response": [r.response for r in ds.rows],
+                },
+                columns=["row_index", "record_json", "prompt", "prompt_messages_json", "response"],
+            )
+        n_rows = len(rows) if rows is not None else int(ds.n_rows)
         with self._transaction() as cursor:
             existing = _first(
                 cursor.execute(
@@ -470,17 +475,25 @@ class Store:
                     mapping_json,
                     _dumps(list(ds.columns) if ds.columns is not None else None),
                     ds.content_hash,
-                    len(rows),
+                    n_rows,
                     _now(),
                 ],
             ).fetchall()[0][0]
-            cursor.register("incoming_rows", rows)  # dropped with the cursor at the end of the call
             try:
-                cursor.execute(
-                    "INSERT INTO rows SELECT ?, row_index, record_json, prompt, prompt_messages_json, response "
-                    "FROM incoming_rows",
-                    [dataset_id],
-                )
+                if rows is not None:
+                    cursor.register("incoming_rows", rows)  # dropped with the cursor at the end of the call
+                    cursor.execute(
+                        "INSERT INTO rows SELECT ?, row_index, record_json, prompt, prompt_messages_json, response "
+                        "FROM incoming_rows",
+                        [dataset_id],
+                    )
+                else:  # DuckDB streams the file; without the duplicates, rows take kept_index (0..n-1)
+                    cursor.execute(
+                        "INSERT INTO rows SELECT $dataset_id, CASE WHEN $drop THEN kept_index ELSE row_index END, "
+                        "record_json, prompt, prompt_messages_json, response FROM read_parquet($file) "
+                        "WHERE NOT ($drop AND repeat)",
+                        {"dataset_id": dataset_id, "file": str(rows_file), "drop": bool(ds.duplicates_dropped)},
+                    )
             except duckdb.ConstraintException as exc:
                 raise StoreError(f"Dataset {ds.name!r} has two rows with the same row_index: {exc}") from exc
             source = None if ds.source_path is None else str(ds.source_path)
@@ -529,6 +542,155 @@ class Store:
         df["record_json"] = [json.loads(t) for t in df["record_json"]]
         df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
         return df.rename(columns={"record_json": "record", "prompt_messages_json": "prompt_messages"})
+
+    # -- curation (the export's rule in SQL; export.curate is the same rule in Python) -------------------------
+
+    def _curation_params(self, dataset_id: int, run_id: int | None, policy: Any) -> dict[str, Any]:
+        """$-parameters of ``_CURATED`` for an ``export.ExportPolicy`` (read by attribute; the store imports no
+        export code)."""
+        return {
+            "dataset_id": dataset_id,
+            "run_id": run_id,
+            "gamma": float(policy.gamma),
+            "eta": float(policy.eta),
+            "apply_auto": bool(policy.apply_auto),
+            "apply_decisions": bool(policy.apply_decisions),
+            "only_reviewed": bool(policy.only_reviewed),
+            "unscored_drop": policy.unscored == "drop",
+            "whitespace": _WHITESPACE,
+            "lo": 0,
+            "hi": 2**62,
+        }
+
+    def curation_summary(self, dataset_id: int, run_id: int | None, policy: Any) -> dict[str, Any]:
+        """What ``policy`` makes of every row, counted in SQL as ``export.summarize`` counts it, plus ``changed``
+        (rows dropped or rewritten), and ``unscored_rows``/``failed_rows``: the row indices nothing decided (no
+        scores and no human decision), as ``export.pending_rows`` lists them. Raises ValueError as
+        ``export.curate`` does for a decision that cannot be applied."""
+        params = self._curation_params(dataset_id, run_id, policy)
+        with self._cursor() as cursor:
+            bad = _first(
+                cursor.execute(
+                    f"SELECT row_index, decision FROM ({_curated_sql()}) WHERE decision IN ('accept', 'edit') "
+                    "AND final_response IS NULL ORDER BY row_index LIMIT 1",
+                    params,
+                )
+            )
+            if bad is not None:
+                what = {
+                    "accept": "accepted but has no proposed response to accept",
+                    "edit": "edited but its decision has no final_response",
+                }[bad[1]]
+                raise ValueError(f"Row {bad[0]} was {what}.")
+            counts = cursor.execute(
+                f"""
+                SELECT count(*), count(*) FILTER (WHERE kept),
+                       count(*) FILTER (WHERE kept AND action = 'correct' AND source = 'auto'),
+                       count(*) FILTER (WHERE kept AND decision = 'accept'),
+                       count(*) FILTER (WHERE kept AND decision = 'edit'),
+                       count(*) FILTER (WHERE kept AND action = 'keep'),
+                       count(*) FILTER (WHERE NOT kept OR final_response IS DISTINCT FROM original_response)
+                FROM ({_curated_sql()})
+                """,
+                params,
+            ).fetchall()[0]
+            pending = cursor.execute(
+                f"SELECT row_index, scoring FROM ({_curated_sql()}) WHERE scoring <> 'scored' AND source <> 'human' "
+                "ORDER BY row_index",
+                params,
+            ).fetchnumpy()
+        names = ("total", "kept", "corrected_auto", "corrected_human", "edited", "unchanged", "changed")
+        out: dict[str, Any] = {name: int(n) for name, n in zip(names, counts, strict=True)}
+        out["removed"] = out["total"] - out["kept"]
+        out["corrected"] = out["corrected_auto"] + out["corrected_human"]
+        scoring = pending["scoring"]
+        out["unscored_rows"] = pending["row_index"][scoring == "unscored"].tolist()
+        out["failed_rows"] = pending["row_index"][scoring == "failed"].tolist()
+        out["unscored"], out["failed"] = len(out["unscored_rows"]), len(out["failed_rows"])
+        return out
+
+    def curation_changes(self, dataset_id: int, run_id: int | None, policy: Any, limit: int = 200) -> pd.DataFrame:
+        """The first ``limit`` rows that ``policy`` drops or rewrites, in row order, with the fields of
+        ``export.CuratedRow`` that describe the change (no records, no scores)."""
+        params = {**self._curation_params(dataset_id, run_id, policy), "limit": int(limit)}
+        return self._df(
+            f"""
+            SELECT row_index, kept, action, source, scoring, decision, annotator, reason, note, original_response,
+                   final_response
+            FROM ({_curated_sql()})
+            WHERE NOT kept OR final_response IS DISTINCT FROM original_response
+            ORDER BY row_index LIMIT $limit
+            """,
+            params,
+        )
+
+    def curated_batches(
+        self,
+        dataset_id: int,
+        run_id: int | None,
+        policy: Any,
+        *,
+        all_rows: bool = False,
+        include_scores: bool = False,
+        batch_rows: int = 50_000,
+    ) -> Iterator[pa.Table]:
+        """The curated rows in row order, ``batch_rows`` row indices at a time (one query each, so memory stays
+        bounded whatever the dataset's size), as Arrow tables: row_index, record_json, original_response,
+        final_response, kept, action, source, scoring, decision, annotator, reason, note, ``unsafe`` (the record's
+        JSON holds NaN or Infinity, which export refuses), and with ``include_scores`` every score field.
+        Only kept rows unless ``all_rows``; a decision that cannot be applied raises ValueError (see
+        ``curation_summary``, which callers run first)."""
+        params = self._curation_params(dataset_id, run_id, policy)
+        scores = f", {', '.join(SCORE_FIELDS)}" if include_scores else ""
+        n_rows = self._scalar("SELECT max(row_index) + 1 FROM rows WHERE dataset_id = ?", [dataset_id]) or 0
+        sql = f"""
+            SELECT c.row_index, r.record_json, c.original_response, c.final_response, c.kept, c.action, c.source,
+                   c.scoring, c.decision, c.annotator, c.reason, c.note,
+                   regexp_matches(r.record_json, '[:,\\[]\\s*-?(NaN|Infinity)\\b') AS unsafe{scores}
+            FROM ({_curated_sql(include_scores)}) c
+            JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = c.row_index
+            WHERE c.kept OR $all_rows
+            ORDER BY c.row_index
+        """
+        for lo in range(0, int(n_rows), batch_rows):
+            with self._cursor() as cursor:
+                window = {**params, "all_rows": bool(all_rows), "lo": lo, "hi": lo + batch_rows}
+                table = cursor.sql(sql, params=window).to_arrow_table()
+            yield table
+
+    def decisions_version(self, dataset_id: int) -> tuple[int, int]:
+        """(how many decisions, the latest decision_id) of a dataset, undos included: it changes with every
+        decision, so whatever was built from the decisions can tell it is out of date."""
+        with self._cursor() as cursor:
+            count, latest = cursor.execute(
+                "SELECT count(*), coalesce(max(decision_id), 0) FROM decisions WHERE dataset_id = ?", [dataset_id]
+            ).fetchall()[0]
+        return int(count), int(latest)
+
+    def curated_keys(
+        self, dataset_id: int, run_id: int | None, policy: Any, *, all_rows: bool = False
+    ) -> tuple[list[str], int]:
+        """The keys of the stored records that the export writes (kept rows, or all with ``all_rows``), in order of
+        first appearance, and how many of them the first such record holds (read by DuckDB's JSON functions)."""
+        params = {**self._curation_params(dataset_id, run_id, policy), "all_rows": bool(all_rows)}
+        with self._cursor() as cursor:
+            rows = cursor.execute(
+                f"""
+                WITH written AS (
+                    SELECT c.row_index, json_keys(r.record_json) AS keys
+                    FROM ({_curated_sql()}) c JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = c.row_index
+                    WHERE c.kept OR $all_rows
+                ),
+                firsts AS (
+                    SELECT key, min(row_index * 1000000 + position) AS first, min(row_index) AS first_row
+                    FROM (SELECT row_index, unnest(keys) AS key, generate_subscripts(keys, 1) AS position FROM written)
+                    GROUP BY key
+                )
+                SELECT key, first_row = (SELECT min(row_index) FROM written) FROM firsts ORDER BY first
+                """,
+                params,
+            ).fetchall()
+        return [key for key, _ in rows], sum(1 for _, in_first in rows if in_first)
 
     def delete_dataset(self, dataset_id: int) -> list[str]:
         """Delete a dataset with its rows, runs, scores, decisions and thresholds; returns the runs' work dirs.
@@ -1533,6 +1695,135 @@ _CURRENT_DECISIONS = """
       AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
     QUALIFY row_number() OVER (PARTITION BY d.row_index ORDER BY d.decision_id DESC) = 1
 """
+
+# Each person's standing decision per row of $dataset_id: their latest non-undo decision on it that no undo points
+# at (issue 9: with overlap several people decide one row; the latest of them is the row's current decision).
+_STANDING_DECISIONS = """
+    SELECT d.row_index, d.decision_id, d.decision, d.annotator, d.decided_at, d.reason, d.note, d.group_id
+    FROM decisions d
+    WHERE d.dataset_id = $dataset_id AND d.decision <> 'undo'
+      AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+    QUALIFY row_number() OVER (PARTITION BY d.row_index, d.annotator ORDER BY d.decision_id DESC) = 1
+"""
+
+# Rows of $dataset_id that $reviewer has decided, or that $overlap different people have (ReviewQuery.reviewer).
+_REVIEWED_ENOUGH = f"""
+    SELECT row_index FROM ({_STANDING_DECISIONS}) GROUP BY row_index
+    HAVING count(*) >= $overlap OR bool_or(annotator = $reviewer)
+"""
+
+# The leases of $dataset_id that count at $now: not expired, and their holder has not decided the row (a decision
+# ends its lease, so deciding needs no separate release).
+_ACTIVE_LEASES = """
+    SELECT l.row_index, l.actor_id, l.actor_name, l.claimed_at, l.expires_at
+    FROM leases l
+    WHERE l.dataset_id = $dataset_id AND l.expires_at > $now
+      AND NOT EXISTS (
+          SELECT 1 FROM decisions d
+          WHERE d.dataset_id = l.dataset_id AND d.row_index = l.row_index AND d.annotator = l.actor_name
+            AND d.decision <> 'undo'
+            AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+      )
+"""
+
+
+def _claim(
+    cursor: duckdb.DuckDBPyConnection,
+    dataset_id: int,
+    row_index: int,
+    actor: permissions.Actor,
+    holder: str,
+    now: dt.datetime,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Inside the caller's transaction: drop expired leases and ``holder``'s others, then lease the row to them if
+    the overlap leaves room (``Store.claim`` says what it returns)."""
+    name = actor.name.strip()
+    params = {"dataset_id": dataset_id, "row_index": row_index, "holder": holder, "now": now}
+    cursor.execute(
+        "DELETE FROM leases WHERE dataset_id = $dataset_id "
+        "AND (expires_at <= $now OR (actor_id = $holder AND row_index <> $row_index))",
+        params,
+    )
+    others = [
+        other
+        for (other,) in cursor.execute(
+            f"SELECT actor_name FROM ({_ACTIVE_LEASES}) WHERE row_index = $row_index AND actor_id <> $holder "
+            "ORDER BY claimed_at",
+            params,
+        ).fetchall()
+    ]
+    n_decided, mine = cursor.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE annotator = $name) FROM ({_STANDING_DECISIONS}) "
+        "WHERE row_index = $row_index",
+        {"dataset_id": dataset_id, "row_index": row_index, "name": name},
+    ).fetchall()[0]
+    granted = bool(mine) or len(others) + int(n_decided) < settings["overlap"]
+    expires = now + dt.timedelta(seconds=settings["lease_seconds"])
+    if granted and not mine:  # a row opened again keeps when it was first claimed; its lease is extended
+        cursor.execute(
+            "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (dataset_id, row_index, actor_id) DO UPDATE SET expires_at = excluded.expires_at",
+            [dataset_id, row_index, holder, name, now, expires],
+        )
+    else:
+        cursor.execute(
+            "DELETE FROM leases WHERE dataset_id = ? AND row_index = ? AND actor_id = ?",
+            [dataset_id, row_index, holder],
+        )
+    return {"row_index": row_index, "granted": granted, "others": others, "expires_at": expires if granted else None}
+
+
+def _curated_sql(with_scores: bool = False) -> str:
+    """Every row of $dataset_id with row_index in [$lo, $hi) as the export curates it (``export.curate``, the same
+    rule in Python): its scoring ('scored', 'unscored', 'failed'), the current human decision (when
+    $apply_decisions), the automatic action (when $apply_auto; a correction needs a proposal that is not blank),
+    then action, final_response, source ('human', 'auto', 'none') and kept (see ``export.ExportPolicy``)."""
+    usable = "trim(coalesce(proposed_response, ''), $whitespace) <> ''"
+    action = clear.action_sql("confidence", f"CASE WHEN {usable} THEN correction_confidence END", "$gamma", "$eta")
+    named = ("confidence", "correction_confidence", "proposed_response")
+    extra = "".join(f", s.{f}" for f in SCORE_FIELDS if f not in named) if with_scores else ""
+    return f"""
+        WITH dec AS (
+            SELECT d.row_index, d.decision, d.final_response, d.annotator, d.reason, d.note
+            FROM decisions d
+            WHERE $apply_decisions AND d.dataset_id = $dataset_id AND d.decision <> 'undo'
+              AND d.row_index >= $lo AND d.row_index < $hi
+              AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+            QUALIFY row_number() OVER (PARTITION BY d.row_index ORDER BY d.decision_id DESC) = 1
+        ),
+        base AS (
+            SELECT r.row_index, r.response AS original_response, s.confidence, s.correction_confidence,
+                   s.proposed_response{extra},
+                   CASE WHEN s.row_index IS NULL THEN 'unscored' WHEN s.error IS NOT NULL THEN 'failed'
+                        ELSE 'scored' END AS scoring,
+                   c.decision, c.final_response AS decided_response, c.annotator, c.reason, c.note
+            FROM rows r
+            LEFT JOIN scores s ON s.run_id = $run_id AND s.row_index = r.row_index
+            LEFT JOIN dec c ON c.row_index = r.row_index
+            WHERE r.dataset_id = $dataset_id AND r.row_index >= $lo AND r.row_index < $hi
+        ),
+        auto AS (
+            SELECT *, CASE WHEN scoring = 'scored' AND $apply_auto THEN {action} END AS auto_action FROM base
+        ),
+        decided AS (
+            SELECT *,
+                   CASE decision WHEN 'reject' THEN 'keep' WHEN 'remove' THEN 'filter' WHEN 'accept' THEN 'correct'
+                        WHEN 'edit' THEN 'correct' ELSE coalesce(auto_action, 'keep') END AS action,
+                   CASE decision WHEN 'reject' THEN original_response WHEN 'remove' THEN original_response
+                        WHEN 'accept' THEN coalesce(decided_response, proposed_response)
+                        WHEN 'edit' THEN decided_response
+                        ELSE CASE WHEN auto_action = 'correct' THEN proposed_response ELSE original_response END
+                   END AS final_response,
+                   CASE WHEN decision IS NOT NULL THEN 'human' WHEN auto_action IS NOT NULL THEN 'auto'
+                        ELSE 'none' END AS source
+            FROM auto
+        )
+        SELECT *, action <> 'filter' AND (decision IS NOT NULL OR NOT $only_reviewed)
+                  AND NOT (decision IS NULL AND scoring <> 'scored' AND $apply_auto AND $unscored_drop) AS kept
+        FROM decided
+    """
+
 
 # Each person's standing decision per row of $dataset_id: their latest non-undo decision on it that no undo points
 # at (issue 9: with overlap several people decide one row; the latest of them is the row's current decision).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def import_file(
     file already stored is reused."""
     if actor is not None:
         permissions.require(actor, "import")  # before reading the file
-    return store.add_dataset(load_dataset(path, mapping=mapping, name=name), actor=actor)
+    with tempfile.TemporaryDirectory(prefix="clear-import-") as staging:  # the rows, staged as Parquet
+        return store.add_dataset(load_dataset(path, mapping=mapping, name=name, staging_dir=staging), actor=actor)
 
 
 def ensure_demo_dataset(store: Store) -> int | None:
@@ -78,6 +80,72 @@ def curated_export(store: Store, dataset_id: int, policy: export.ExportPolicy, f
         ds["schema"], ds["file_format"], curated, policy.include_scores, policy.all_rows, mapping=mapping
     )
     return ExportResult(records, export.summarize(curated), export.resolve_format(fmt, ds["file_format"]), curated)
+
+
+@dataclass
+class ExportPlan:
+    """The curated export of a dataset before any file is written: what it keeps and changes, counted in SQL
+    (``Store.curation_summary``: total, kept, removed, corrected, edited, unchanged, unscored, failed, changed,
+    and the row indices nothing decided as ``unscored_rows``/``failed_rows``). ``write`` streams the file;
+    nothing holds the whole dataset."""
+
+    store: Store
+    dataset: dict
+    run_id: int | None
+    policy: export.ExportPolicy
+    file_format: str
+    summary: dict
+
+    @property
+    def n_records(self) -> int:
+        """Rows the file will hold (tasks are counted as their instances for self-instruct)."""
+        return self.summary["total"] if self.policy.all_rows else self.summary["kept"]
+
+    def check(self) -> None:
+        """Raise ``export.UnscoredRowsError`` when the policy refuses the rows nothing decided."""
+        export.check_pending(self.summary, self.policy)
+
+    def write(self, path: str | Path, progress=None) -> int:
+        """Write the file atomically (``export.write_curated``); returns how many records it holds."""
+        return export.write_curated(
+            self.store, self.dataset["dataset_id"], self.policy, path, self.file_format, progress=progress
+        )
+
+    def records(self) -> list[dict]:
+        """Every record in memory (a Hugging Face ``datasets`` export needs them together)."""
+        batches = export.curated_batches(self.store, self.dataset, self.run_id, self.policy)
+        return [record for batch in batches for record in batch]
+
+    def changes(self, limit: int = 200) -> list[export.CuratedRow]:
+        """The first ``limit`` rows dropped or rewritten, as CuratedRow (record and scores left empty)."""
+        frame = self.store.curation_changes(self.dataset["dataset_id"], self.run_id, self.policy, limit)
+        return [
+            export.CuratedRow(
+                row_index=int(r["row_index"]),
+                record={},
+                original_response=r["original_response"],
+                final_response=r["final_response"],
+                action=r["action"],
+                source=r["source"],
+                kept=bool(r["kept"]),
+                decision=r["decision"],
+                annotator=r["annotator"],
+                scoring=r["scoring"],
+                reason=r["reason"],
+                note=r["note"],
+            )
+            for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+        ]
+
+
+def export_plan(store: Store, dataset_id: int, policy: export.ExportPolicy, fmt: str = "original") -> ExportPlan:
+    """The curated export of ``dataset_id`` under ``policy`` from the latest run's scores and the current
+    decisions, counted but not written (see ExportPlan)."""
+    ds = store.get_dataset(dataset_id)
+    run = store.latest_run(dataset_id)
+    run_id = run["run_id"] if run else None
+    summary = store.curation_summary(dataset_id, run_id, policy)
+    return ExportPlan(store, ds, run_id, policy, export.resolve_format(fmt, ds["file_format"]), summary)
 
 
 def format_for_path(path: str | Path, input_format: str) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
 import pytest
 
 from clear_core import workspace
+from clear_core.export import ExportPolicy
 from clear_core.permissions import local_actor
 from clear_core.store import Store
 from tests.conftest import synthetic_scores
@@ -92,9 +97,12 @@ def test_rows_without_scores_block_the_download_until_a_choice_is_made(limited_d
         "4 of 12 rows are not scored (rows 8, 9, 10, 11) and 1 failed scoring (row 6), so no automatic action "
         "decides them. Score them on the Run page (“Resume run #1”)"
     )
-    assert at.download_button[0].proto.disabled
+    assert at.download_button[0].proto.disabled and at.button(key="ex_build").disabled
 
     at.radio(key="ex_unscored").set_value("keep").run()
+    assert not at.error and not at.button(key="ex_build").disabled
+    assert at.download_button[0].proto.disabled  # nothing built yet
+    at.button(key="ex_build").click().run()
     assert not at.error and not at.download_button[0].proto.disabled
     assert at.warning[0].value == (
         "4 of 12 rows are not scored (rows 8, 9, 10, 11) and 1 failed scoring (row 6): written unchanged."
@@ -102,8 +110,29 @@ def test_rows_without_scores_block_the_download_until_a_choice_is_made(limited_d
     rows_out = int(summary(at)["Rows out"])
 
     at.radio(key="ex_unscored").set_value("drop").run()
-    assert not at.error and not at.download_button[0].proto.disabled
+    assert not at.error and at.download_button[0].proto.disabled  # built for "keep": build again
+    at.button(key="ex_build").click().run()
+    assert not at.download_button[0].proto.disabled
     assert at.warning[0].value.endswith(": left out.")
     assert int(summary(at)["Rows out"]) == rows_out - 5
     why = at.dataframe[0].value.set_index("Row")["Why"]
     assert why[6] == "Scoring failed" and why[8] == "Not scored"
+
+
+def test_the_file_is_built_on_demand_streamed_and_replaced_when_a_choice_changes(app_db, app):
+    """Nothing is written until Build; the built file is the curated set (here JSON, the input's format); another
+    format discards it; no file outlives what it was built for."""
+    path, dataset_id, _ = app_db
+    at = app(EXPORT)
+    assert at.download_button[0].proto.disabled and "ex_built" not in at.session_state
+    at.button(key="ex_build").click().run()
+    assert not at.exception and not at.error and not at.download_button[0].proto.disabled
+    built = at.session_state["ex_built"]
+    with Store(path) as store:
+        result = workspace.curated_export(store, dataset_id, ExportPolicy(gamma=0.5, eta=0.8, unscored="fail"), "json")
+    assert built["records"] == len(result.records) == 8
+    assert json.loads(Path(built["path"]).read_text()) == result.records
+    at.segmented_control(key="ex_format").set_value("parquet").run()
+    assert at.download_button[0].proto.disabled and not Path(built["path"]).exists()
+    at.button(key="ex_build").click().run()
+    assert pq.read_table(at.session_state["ex_built"]["path"]).num_rows == 8
