@@ -61,6 +61,7 @@ SCORE_CHUNK = 50_000
 ANNOTATOR = "bench"
 PROPOSAL_SHARE = 0.2  # rows with a proposal
 ACCEPT_SHARE = 0.034  # rows whose proposal is above η = 0.7: 34k of 1M, as in issue 11's bulk-accept goal
+FIRST_EVERY = 997  # every 997th row is among the least confident and has a proposal: Review opens on one
 
 # (step, label) in the order of the issue's table; "import" is first because it makes the database.
 STEPS = (
@@ -99,7 +100,9 @@ def source_file(work: Path, n_rows: int) -> Path:
 
 def synthetic_scores(start: int, stop: int, texts: list[str]) -> list[dict]:
     """Score records for rows start..stop-1, deterministic per (start, stop): confidence ~ Beta(5, 2); a proposal on
-    a fifth of the rows, ACCEPT_SHARE of all rows above η = 0.7 (the rest below); one row in a hundred failed."""
+    a fifth of the rows, ACCEPT_SHARE of all rows above η = 0.7 (the rest below); one row in a hundred failed.
+    Rows 3, 1000, 1997, ... (every FIRST_EVERY-th) come first in Review (confidence < 1e-4) with a proposal at
+    correction confidence 0.95, so the first rows Review shows can be accepted."""
     import numpy as np
 
     rng = np.random.default_rng(start)
@@ -110,6 +113,10 @@ def synthetic_scores(start: int, stop: int, texts: list[str]) -> list[dict]:
     logprob = -rng.gamma(2.0, 0.5, n)
     reflection = rng.random(n)
     records = []
+    first = np.arange(start, stop) % FIRST_EVERY == 3  # the least confident rows, each with a confident proposal
+    confidence = np.where(first, 1e-4 * np.arange(start, stop) / 1e6, confidence)
+    u = np.where(first, 0.0, u)
+    correction = np.where(first, 0.95, correction)
     for k, i in enumerate(range(start, stop)):
         if i % 100 == 99:
             records.append({"row_index": i, "error": "RuntimeError: synthetic failure"})
