@@ -34,7 +34,9 @@ from clear_core.ui_state import (
     SORTS,
     STATUS_FILTERS,
     bulk_accept_query,
+    decided_before,
     format_score,
+    free_position,
     group_dry_run,
     group_wording,
     n_pages,
@@ -58,14 +60,22 @@ state = st.session_state
 # -- moving through the queue ---------------------------------------------------------------------------------
 
 
-def go(delta: int) -> None:
-    """Next (+1) or previous (-1) row, crossing page boundaries."""
+def busy(dataset_id: int, rows: list[int]) -> dict[int, list[str]]:
+    """Rows of ``rows`` that other reviewers have open (and that need nobody else), to skip: none in local mode's
+    one-person case or before a name is entered."""
+    return get_store().busy_rows(dataset_id, rows, actor=actor()) if annotator() and rows else {}
+
+
+def go(delta: int, dataset_id: int | None = None) -> None:
+    """Next (+1) or previous (-1) row, crossing page boundaries and skipping rows others have open."""
     rows = state.get("review_rows", [])
     page, position = step(state.get("review_page", 1), state.get("review_pos", 0), len(rows), state.review_pages, delta)
     if page != state.get("review_page", 1):
         state.review_page = page
         state.review_row = None
     else:
+        if dataset_id is not None:
+            position = free_position(rows, position, busy(dataset_id, rows), delta)
         state.review_row = rows[position] if rows else None
     state.review_pos = position
     state.review_editing = None
@@ -113,11 +123,15 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
     st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
     rows, position = state.review_rows, state.review_pos
     reason_kept = state.get("review_reason_filter", "any") in ("any", why.get("reason"))  # still matches the filter
+    earlier = decided_before(get_store().row_decisions(dataset_id, row_index), annotator(), _utc_now())
+    if earlier:  # someone decided this row while it was open here: both stay in the log, the latest counts
+        st.toast(f"Row {row_index}: {'; '.join(earlier)}. Yours is the latest, so it counts.", icon=":material/group:")
     if position + 1 < len(rows):
-        state.review_row = rows[position + 1]
-        state.review_pos = position + 1
+        position = free_position(rows, position + 1, busy(dataset_id, rows), +1)
+        state.review_row = rows[position]
+        state.review_pos = position
     elif stays_in_queue(state.review_status, decision) and reason_kept:
-        go(+1)
+        go(+1, dataset_id)
     else:
         state.review_row = None  # the row leaves the queue; the next one slides into its place
 
@@ -339,8 +353,9 @@ def row_header(row: pd.Series) -> None:
 def navigation(dataset_id: int) -> None:
     """Previous / next row of the queue and undo of the reviewer's last decision."""
     with st.container(horizontal=True, gap="small"):
-        st.button("Prev", icon=":material/arrow_upward:", shortcut="P", on_click=go, args=(-1,), help="Previous row")
-        st.button("Next", icon=":material/arrow_downward:", shortcut="N", on_click=go, args=(+1,), help="Next row")
+        back, ahead = (-1, dataset_id), (+1, dataset_id)
+        st.button("Prev", icon=":material/arrow_upward:", shortcut="P", on_click=go, args=back, help="Previous row")
+        st.button("Next", icon=":material/arrow_downward:", shortcut="N", on_click=go, args=ahead, help="Next row")
         st.button(
             "Undo",
             icon=":material/history:",
@@ -505,8 +520,24 @@ def duplicates(dataset_id: int, run_id: int, row: pd.Series) -> None:
             st.dataframe(duplicate_table(asked, row["prompt"], "prompt"), hide_index=True, column_config=config)
 
 
-def row_detail(dataset_id: int, run_id: int, row: pd.Series) -> None:
+def _utc_now() -> pd.Timestamp:
+    return pd.Timestamp.now("UTC").tz_localize(None)  # the store's timestamps are naive UTC
+
+
+def team_lines(dataset_id: int, row: pd.Series, others: list[str]) -> None:
+    """Many annotators at once: who else has this row open, and who decided it before this reviewer."""
+    row_index = int(row["row_index"])
+    if others:
+        names = ", ".join(f"<b>{plain(name)}</b>" for name in others)
+        html_line(f"⚠ Also open: row {row_index} by {names}", kind="line")
+    if annotator() and isinstance(row["decision"], str):
+        for line in decided_before(get_store().row_decisions(dataset_id, row_index), annotator(), _utc_now()):
+            html_line(plain(line), kind="caption")
+
+
+def row_detail(dataset_id: int, run_id: int, row: pd.Series, others: list[str] | None = None) -> None:
     row_header(row)
+    team_lines(dataset_id, row, others or [])
     buttons(dataset_id, run_id, row)
     if state.get("review_editing") == int(row["row_index"]):
         editor(dataset_id, run_id, row)
@@ -561,6 +592,9 @@ if run["status"] == "running":
     st.fragment(run_every=2)(live_status)(run_id, scored)
 
 chosen = filters(gamma, eta)
+overlap = store.review_settings(dataset_id)["overlap"]
+if overlap > 1 and chosen["status"] == "undecided" and annotator():  # rows still waiting for this reviewer
+    chosen.update(status=None, reviewer=annotator(), overlap=overlap)
 left, right = st.columns([2, 3], gap="medium")
 sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
 order_by, ascending = SORTS[sort]
@@ -586,11 +620,12 @@ if page_df.empty:
     st.stop()
 
 rows = [int(i) for i in page_df["row_index"]]
-if state.get("review_row") not in rows:
-    position = state.get("review_pos", 0)
-    state.review_row = rows[position if -len(rows) <= position < len(rows) else len(rows) - 1]
+if state.get("review_row") not in rows:  # the page picks the row: one nobody else has open
+    state.review_row = rows[free_position(rows, state.get("review_pos", 0), busy(dataset_id, rows))]
 position = rows.index(state.review_row)
 state.review_rows, state.review_pos = rows, position
+# The row shown is leased to this reviewer (their other open row goes back); a lease ends on their decision or expiry.
+opened = store.claim(dataset_id, state.review_row, actor=actor()) if annotator() else {"others": []}
 
 with left:
     queue(page_df, position)
@@ -601,4 +636,4 @@ with left:
             state.review_pages, key="review_page", on_change=lambda: state.update(review_row=None, review_pos=0)
         )
 with right:
-    row_detail(dataset_id, run_id, page_df.iloc[position])
+    row_detail(dataset_id, run_id, page_df.iloc[position], opened["others"])

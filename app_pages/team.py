@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app_pages import _session
+from app_pages import _session, _team_review
 from app_pages._components import actor, current_dataset, get_store, html_line, plain
 from clear_core import permissions, workspace
 
@@ -82,3 +82,5 @@ else:
             icon=":material/download:",
             on_click="ignore",
         )
+
+_team_review.show(store, current_dataset(store))  # leases, overlap and agreement (issue 9: many annotators at once)

@@ -36,6 +36,7 @@ __all__ = [
     "fleiss_kappa",
     "fleiss_kappa_of",
     "pairwise_kappa",
+    "team_summary",
 ]
 
 
@@ -146,3 +147,21 @@ def _outcomes(decisions: pd.DataFrame) -> pd.DataFrame:
             "outcome": decisions["decision"].map(OUTCOMES).to_numpy(),
         }
     )
+
+
+def team_summary(decisions: pd.DataFrame, actions: Mapping[int, str]) -> dict[str, object]:
+    """Everything the Team page shows about agreement, from the people's standing decisions (decisions made one at
+    a time: leave query-wide ones out, they are no one's judgement of a row) and the automatic action per row:
+    ``annotators`` (``annotator_stats`` joined with ``agreement_with_automatic``: agreement, kappa), ``pairs``
+    (``pairwise_kappa``), ``fleiss`` and ``fleiss_rows`` (``fleiss_kappa_of``)."""
+    if decisions.empty:
+        empty = pd.DataFrame(columns=["annotator", "n_rows", "n_shared", "median_seconds", "agreement", "kappa"])
+        return {"annotators": empty, "pairs": pairwise_kappa(decisions), "fleiss": math.nan, "fleiss_rows": 0}
+    auto = agreement_with_automatic(decisions, actions)[["annotator", "agreement", "kappa"]]
+    fleiss, fleiss_rows = fleiss_kappa_of(decisions)
+    return {
+        "annotators": annotator_stats(decisions).merge(auto, on="annotator", how="left"),
+        "pairs": pairwise_kappa(decisions),
+        "fleiss": fleiss,
+        "fleiss_rows": fleiss_rows,
+    }

@@ -15,6 +15,7 @@ from clear_core.agreement import (
     fleiss_kappa,
     fleiss_kappa_of,
     pairwise_kappa,
+    team_summary,
 )
 
 
@@ -178,3 +179,14 @@ def test_agreement_with_the_automatic_action():
 def test_an_unknown_decision_is_a_bug():
     with pytest.raises(ValueError, match="undo"):
         pairwise_kappa(decisions((0, "ann", "undo", 0)))
+
+
+def test_team_summary_joins_counts_speed_and_agreement():
+    actions = {0: "filter", 1: "filter", 2: "correct", 3: "keep", 4: "keep", 5: "keep", 6: "keep"}
+    summary = team_summary(TEAM, actions)
+    people = summary["annotators"].set_index("annotator")
+    assert people.loc["ann", ["n_rows", "n_shared", "median_seconds"]].tolist() == [7, 6, 10.0]
+    assert people.loc["bob", "agreement"] == 0.5 and people.loc["bob", "kappa"] == pytest.approx(0.25)
+    assert summary["pairs"]["kappa"].tolist() == [pytest.approx(0.5)] and summary["fleiss_rows"] == 6
+    empty = team_summary(TEAM.iloc[0:0], actions)
+    assert empty["annotators"].empty and empty["pairs"].empty and math.isnan(empty["fleiss"])

@@ -1,0 +1,146 @@
+"""Many annotators at once in AppTest (issue 9), on a real database (12 GSM8K rows, synthetic scores; the queue is
+rows 3, 5, 0, 1, ...): Review skips rows someone else has open, says who else has a row open and who decided it
+before you; the Team page shows the open rows, the overlap setting, and each person's counts, speed and agreement."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from clear_core.permissions import local_actor
+from clear_core.store import Store
+
+REVIEW, TEAM = "app_pages/review.py", "app_pages/team.py"
+
+
+def button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def current_row(at) -> int:
+    heading = next(m.value for m in at.markdown if m.value.startswith("#### Row "))
+    return int(heading.split()[2])
+
+
+def html(at) -> list[str]:
+    return [h.value for h in at.html]
+
+
+def test_review_skips_a_row_someone_else_has_open(app_db, app):
+    path, dataset_id, run_id = app_db
+    with Store(path) as store:
+        assert store.claim(dataset_id, 3, actor=local_actor("dave"))["granted"]  # dave opened the first row
+    at = app(REVIEW, annotator="carol")
+    assert not at.exception and not at.error
+    assert current_row(at) == 5  # row 3 is dave's: carol's queue starts at the next one
+    assert not [line for line in html(at) if "Also open" in line]
+    button(at, "Next").click().run()
+    assert current_row(at) == 0
+    button(at, "Prev").click().run()
+    assert current_row(at) == 5
+    button(at, "Prev").click().run()
+    assert current_row(at) == 5  # the row above is dave's: Prev skips it (nothing else above)
+    with Store(path) as store:
+        leases = store.active_leases(dataset_id)
+    assert sorted(zip(leases["row_index"], leases["actor_name"], strict=True)) == [(3, "dave"), (5, "carol")]
+
+
+def test_one_person_sees_nothing_of_leases(app_db, app):
+    at = app(REVIEW, annotator="carol")
+    assert current_row(at) == 3
+    button(at, "Reject").click().run()
+    assert current_row(at) == 5 and not at.exception
+    assert not [line for line in html(at) if "Also open" in line or "before you" in line]
+
+
+def test_two_people_on_one_row_see_each_other_and_both_decisions_are_kept(app_db, app):
+    path, dataset_id, _ = app_db
+    with Store(path) as store:
+        store.set_review_settings(dataset_id, overlap=2, actor=local_actor("lee"))
+    at = app(REVIEW, annotator="carol")
+    assert current_row(at) == 3
+    with Store(path) as store:
+        assert store.claim(dataset_id, 3, actor=local_actor("dave"))["others"] == ["carol"]
+    at.run()
+    assert any("⚠ Also open: row 3 by <b>dave</b>" in line for line in html(at))
+    with Store(path) as store:  # dave decides first, while carol still has the row open
+        store.record_decision(dataset_id, 3, "remove", actor=local_actor("dave"))
+    button(at, "Reject").click().run()
+    toasts = [t.value for t in at.toast]
+    assert any("Row 3: Decided before you by dave (Removed), just now. Yours is the latest" in t for t in toasts)
+    button(at, "Prev").click().run()
+    assert current_row(at) == 3
+    assert any("Decided before you by dave (Removed), just now" in line for line in html(at))
+    with Store(path) as store:
+        log = store.decision_log(dataset_id)
+        current = store.current_decisions(dataset_id).set_index("row_index")
+    assert log[["annotator", "decision"]].values.tolist() == [["dave", "remove"], ["carol", "reject"]]
+    assert current.loc[3, "annotator"] == "carol"  # the latest decision counts for export
+
+
+def test_with_overlap_a_row_decided_once_stays_in_the_next_persons_queue(app_db, app):
+    path, dataset_id, _ = app_db
+    with Store(path) as store:
+        store.set_review_settings(dataset_id, overlap=2, actor=local_actor("lee"))
+        for row in (3, 5):
+            store.record_decision(dataset_id, row, "remove", actor=local_actor("dave"))
+    at = app(REVIEW, annotator="carol")
+    at.selectbox(key="review_status").set_value("undecided").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["Row"][:3]) == [3, 5, 0]  # dave alone decided 3 and 5: still carol's to do
+    assert current_row(at) == 3
+    button(at, "Reject").click().run()
+    assert list(at.dataframe[0].value["Row"][:2]) == [5, 0]  # carol decided 3: two people, done
+
+
+def seed_team(path, dataset_id) -> None:
+    """ann and bob decide rows 0-5 (agreeing on 0, 2, 3, 5), 10 s apart; ann also has row 6 open."""
+    ann, bob = local_actor("ann"), local_actor("bob")
+    with Store(path) as store:
+        for row, (a, b) in enumerate(
+            [
+                ("remove", "remove"),
+                ("remove", "reject"),
+                ("accept", "accept"),
+                ("reject", "reject"),
+                ("reject", "remove"),
+                ("edit", "accept"),
+            ]
+        ):
+            store.record_decision(
+                dataset_id, row, a, run_id=1, final_response="x" if a in ("edit", "accept") else None, actor=ann
+            )
+            store.record_decision(
+                dataset_id, row, b, run_id=1, final_response="y" if b == "accept" else None, actor=bob
+            )
+        store.claim(dataset_id, 6, actor=ann, now=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+
+
+def test_team_page_shows_open_rows_counts_and_agreement(app_db, app):
+    path, dataset_id, _ = app_db
+    seed_team(path, dataset_id)
+    at = app(TEAM, annotator="lee")
+    assert not at.exception and not at.error
+    frames = [df.value for df in at.dataframe]
+    open_rows = next(f for f in frames if "Open by" in f.columns)
+    assert open_rows[["Row", "Open by"]].values.tolist() == [[6, "ann"]]
+    people = next(f for f in frames if "Rows decided" in f.columns).set_index("Annotator")
+    assert people.loc["ann", "Rows decided"] == 6 and people.loc["bob", "Also decided by others"] == 6
+    pairs = next(f for f in frames if "Cohen's κ" in f.columns)
+    # outcomes ann f,f,c,k,k,c vs bob f,k,c,k,f,c: 4 of 6 the same, marginals 2/2/2 each -> κ = (2/3-1/3)/(2/3) = 0.5
+    assert pairs.values.tolist() == [["ann", "bob", 6, "67%", "0.50"]]
+    assert any("Fleiss' κ over the 6 rows decided by two or more people: <b>0.50</b>" in line for line in html(at))
+
+
+def test_a_lead_sets_the_overlap_on_the_team_page(app_db, app):
+    path, dataset_id, _ = app_db
+    at = app(TEAM, annotator="lee")
+    at.number_input(key="team_overlap").set_value(3)
+    at.number_input(key="team_lease_min").set_value(5)
+    button(at, "Save").click().run()
+    assert not at.exception and not at.error
+    with Store(path) as store:
+        settings = store.review_settings(dataset_id)
+    assert (settings["overlap"], settings["lease_seconds"], settings["updated_by"]) == (3, 300, "lee")
+    assert any("No row was decided by two people yet" in c.value for c in at.caption) or any(
+        "Nobody has decided a row yet" in c.value for c in at.caption
+    )
