@@ -171,6 +171,8 @@ def main() -> None:
         pages.append(st.Page("app_pages/team.py", title="Team", icon=":material/groups:", url_path="team"))
     page = st.navigation(pages, position="top")
     show_callback_error()
+    if page.url_path != "review" and _session.name() and st.session_state.get("dataset_id") is not None:
+        store.release(st.session_state.dataset_id, actor=_session.actor())  # leaving Review gives its open row back
     with guard(f"the {page.title} page"):
         page.run()
 

@@ -144,3 +144,14 @@ def test_a_lead_sets_the_overlap_on_the_team_page(app_db, app):
     assert any("No row was decided by two people yet" in c.value for c in at.caption) or any(
         "Nobody has decided a row yet" in c.value for c in at.caption
     )
+
+
+def test_leaving_review_gives_the_open_row_back(app_db, app):
+    path, dataset_id, _ = app_db
+    at = app(REVIEW, annotator="carol")
+    with Store(path) as store:
+        assert store.active_leases(dataset_id)["actor_name"].tolist() == ["carol"]
+    at.switch_page("app_pages/thresholds.py").run()
+    assert not at.exception
+    with Store(path) as store:
+        assert store.active_leases(dataset_id).empty
