@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DB ?= data/clear-review.duckdb
 PORT ?= 8501
+# Local mode listens on this machine only; a team (a users file, README "Teams") serves e.g. HOST=0.0.0.0.
+HOST ?= 127.0.0.1
 
 .PHONY: setup run test lint bench clean
 
@@ -21,8 +23,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 run: setup
 	mkdir -p $(dir $(DB))
-	CLEAR_DB=$(DB) $(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) \
-		--browser.gatherUsageStats false
+	CLEAR_DB=$(DB) $(PY) -m streamlit run app.py --server.headless true --server.address $(HOST) \
+		--server.port $(PORT) --browser.gatherUsageStats false
 
 test: setup
 	$(PY) -m pytest -q
