@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py --quick                      # 10k and 100k rows
     .venv/bin/python bench/scale.py --sizes 1m --heavy-repeats 1  # 1M rows, one run of each heavy step
     .venv/bin/python bench/scale.py --sizes 10k --json out.jsonl  # also one JSON record per measurement
+    .venv/bin/python bench/scale.py --table-from base.jsonl new.jsonl  # the table of runs made with --only
 
 The two versions are two folders holding a checkout: ``--base`` (default /tmp/base11d, a git worktree at 6e7b7fd,
 the code before issue 11: ``git worktree add /tmp/base11d 6e7b7fd``) and ``--new`` (default: this working tree).
@@ -375,6 +376,32 @@ def subprocess_step(root: Path, step: str, db: Path, opts, extra: list[str] | No
     return json.loads(results[-1][len("RESULT ") :])
 
 
+def merge(results: dict[str, dict], step: str, result: dict) -> None:
+    """Merge one more run of ``step`` into ``results`` (times appended, the highest peak RSS kept)."""
+    seen = results.get(step)
+    if seen is None:
+        results[step] = result
+        return
+    merged = {**result, "t": seen["t"] + result["t"], "rss_mb": max(seen["rss_mb"], result["rss_mb"])}
+    if "rows_per_s" in result:
+        merged["rows_per_s_all"] = seen.get("rows_per_s_all", [seen["rows_per_s"]]) + [result["rows_per_s"]]
+        merged["rows_per_s"] = statistics.median(merged["rows_per_s_all"])
+    results[step] = merged
+
+
+def from_records(paths: list[Path]) -> dict[int, dict[str, dict]]:
+    """The results recorded with --json (one or more files, e.g. a 1M run of each version under its own lock)."""
+    results: dict[int, dict[str, dict]] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if entry["step"] == "setup":
+                continue
+            by_tag = results.setdefault(entry["size"], {}).setdefault(entry["version"], {})
+            merge(by_tag, entry["step"], {k: v for k, v in entry.items() if k not in ("version", "size", "step")})
+    return dict(sorted(results.items()))
+
+
 class Version:
     """One checkout under test at one size: its folder of databases and the steps measured so far."""
 
@@ -388,7 +415,7 @@ class Version:
 
     def once(self, step: str, path: Path | None = None, extra: list[str] | None = None) -> dict:
         result = subprocess_step(self.root, step, path or self.db, self.opts, extra)
-        self.record({"version": self.tag, "rows": self.n_rows, "step": step, **result})
+        self.record({**result, "version": self.tag, "size": self.n_rows, "step": step})
         return result
 
     def copy(self) -> Path:
@@ -399,16 +426,7 @@ class Version:
         return target
 
     def add(self, step: str, result: dict) -> None:
-        """Merge one more run of ``step`` into its results (times appended, the highest peak RSS kept)."""
-        seen = self.results.get(step)
-        if seen is None:
-            self.results[step] = result
-            return
-        merged = {**result, "t": seen["t"] + result["t"], "rss_mb": max(seen["rss_mb"], result["rss_mb"])}
-        if "rows_per_s" in result:
-            merged["rows_per_s_all"] = seen.get("rows_per_s_all", [seen["rows_per_s"]]) + [result["rows_per_s"]]
-            merged["rows_per_s"] = statistics.median(merged["rows_per_s_all"])
-        self.results[step] = merged
+        merge(self.results, step, result)
 
     def close(self) -> None:
         if not self.opts.keep:
@@ -503,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-lock", dest="lock", action="store_false", help="already under flock /tmp/heavy.lock")
     parser.add_argument("--keep", action="store_true", help="keep the databases under --work")
     parser.add_argument("--json", type=Path, help="append one JSON record per measurement")
+    parser.add_argument("--table-from", type=Path, nargs="+", help="print the table of earlier --json files only")
     # subprocess mode
     parser.add_argument("--step", choices=list(STEP_FUNCTIONS), help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -510,6 +529,9 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     if opts.step:
         run_step(opts)
+        return
+    if opts.table_from:
+        print(table(from_records(opts.table_from), ("base", "new")))
         return
 
     sizes = [SIZES[s] for s in (["10k", "100k"] if opts.quick else opts.sizes)]
