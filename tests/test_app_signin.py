@@ -5,6 +5,8 @@ who is then made an annotator is refused by the callback and the store)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from argon2 import PasswordHasher
 
@@ -146,6 +148,7 @@ def test_a_lead_made_annotator_is_refused_by_the_server_at_the_next_click(team_d
     at.switch_page("app_pages/run.py").run()
     as_annotator_click(at, lambda a: button(a, "Start scoring").click().run(), "start scoring runs")
     at.switch_page("app_pages/export.py").run()
+    next(b for b in at.button if b.label.startswith("Build")).click().run()  # the file, built for the lead
     as_annotator_click(at, lambda a: a.get("download_button")[0].click().run(), "export the curated dataset")
     at.switch_page("app_pages/data.py").run()
     at.segmented_control(key="data_source").set_value("Use a sample").run()
@@ -164,6 +167,9 @@ def test_a_lead_sees_the_team_and_the_activity_log(team_db, app):
     assert any("Signed in as <b>lee</b> · lead" in line for line in sidebar_lines(at))
     at.switch_page("app_pages/thresholds.py").run()
     at.slider(key="th_gamma").set_value(0.3).run()
+    at.switch_page("app_pages/export.py").run()
+    next(b for b in at.button if b.label.startswith("Build")).click().run()
+    at.get("download_button")[0].click().run()
     at.switch_page("app_pages/team.py").run()
     assert not at.exception and not at.error
     people = at.dataframe[0].value
@@ -173,9 +179,11 @@ def test_a_lead_sees_the_team_and_the_activity_log(team_db, app):
         "annotator",
     ]
     log = at.dataframe[1].value
-    assert log["action"].tolist() == ["set_thresholds", "import"] and log["actor"].tolist() == ["lee", "root"]
+    assert log["action"].tolist() == ["export", "set_thresholds", "import"]
+    assert log["actor"].tolist() == ["lee", "lee", "root"]
+    assert json.loads(log["detail"].iloc[0]) == {"file": "gsm8k_small.curated.json", "format": "json", "records": 11}
     at.toggle(key="team_all").set_value(True).run()
-    assert at.dataframe[1].value["action"].tolist() == ["set_thresholds", "sign_in", "import"]
+    assert at.dataframe[1].value["action"].tolist() == ["export", "set_thresholds", "sign_in", "import"]
 
 
 def test_sessions_end_and_signing_out_returns_to_the_sign_in_page(team_db, app, monkeypatch):
