@@ -3,6 +3,10 @@ often reviewers agreed with the automatic action at each confidence, to pick γ/
 
 CLEAR's symbols: γ (gamma) is the Auto-Filter threshold on confidence, η (eta) the Auto-Correct threshold on
 correction confidence. They are stored per dataset, so moving them re-labels rows at once, without re-scoring.
+
+The page reads no row values: DuckDB counts the run's rows per cell of a small grid (``Store.threshold_grid``) and
+picks a stratified sample for the scatter (``Store.threshold_sample``), both cached until a row is scored or
+decided; moving γ or η re-counts the grid (``clear_core.histograms``). The browser gets bars, not points.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from app_pages._components import (
     actor,
+    db_path,
     get_store,
     html_line,
     plain,
@@ -21,14 +26,14 @@ from app_pages._components import (
     require_scores,
     safe_callback,
 )
-from clear_core import clear
+from clear_core import clear, histograms
 from clear_core.permissions import allowed
 from clear_core.store import REASON_DECISIONS
 from clear_core.ui_state import ACTION_LABELS, DECISION_LABELS, REASON_LABELS, SIGNAL_HELP
 
 COLORS = {"filter": "#d1495b", "correct": "#2a9d8f", "keep": "#8d99ae"}
 REASON_COLORS = {"remove": "#d1495b", "reject": "#8d99ae"}
-SCATTER_MAX_POINTS = 20_000  # a random sample beyond this keeps the browser responsive on 100k-row datasets
+SCATTER_POINTS = 2_000  # a stratified sample: each confidence decile, decided or not, keeps at least 60 points
 SCATTER_X = {
     "response_length": "Response length (characters)",
     "n_response_tokens": "Response length (tokens)",
@@ -57,36 +62,46 @@ def reset(dataset_id: int) -> None:
     save(dataset_id)
 
 
-def histograms(values: pd.DataFrame, actions, gamma: float, eta: float) -> go.Figure:
+@st.cache_data(max_entries=8, show_spinner=False)
+def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
+    """``Store.threshold_grid``, kept while ``version`` (``Store.threshold_version``) stands: a few KB."""
+    return get_store().threshold_grid(run_id)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def threshold_sample(path: str, run_id: int, version: tuple) -> pd.DataFrame:
+    """``Store.threshold_sample`` of ``SCATTER_POINTS`` rows, kept while ``version`` stands."""
+    return get_store().threshold_sample(run_id, SCATTER_POINTS)
+
+
+def bars(grid: pd.DataFrame, actions, column: str, col: int, fig: go.Figure) -> None:
+    """One stacked histogram (``histograms.histogram`` of ``column``) into subplot ``col``."""
+    counts = histograms.histogram(grid, actions, column)
+    width = 1 / histograms.BINS
+    for action in clear.ACTIONS:
+        picked = counts[counts["action"] == action]
+        fig.add_trace(
+            go.Bar(
+                x=picked["left"] + width / 2,
+                y=picked["n"],
+                width=width,
+                name=ACTION_LABELS[action],
+                marker_color=COLORS[action],
+                legendgroup=action,
+                showlegend=col == 1,
+                hovertemplate="%{x:.2f}: %{y:,} rows<extra>" + ACTION_LABELS[action] + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+
+
+def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> go.Figure:
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("Confidence (γ filters below)", "Correction confidence (η corrects above)")
     )
-    bins = {"start": 0.0, "end": 1.0, "size": 0.02}
-    for action in clear.ACTIONS:
-        picked = values[actions == action]
-        fig.add_trace(
-            go.Histogram(
-                x=picked["confidence"],
-                xbins=bins,
-                name=ACTION_LABELS[action],
-                marker_color=COLORS[action],
-                legendgroup=action,
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Histogram(
-                x=picked["correction_confidence"],
-                xbins=bins,
-                name=ACTION_LABELS[action],
-                marker_color=COLORS[action],
-                legendgroup=action,
-                showlegend=False,
-            ),
-            row=1,
-            col=2,
-        )
+    bars(grid, actions, "conf_bin", 1, fig)
+    bars(grid, actions, "corr_bin", 2, fig)
     fig.add_vline(
         x=gamma,
         line_dash="dash",
@@ -107,6 +122,7 @@ def histograms(values: pd.DataFrame, actions, gamma: float, eta: float) -> go.Fi
     )
     fig.update_layout(
         barmode="stack",
+        bargap=0,
         height=330,
         margin={"t": 40, "b": 10, "l": 10, "r": 10},
         legend={"orientation": "h", "y": -0.15},
@@ -166,10 +182,8 @@ def reason_chart(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def scatter(values: pd.DataFrame, actions, x: str) -> go.Figure:
-    frame = values.assign(action=actions)
-    if len(frame) > SCATTER_MAX_POINTS:
-        frame = frame.sample(SCATTER_MAX_POINTS, random_state=0)
+def scatter(sample: pd.DataFrame, actions, x: str) -> go.Figure:
+    frame = sample.assign(action=actions)
     fig = go.Figure()
     for action in clear.ACTIONS:
         picked = frame[frame["action"] == action]
@@ -194,14 +208,16 @@ store = get_store()
 dataset = require_dataset(store)
 run = require_scores(store, dataset)
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
-values = store.confidence_values(run_id)
+version = store.threshold_version(run_id)
+grid = threshold_grid(str(db_path()), run_id, version)
+n_scored = int(grid["n"].sum())
 st.title("Thresholds")
 html_line(
-    f"“{plain(dataset['name'])}”, run #{run_id}: {len(values):,} scored rows. Rows with confidence below <b>γ</b> "
+    f"“{plain(dataset['name'])}”, run #{run_id}: {n_scored:,} scored rows. Rows with confidence below <b>γ</b> "
     "are filtered; rows whose proposal has correction confidence above <b>η</b> are corrected (a confident fix "
     "wins over removal); the rest are kept. Changes are saved at once and relabel the Review queue."
 )
-if values.empty:
+if grid.empty:
     st.info("No rows are scored yet. They appear here as the run scores them.", icon=":material/hourglass_top:")
     st.stop()
 
@@ -237,7 +253,14 @@ c3.button(
     help=f"γ = {clear.DEFAULT_GAMMA}, η = {clear.DEFAULT_ETA}",
 )
 
-counts = store.action_counts(run_id, gamma, eta)
+# γ/η from the 0.01 sliders re-count the cached grid; any other stored value (set through the API) asks the store.
+actions = histograms.cell_actions(grid, gamma, eta)
+if actions is None:
+    gamma_grid, eta_grid = round(gamma, 2), round(eta, 2)
+    actions = histograms.cell_actions(grid, gamma_grid, eta_grid)
+    counts = store.action_counts(run_id, gamma, eta)
+else:
+    counts = histograms.counts_at(grid, gamma, eta)
 total = max(sum(counts.values()), 1)
 for column, action in zip(st.columns(3), clear.ACTIONS):
     column.metric(
@@ -249,13 +272,13 @@ for column, action in zip(st.columns(3), clear.ACTIONS):
         border=True,
     )
 
-actions = clear.decide_many(values["confidence"], values["correction_confidence"], gamma, eta)
-st.plotly_chart(histograms(values, actions, gamma, eta), config={"displaylogo": False})
+st.plotly_chart(histograms_figure(grid, actions, gamma, eta), config={"displaylogo": False})
 
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Did reviewers agree?")
-    buckets = store.agreement_by_bucket(run_id, gamma, eta, bins=10)
+    exact = histograms.on_grid(gamma) is not None and histograms.on_grid(eta) is not None
+    buckets = histograms.agreement(grid, actions) if exact else store.agreement_by_bucket(run_id, gamma, eta, bins=10)
     if buckets["n_decided"].sum() == 0:
         st.info(
             "No review decisions yet. As reviewers decide, this shows per confidence bucket how often they "
@@ -277,7 +300,14 @@ with right:
         key="th_scatter_x",
         help=SIGNAL_HELP.get("confidence"),
     )
-    st.plotly_chart(scatter(values, actions, x), config={"displaylogo": False})
+    sample = threshold_sample(str(db_path()), run_id, version)
+    sample_actions = clear.decide_many(sample["confidence"], sample["correction_confidence"], gamma, eta)
+    st.plotly_chart(scatter(sample, sample_actions, x), config={"displaylogo": False})
+    if len(sample) < n_scored:
+        st.caption(
+            f"{len(sample):,} of {n_scored:,} rows, sampled per confidence decile; decided rows and sparse "
+            "deciles keep at least 60 points each, so rare rows stay visible."
+        )
 
 st.subheader("Why rows were removed or kept")
 reasons = reason_table(store.reason_counts(dataset_id))

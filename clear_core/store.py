@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from clear_core import clear, dedupe, migrations, permissions
+from clear_core import clear, dedupe, histograms, migrations, permissions
 from clear_core.errors import ClearError, InvalidInput
 
 
@@ -175,11 +175,7 @@ class ReviewQuery:
             where.append("confidence <= $max_confidence")
         if self.search:
             params["search"] = self.search
-            where.append(
-                "(contains(lower(coalesce(prompt, '')), lower($search))"
-                " OR contains(lower(coalesce(response, '')), lower($search))"
-                " OR contains(lower(coalesce(proposed_response, '')), lower($search)))"
-            )
+            where.append(f"({' OR '.join(_search_sql(c) for c in ('prompt', 'response', 'proposed_response'))})")
         if self.reason is not None:
             params["reason"] = self.reason
             where.append("reason = $reason")
@@ -191,6 +187,18 @@ class ReviewQuery:
     def order(self) -> str:
         """The ORDER BY terms: the chosen column (checked against ORDER_COLUMNS), NULLs last, then row_index."""
         return f"{self.order_by} {'ASC' if self.ascending else 'DESC'} NULLS LAST, row_index"
+
+
+# A case-insensitive RE2 literal that matches every text whose DuckDB lower() contains lower($search): RE2's case
+# folding covers each character's DuckDB lowercase except U+0130 (İ, lowercase i), added to every i (checked over
+# every code point). lower() leaves no 'E', so '\E' cannot occur inside the quoted text.
+_SEARCH_PATTERN = r"'(?i)\Q' || replace(lower($search), 'i', '\E[iİ]\Q') || '\E'"
+
+
+def _search_sql(column: str) -> str:
+    """``column`` contains $search, case-insensitively: the RE2 prefilter (about twice as fast as lowering every
+    text), then the exact test on the texts it lets through."""
+    return f"(regexp_matches({column}, {_SEARCH_PATTERN}) AND contains(lower({column}), lower($search)))"
 
 
 def _now() -> dt.datetime:
@@ -924,14 +932,41 @@ class Store:
 
     def review_queue(self, query: ReviewQuery, limit: int = 50, offset: int = 0) -> tuple[pd.DataFrame, int]:
         """One page of the rows ``query`` selects, in its order, with their automatic action and current decision,
-        plus how many rows it selects in all."""
-        select, params = self._review_select(query, "*")
+        plus how many rows it selects in all.
+
+        Two phases, so a page costs the same whatever the queue's length and depth: the filter and sort read only
+        the keys (``_queue_sql``: scores, action, decision; the dataset's text only for a search or a sort by
+        length) and give ``limit`` row indices; then ``_queue_page`` reads prompt, response and scores of those."""
+        select, params = self._review_select(query, "row_index")
         page_params = {**params, "limit": int(limit), "offset": int(offset)}
         with self._cursor() as cursor:
             total = cursor.execute(f"SELECT count(*) FROM ({select})", params).fetchall()[0][0]
-            page = cursor.execute(f"{select} ORDER BY {query.order()} LIMIT $limit OFFSET $offset", page_params).df()
+            keys = cursor.execute(f"{select} ORDER BY {query.order()} LIMIT $limit OFFSET $offset", page_params)
+            keys = keys.fetchall()
+            page = self._queue_page(cursor, params, [int(k[0]) for k in keys])
         page["prompt_messages_json"] = [json.loads(t) for t in page["prompt_messages_json"]]
         return page.rename(columns={"prompt_messages_json": "prompt_messages"}), int(total)
+
+    def _queue_page(self, cursor: duckdb.DuckDBPyConnection, params: dict[str, Any], keys: list[int]) -> pd.DataFrame:
+        """The queue's full columns for the rows ``keys`` (in that order): text, prompt_messages_json, every score,
+        action, response_length and the current decision. The rows are looked up by key (an IN list of
+        constants, which DuckDB checks against each row group's min/max before reading any text)."""
+        action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
+        in_list = ", ".join(str(k) for k in keys) or "NULL"  # ints from the key query: nothing to escape
+        return cursor.execute(
+            f"""
+            WITH s AS (SELECT * FROM scores WHERE run_id = $run_id AND row_index IN ({in_list})),
+            r AS (SELECT * FROM rows WHERE dataset_id = $dataset_id AND row_index IN ({in_list}))
+            SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
+                   {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error, s.scored_at,
+                   CASE WHEN s.error IS NULL THEN {action} END AS action, length(r.response) AS response_length,
+                   c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at, c.reason, c.note
+            FROM s JOIN r USING (row_index)
+            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            ORDER BY list_position($keys, s.row_index)
+            """,
+            {**{k: params[k] for k in ("run_id", "dataset_id", "gamma", "eta")}, "keys": keys},
+        ).df()
 
     def review_count(self, query: ReviewQuery, decision: str | None = None) -> int:
         """How many rows ``query`` selects (a count in SQL, cheap enough for every redraw of a 100k-row queue).
@@ -960,19 +995,22 @@ class Store:
         """SELECT ``columns`` of the queue rows ``query`` selects (unordered), and its parameters."""
         where, params = query.where()
         params["dataset_id"] = self._dataset_of_run(query.run_id)
-        return f"WITH queue AS ({self._queue_sql()}) SELECT {columns} FROM queue WHERE {where}", params
+        return f"WITH queue AS ({self._queue_sql(query)}) SELECT {columns} FROM queue WHERE {where}", params
 
-    def _queue_sql(self) -> str:
-        """Scored rows of $run_id joined to their dataset row, action (γ=$gamma, η=$eta) and current decision.
-        A failed row (``error`` set) has no action."""
+    def _queue_sql(self, query: ReviewQuery) -> str:
+        """The keys of the scored rows of $run_id that ``query`` filters and sorts on: row_index, every score,
+        error, action (γ=$gamma, η=$eta; none for a failed row ``error`` set) and the current decision's
+        decision, decided_at and reason. The dataset's prompt and response (and response_length) are joined only
+        when ``query`` searches or sorts by length: at 1M rows that join costs more than the rest."""
         action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
+        text = bool(query.search) or query.order_by == "response_length"
         return f"""
-            SELECT s.row_index, r.prompt, r.response, r.prompt_messages_json,
-                   {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error, s.scored_at,
-                   CASE WHEN s.error IS NULL THEN {action} END AS action, length(r.response) AS response_length,
-                   c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at, c.reason, c.note
+            SELECT s.row_index, {", ".join(f"s.{f}" for f in SCORE_FIELDS)}, s.error,
+                   CASE WHEN s.error IS NULL THEN {action} END AS action,
+                   c.decision, c.decided_at, c.reason
+                   {", r.prompt, r.response, length(r.response) AS response_length" if text else ""}
             FROM scores s
-            JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
+            {"JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index" if text else ""}
             LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
             WHERE s.run_id = $run_id
         """
@@ -1044,6 +1082,112 @@ class Store:
         )
         df["agreement"] = (df["n_agree"] / df["n_decided"].where(df["n_decided"] > 0)).astype(float)
         return df
+
+    def threshold_version(self, run_id: int) -> tuple:
+        """What the Thresholds page's counts depend on, cheap to read: (scored rows, latest scored_at, latest
+        decision_id of the dataset). Equal versions mean equal ``threshold_grid`` and ``threshold_sample``."""
+        with self._cursor() as cursor:
+            return tuple(
+                cursor.execute(
+                    "SELECT (SELECT count(*) FROM scores WHERE run_id = $run_id), "
+                    "(SELECT max(scored_at) FROM scores WHERE run_id = $run_id), "
+                    "(SELECT max(decision_id) FROM decisions WHERE dataset_id = $dataset_id)",
+                    {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
+                ).fetchall()[0]
+            )
+
+    def threshold_grid(self, run_id: int) -> pd.DataFrame:
+        """The run's scored rows counted per cell of ``histograms``' grid (conf_step, corr_step, conf_bin,
+        corr_bin, bucket, decision, n), in one pass in DuckDB: a few thousand cells from which the Thresholds page
+        re-counts actions, histograms and agreement for any γ/η on the 0.01 grid without reading rows again."""
+        steps, bins, buckets = histograms.STEPS, histograms.BINS, histograms.AGREEMENT_BUCKETS
+        # conf_step / corr_step: floor/ceil of 100·x, then corrected by the very comparisons the action rule makes
+        # (x >= k/100, x > k/100), so a value on a threshold lands on the right side whatever 100·x rounds to.
+        return self._df(
+            f"""
+            WITH v AS (
+                SELECT CASE WHEN NOT isnan(s.confidence) THEN s.confidence END AS x,
+                       CASE WHEN NOT isnan(s.correction_confidence) THEN s.correction_confidence END AS y,
+                       c.decision
+                FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+                WHERE s.run_id = $run_id AND s.error IS NULL
+            ), k AS (
+                SELECT x, y, decision, CAST(least(greatest(floor(x * {steps}), 0), {steps}) AS INTEGER) AS fx,
+                       CAST(least(greatest(ceil(y * {steps}), 1), {steps}) AS INTEGER) AS cy
+                FROM v
+            )
+            SELECT CASE WHEN x IS NULL THEN NULL WHEN x < 0 THEN 0 WHEN x >= 1 THEN {steps + 1}
+                        ELSE fx + 1 + CAST(x >= (fx + 1) / {steps} AS INTEGER) - CAST(x < fx / {steps} AS INTEGER)
+                   END AS conf_step,
+                   CASE WHEN y IS NULL THEN NULL WHEN y <= 0 THEN 0 WHEN y > 1 THEN {steps + 1}
+                        ELSE cy + CAST(y > cy / {steps} AS INTEGER) - CAST(y <= (cy - 1) / {steps} AS INTEGER)
+                   END AS corr_step,
+                   CASE WHEN x BETWEEN 0 AND 1 THEN CAST(least(floor(x * {bins}), {bins - 1}) AS INTEGER)
+                   END AS conf_bin,
+                   CASE WHEN y BETWEEN 0 AND 1 THEN CAST(least(floor(y * {bins}), {bins - 1}) AS INTEGER)
+                   END AS corr_bin,
+                   CASE WHEN x IS NOT NULL
+                        THEN least(greatest(CAST(floor(x * {buckets}) AS BIGINT), 0), {buckets - 1}) END AS bucket,
+                   decision, count(*) AS n
+            FROM k GROUP BY ALL ORDER BY ALL
+            """,
+            {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
+        )
+
+    def threshold_sample(self, run_id: int, size: int = 2_000, floor: int = 60) -> pd.DataFrame:
+        """About ``size`` scored rows for the Thresholds scatter, stratified so rare rows stay visible: per
+        confidence decile and decided/undecided, a share proportional to the stratum's size but at least
+        ``floor`` rows (all of a smaller stratum), picked by a hash of row_index (stable across redraws).
+
+        Columns: row_index, numeric score fields, response_length, decision and ``weight`` (rows of its stratum
+        per sampled row). Rows without a confidence cannot be placed and are left out, as failed rows are. The keys
+        are ranked first; the values of the chosen rows are read by key (index look-ups), not by a full scan."""
+        params = {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)}
+        with self._cursor() as cursor:
+            keys = cursor.execute(
+                f"""
+                WITH k AS (
+                    SELECT s.row_index, least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9) AS decile,
+                           c.decision IS NOT NULL AS decided
+                    FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+                    WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)
+                ), ranked AS (
+                    SELECT row_index, count(*) OVER (PARTITION BY decile, decided) AS stratum,
+                           row_number() OVER (PARTITION BY decile, decided ORDER BY hash(row_index), row_index) AS rank,
+                           count(*) OVER () AS total
+                    FROM k
+                )
+                SELECT row_index, stratum / least(stratum, greatest(ceil(stratum * $size / total), $floor)) AS weight
+                FROM ranked WHERE rank <= greatest(ceil(stratum * $size / total), $floor) ORDER BY row_index
+                """,
+                {**params, "size": int(size), "floor": int(floor)},
+            ).fetchall()
+            frames = []
+            for start in range(0, len(keys), 1_000):  # IN lists under DuckDB's index-scan limit (2,048 keys)
+                chunk = keys[start : start + 1_000]
+                in_list = ", ".join(str(int(k)) for k, _ in chunk)
+                frames.append(
+                    cursor.execute(
+                        f"""
+                        WITH s AS (SELECT * FROM scores WHERE run_id = $run_id AND row_index IN ({in_list})),
+                        r AS (SELECT row_index, response FROM rows
+                              WHERE dataset_id = $dataset_id AND row_index IN ({in_list}))
+                        SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)},
+                               length(r.response) AS response_length, c.decision
+                        FROM s JOIN r USING (row_index)
+                        LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+                        ORDER BY s.row_index
+                        """,
+                        params,
+                    ).df()
+                )
+        if not frames:
+            return self._df(
+                f"SELECT row_index, {', '.join(NUMERIC_SCORE_FIELDS)}, 0 AS response_length, NULL::VARCHAR AS "
+                "decision, 1.0 AS weight FROM scores WHERE false"
+            )
+        weights = pd.DataFrame(keys, columns=["row_index", "weight"]).astype({"weight": float})
+        return pd.concat(frames, ignore_index=True).merge(weights, on="row_index", how="inner")
 
     # -- decisions ------------------------------------------------------------------------------------------
 

@@ -1,0 +1,245 @@
+"""The queue and Thresholds data built for a million rows give the same answers as the plain definitions.
+
+The Review queue sorts keys first and reads the text of one page by key (``Store.review_queue``); the Thresholds
+page counts from a pre-binned grid (``Store.threshold_grid``, ``clear_core.histograms``) and a stratified sample
+(``Store.threshold_sample``). Each is checked here against a reference computed in pandas from every row, on a
+small real database; bench/queue_speed.py measures their speed at 10k-1M rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clear_core import clear, histograms
+from clear_core.permissions import Actor
+from clear_core.store import ReviewQuery, Store
+from tests.test_store import Dataset, Mapping, Row
+
+N = 240
+LEAD = Actor("lee", "lee", "lead")
+WORDS = ("apples", "Zebra crossing", "ÄRGER über", "100% sure", "tab\there", "İstanbul", "C:\\Ende", "nothing")
+
+
+@pytest.fixture(scope="module")
+def queue_db(tmp_path_factory):
+    """Read-only for the tests that use it: N rows with ties, NULLs and values exactly on the sliders' 0.01
+    thresholds, failed rows, proposals with searchable text, and decisions of every kind (one undone)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(N):
+        prompt = f"Question {i}: {WORDS[i % len(WORDS)]}?"
+        response = "x" * int(rng.integers(1, 60)) + (" ZEBRA" if i % 17 == 0 else "")
+        rows.append(Row(i, {"i": i}, [{"role": "user", "content": prompt}], prompt, response))
+    ds = Dataset("q.jsonl", "/q.jsonl", "jsonl", "alpaca", Mapping(), rows, columns=["i"], content_hash="q")
+    store = Store(tmp_path_factory.mktemp("queue") / "q.duckdb")
+    dataset_id = store.add_dataset(ds)
+    run_id = store.create_run(dataset_id, "m", {})
+    grid_values = np.round(rng.integers(0, 101, N) / 100, 2)  # exactly k/100: on a slider's threshold
+    records = []
+    for i in range(N):
+        if i % 23 == 5:
+            records.append({"row_index": i, "error": "RuntimeError: boom"})
+            continue
+        confidence = None if i % 31 == 7 else float(grid_values[i] if i % 2 else rng.random())
+        correction = None if i % 13 == 3 else float(grid_values[(i * 5) % N] if i % 3 else rng.random())
+        records.append(
+            {
+                "row_index": i,
+                "confidence": confidence,
+                "correction_confidence": correction,
+                "logprob_mean": float(-rng.random()),
+                "n_response_tokens": int(i % 7),  # many ties
+                "proposed_response": None if i % 11 == 4 else f"Proposal {i}: {WORDS[(i * 3) % len(WORDS)]}",
+            }
+        )
+    store.add_scores(run_id, records)
+    kinds = ("accept", "reject", "remove", "edit")
+    for k, i in enumerate(range(0, N, 9)):
+        if i % 23 == 5 or i % 11 == 4:
+            continue
+        kind = kinds[k % 4]
+        extra = {"reason": ("wrong", "format")[k % 2]} if kind in ("reject", "remove") else {}
+        if kind == "edit":
+            extra = {"final_response": f"Edited {i}"}
+        store.record_decision(dataset_id, i, kind, run_id=run_id, actor=LEAD, **extra)
+    store.undo_last_decision(dataset_id, LEAD)
+    yield store, dataset_id, run_id
+    store.close()
+
+
+def reference(store: Store, dataset_id: int, run_id: int, gamma: float, eta: float) -> pd.DataFrame:
+    """Every scored row with text, scores, action and current decision, from the store's plain readers."""
+    scores = store.scores(run_id)
+    rows = store.dataset_rows(dataset_id)[["row_index", "prompt", "response", "prompt_messages"]]
+    current = store.current_decisions(dataset_id)[["row_index", "decision", "final_response", "decided_at", "reason"]]
+    frame = scores.merge(rows, on="row_index").merge(current, on="row_index", how="left")
+    actions = clear.decide_many(frame["confidence"], frame["correction_confidence"], gamma, eta)
+    frame["action"] = np.where(frame["error"].isna(), actions, None)
+    frame["response_length"] = frame["response"].str.len()
+    return frame
+
+
+def select(frame: pd.DataFrame, query: ReviewQuery) -> list[int]:
+    """The row indices ``query`` selects, in its order, by its definition (ReviewQuery's docstring)."""
+    keep = frame["error"].notna() if query.status == "failed" else frame["error"].isna()
+    if query.action is not None:
+        keep &= frame["action"].isin(query.action)
+    if query.status == "undecided":
+        keep &= frame["decision"].isna()
+    elif query.status == "decided":
+        keep &= frame["decision"].notna()
+    elif query.status not in (None, "failed"):
+        keep &= frame["decision"] == query.status
+    if query.min_confidence is not None:
+        keep &= frame["confidence"] >= query.min_confidence
+    if query.max_confidence is not None:
+        keep &= frame["confidence"] <= query.max_confidence
+    if query.search:
+        needle = query.search.lower()
+        columns = ("prompt", "response", "proposed_response")
+        keep &= np.logical_or.reduce(
+            [frame[c].fillna("").str.lower().str.contains(needle, regex=False) for c in columns]
+        )
+    if query.reason is not None:
+        keep &= frame["reason"] == query.reason
+    picked = frame[keep]
+    by = picked[query.order_by]
+    nulls = picked[by.isna()].sort_values("row_index")
+    present = picked[by.notna()].assign(_key=by[by.notna()])
+    present = present.sort_values(["_key", "row_index"], ascending=[query.ascending, True], kind="stable")
+    return present["row_index"].tolist() + nulls["row_index"].tolist()
+
+
+QUERIES = [
+    {},
+    {"ascending": False},
+    {"action": "filter"},
+    {"action": ("correct", "keep"), "order_by": "correction_confidence", "ascending": False},
+    {"status": "undecided"},
+    {"status": "decided", "order_by": "decided_at", "ascending": False},
+    {"status": "edit"},
+    {"status": "failed", "order_by": "row_index"},
+    {"min_confidence": 0.3, "max_confidence": 0.6},
+    {"search": "zebra"},
+    {"search": "ärger"},
+    {"search": "100%"},
+    {"search": "ISTANBUL"},  # lower('İ') is 'i', which RE2's case folding alone would miss
+    {"search": ":\\end"},  # a backslash then e: no way out of the pattern's quoting
+    {"search": "i"},
+    {"search": "proposal 1", "status": "undecided"},
+    {"reason": "wrong"},
+    {"order_by": "response_length"},
+    {"order_by": "n_response_tokens", "ascending": False},
+    {"order_by": "action"},
+    {"order_by": "decision"},
+]
+
+
+@pytest.mark.parametrize("fields", QUERIES, ids=[",".join(f"{k}={v}" for k, v in q.items()) or "all" for q in QUERIES])
+def test_every_page_of_the_queue_is_the_reference_order(queue_db, fields):
+    store, dataset_id, run_id = queue_db
+    query = ReviewQuery(run_id, 0.5, 0.7, **fields)
+    expected = select(reference(store, dataset_id, run_id, 0.5, 0.7), query)
+    pages = [store.review_queue(query, limit=40, offset=offset) for offset in range(0, len(expected) + 40, 40)]
+    assert [i for page, _ in pages for i in page["row_index"].tolist()] == expected
+    assert {total for _, total in pages} == {len(expected)} == {store.review_count(query)}
+
+
+def test_a_page_carries_every_column_of_its_rows(queue_db):
+    store, dataset_id, run_id = queue_db
+    page, _ = store.review_queue(ReviewQuery(run_id, 0.5, 0.7, status="decided"), limit=40)
+    assert list(page.columns[:4]) == ["row_index", "prompt", "response", "prompt_messages"]
+    assert list(page.columns[-9:]) == [
+        "action",
+        "response_length",
+        "decision",
+        "final_response",
+        "decision_id",
+        "annotator",
+        "decided_at",
+        "reason",
+        "note",
+    ]
+    frame = reference(store, dataset_id, run_id, 0.5, 0.7).set_index("row_index")
+    columns = ["prompt", "response", "prompt_messages", "proposed_response", "confidence", "action", "decision"]
+    columns += ["final_response", "reason", "response_length"]
+    for row in page.itertuples(index=False):
+        want = frame.loc[row.row_index]
+        for column in columns:
+            got, expected = getattr(row, column), want[column]
+            assert got == expected or (pd.isna(got) and pd.isna(expected)), (row.row_index, column, got, expected)
+    assert store.review_queue(ReviewQuery(run_id, 0.5, 0.7, search="no such text"))[0].empty
+
+
+def test_migration_12_indexes_row_index_for_page_lookups(queue_db):
+    store, _, _ = queue_db
+    with store._cursor() as cursor:
+        names = {name for (name,) in cursor.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+    assert {"rows_row_index", "scores_row_index"} <= names
+
+
+THRESHOLDS = [0.0, 0.07, 0.29, 0.57, 0.7, 1.0]  # 0.07, 0.29 and 0.57: 100·x is not k in floating point
+
+
+def test_the_grid_counts_what_the_sql_counts_at_every_slider_position(queue_db):
+    store, _, run_id = queue_db
+    grid = store.threshold_grid(run_id)
+    assert list(grid.columns) == list(histograms.GRID_COLUMNS)
+    assert grid["n"].sum() == store.scored_count(run_id)
+    for gamma in THRESHOLDS:
+        for eta in THRESHOLDS:
+            assert histograms.counts_at(grid, gamma, eta) == store.action_counts(run_id, gamma, eta), (gamma, eta)
+            actions = histograms.cell_actions(grid, gamma, eta)
+            mine = histograms.agreement(grid, actions)
+            sql = store.agreement_by_bucket(run_id, gamma, eta, bins=histograms.AGREEMENT_BUCKETS)
+            columns = ["bucket", "lower", "upper", "n_rows", "n_decided", "n_agree"]
+            assert mine[columns].values.tolist() == sql[columns].values.tolist()
+            assert np.allclose(mine["agreement"], sql["agreement"], equal_nan=True)
+    assert histograms.counts_at(grid, 0.555, 0.7) is None and histograms.on_grid(0.1 + 0.2) is None
+
+
+def test_histogram_bars_hold_each_value_in_its_bar(queue_db):
+    store, dataset_id, run_id = queue_db
+    grid = store.threshold_grid(run_id)
+    actions = histograms.cell_actions(grid, 0.5, 0.7)
+    frame = reference(store, dataset_id, run_id, 0.5, 0.7)
+    frame = frame[frame["error"].isna()]
+    for column, bar in (("confidence", "conf_bin"), ("correction_confidence", "corr_bin")):
+        bars = histograms.histogram(grid, actions, bar)
+        assert len(bars) == len(clear.ACTIONS) * histograms.BINS
+        values = frame[frame[column].notna()]
+        index = np.minimum(np.floor(values[column] * histograms.BINS), histograms.BINS - 1).astype(int)
+        expected = values.assign(bar=index).groupby(["action", "bar"]).size()
+        got = bars.assign(bar=(bars["left"] * histograms.BINS).round().astype(int)).set_index(["action", "bar"])["n"]
+        assert got[got > 0].to_dict() == expected.to_dict()
+
+
+def test_the_scatter_sample_keeps_rare_rows_and_stays_small(queue_db):
+    store, dataset_id, run_id = queue_db
+    every = store.threshold_sample(run_id, size=10_000)  # more than the rows: all of them, weight 1
+    scored = reference(store, dataset_id, run_id, 0.5, 0.7)
+    placed = scored[scored["error"].isna() & scored["confidence"].notna()]
+    assert sorted(every["row_index"]) == sorted(placed["row_index"]) and set(every["weight"]) == {1.0}
+    placed = placed.sort_values("row_index")
+    assert every["response_length"].tolist() == placed["response_length"].tolist()
+    assert every["decision"].fillna("").tolist() == placed["decision"].fillna("").tolist()
+    assert every["logprob_mean"].tolist() == placed["logprob_mean"].tolist()
+
+    small = store.threshold_sample(run_id, size=20, floor=3)
+    decided = placed[placed["decision"].notna()]
+    assert len(small) < len(placed)
+    # every (decile, decided) stratum keeps at least 3 rows, or all it has; the weights add up to the rows
+    deciles = np.clip(np.floor(placed["confidence"] * 10), 0, 9)
+    strata = placed.assign(decile=deciles, decided=placed["decision"].notna()).groupby(["decile", "decided"]).size()
+    picked = placed.set_index("row_index").loc[small["row_index"]]
+    got = picked.assign(decile=np.clip(np.floor(picked["confidence"] * 10), 0, 9), decided=picked["decision"].notna())
+    got = got.groupby(["decile", "decided"]).size()
+    for stratum, size in strata.items():
+        assert got.get(stratum, 0) >= min(size, 3), stratum
+    assert math.isclose(small["weight"].sum(), len(placed), rel_tol=0.2)
+    assert set(decided["row_index"]) & set(small["row_index"])  # decided rows are there although rare
+    assert small.equals(store.threshold_sample(run_id, size=20, floor=3))  # stable across redraws
