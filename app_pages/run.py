@@ -15,7 +15,7 @@ from app_pages._components import (
     run_progress,
     safe_callback,
 )
-from clear_core import EMBEDDED_MODEL, permissions, runs
+from clear_core import EMBEDDED_MODEL, permissions, profiles, runs
 from clear_core.confidence import ScoringConfig
 from clear_core.ui_state import run_bar
 
@@ -37,7 +37,7 @@ def start(dataset_id: int, model: str | None = None, config: ScoringConfig | Non
     state = st.session_state
     if model is None:
         model = state.run_model
-        config = ScoringConfig(samples=int(state.run_samples), propose=bool(state.run_propose))
+        config = page_choice(state.run_profile, model, state.run_device).config
     limit = int(state.run_limit) if state.run_rows == "First N rows" else None
     runs.start_run(
         get_store(),
@@ -67,11 +67,11 @@ def live_progress(run_id: int) -> None:
         )
         st.progress(fraction, text=text)
         coverage(progress.status, run, store.get_dataset(run["dataset_id"])["n_rows"])
-        samples = run["params"].get("samples")
+        config = ScoringConfig.from_params(run["params"])
         device = f" · {progress.device}" if progress.device else ""
         st.caption(
             f"{STATUS_ICONS.get(progress.status, '')} Run #{run_id} · **{progress.status}** · "
-            f"k = {samples} samples{device}"
+            f"{profiles.profile_of(config)}: {profiles.settings_text(config)}{device}"
         )
         html_line(f"Model: <code>{plain(run['model'])}</code>")  # typed by a person: HTML-escaped, not Markdown
         if progress.status == "running":
@@ -112,31 +112,66 @@ def coverage(status: str, run: dict, n_rows: int) -> None:
         st.caption(text)
 
 
+REFLECTION = {"profile's": None, "on": True, "off": False}
+
+
+def page_choice(profile: str, model: str, device: str) -> profiles.Choice:
+    """The settings the page's widgets ask for: the profile's, with samples, self-reflection and proposals over it
+    (an empty samples box or "profile's" keeps the profile's)."""
+    state = st.session_state
+    samples = state.get("run_samples")
+    return profiles.resolve(
+        profile,
+        device=device,
+        model=model.strip() or EMBEDDED_MODEL,
+        samples=None if samples is None else int(samples),
+        self_reflection=REFLECTION[state.get("run_reflection", "profile's")],
+        propose=bool(state.get("run_propose", True)),
+    )
+
+
 def settings(dataset: dict) -> None:
-    defaults = ScoringConfig()
-    st.text_input(
+    model = st.text_input(
         "Model",
         value=EMBEDDED_MODEL,
         key="run_model",
         help="The embedded SmolLM2-135M-Instruct, a Hugging Face model id already in the local cache, or a local "
         "model directory.",
     )
+    c1, c2 = st.columns(2)
+    profile = c1.radio(
+        "Scoring profile",
+        profiles.PROFILES,
+        key="run_profile",
+        horizontal=True,
+        help="fast: likelihood, checks and proposals (k = 0, no self-reflection). paper: BSDetector's k = 5 samples "
+        "and self-reflection on top, for a GPU and a larger model (docs/quality.md: with the embedded model they add "
+        "nothing). auto: paper on a CUDA GPU with a model other than the embedded one, else fast.",
+    )
+    device = c2.selectbox("Device", DEVICES, key="run_device", help="auto picks a CUDA GPU when there is one.")
     c1, c2, c3 = st.columns(3)
     c1.number_input(
         "Samples per row (k)",
         min_value=0,
         max_value=20,
-        value=defaults.samples,
+        value=None,
+        placeholder="profile's",
         key="run_samples",
-        help="Sampled answers for observed consistency (BSDetector uses k = 5). 0 is fastest.",
+        help="Sampled answers for observed consistency (BSDetector uses k = 5). Empty: the profile's. 0 is fastest.",
     )
-    c2.selectbox("Device", DEVICES, key="run_device", help="auto picks a CUDA GPU when there is one.")
+    c2.selectbox(
+        "Self-reflection",
+        tuple(REFLECTION),
+        key="run_reflection",
+        help="Ask the model BSDetector's two self-reflection questions about each response.",
+    )
     c3.toggle(
         "Propose corrections",
-        value=defaults.propose,
+        value=ScoringConfig.propose,
         key="run_propose",
         help="Generate the model's own answer for doubtful rows and judge it against the response (Auto-Correct).",
     )
+    st.caption(f"This run: {page_choice(profile, model, device).describe()}. {profiles.auto_help()}")
     c1, c2 = st.columns(2)
     rows = c1.radio("Rows to score", ["All rows", "First N rows"], key="run_rows", horizontal=True)
     c2.number_input(
@@ -154,15 +189,21 @@ def history(dataset_id: int) -> None:
     if table.empty:
         return
     st.subheader("Runs of this dataset")
-    table["samples"] = [p.get("samples") for p in table["params"]]
+    configs = [ScoringConfig.from_params(p) for p in table["params"]]
+    table["profile"] = [profiles.profile_of(c) for c in configs]
+    table["samples"] = [c.samples for c in configs]
+    table["reflection"] = [c.self_reflection for c in configs]
+    columns = ["run_id", "status", "model", "profile", "samples", "reflection", "n_scored", "rows_total"]
     st.dataframe(
-        table[["run_id", "status", "model", "samples", "n_scored", "rows_total", "created_at", "finished_at", "error"]],
+        table[[*columns, "created_at", "finished_at", "error"]],
         hide_index=True,
         column_config={
             "run_id": st.column_config.NumberColumn("Run", width="small"),
             "status": "Status",
             "model": "Model",
+            "profile": "Profile",
             "samples": st.column_config.NumberColumn("k", width="small"),
+            "reflection": st.column_config.CheckboxColumn("Self-reflection", width="small"),
             "n_scored": st.column_config.NumberColumn("Scored", format="localized"),
             "rows_total": st.column_config.NumberColumn("Rows", format="localized"),
             "created_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm"),

@@ -1,10 +1,11 @@
 """Detection and correction quality of CLEAR on real dev rows with labelled, injected noise.
 
-    .venv/bin/python bench/quality.py --rows 200 --samples 5
+    .venv/bin/python bench/quality.py --rows 200 --profile paper
 
 1. Samples real rows from ../shared/data/dev (half GSM8K, half Self-Instruct seed tasks) and corrupts a known
    fraction with every recipe of clear_core.noise, keeping each row's clean original.
-2. Scores them through the real path: `python -m clear_core score FILE --db DB --samples K`.
+2. Scores them through the real path: `python -m clear_core score FILE --db DB --profile P` (paper: k = 5 and
+   self-reflection, as docs/quality.md was run; fast: neither).
 3. Reports, per noise kind and overall: detection AUROC of every signal alone, of the stored confidence, of a
    cross-validated single logistic refit of the same signals, and of the paper-faithful BSDetector confidence;
    precision/recall of `filter` at γ; Auto-Correct rates on noisy vs clean rows at several η and how often a
@@ -34,12 +35,13 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clear_core import clear, metrics, noise  # noqa: E402
+from clear_core import clear, metrics, noise, profiles  # noqa: E402
 from clear_core.confidence import (  # noqa: E402
     COMBINER_FEATURES,
     COMBINER_PATH,
     Combiner,
     LogisticScore,
+    ScoringConfig,
     combined_confidence,
     correction_confidence,
     feature_vector,
@@ -78,13 +80,14 @@ def build_rows(n: int, fraction: float, seed: int) -> pd.DataFrame:
     return frame
 
 
-def score(frame: pd.DataFrame, db: Path, samples: int) -> float:
+def score(frame: pd.DataFrame, db: Path, profile: str, samples: int | None) -> float:
     """Score the noisy rows through the CLI; returns wall seconds (0 when the database already had them)."""
     data = db.with_suffix(".input.jsonl")
     records = [{"instruction": p, "input": "", "output": r} for p, r in zip(frame["prompt"], frame["response"])]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     started = time.time()
-    cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--samples", str(samples)]
+    cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--profile", profile]
+    cmd += ["--samples", str(samples)] if samples is not None else []
     subprocess.run(cmd, cwd=REPO, check=True)
     return time.time() - started
 
@@ -97,6 +100,12 @@ def load_scores(db: Path, n: int) -> tuple[pd.DataFrame, float]:
         scores = store.scores(run["run_id"]).set_index("row_index").sort_index()
     assert len(scores) == n, f"expected {n} scored rows, found {len(scores)}"
     return scores, (run["finished_at"] - run["started_at"]).total_seconds()
+
+
+def run_params(db: Path) -> dict:
+    """The stored settings of the run that scored the rows."""
+    with Store(db, read_only=True) as store:
+        return store.latest_run(int(store.list_datasets()["dataset_id"].iloc[0]))["params"]
 
 
 def shipped_confidences(scores: pd.DataFrame, combiner: Combiner) -> pd.DataFrame:
@@ -279,7 +288,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--fraction", type=float, default=0.3)
-    parser.add_argument("--samples", type=int, default=5, help="k for observed consistency (paper: 5)")
+    parser.add_argument(
+        "--profile", default="paper", help="scoring profile (auto, fast, paper); paper is how docs/quality.md was run"
+    )
+    parser.add_argument("--samples", type=int, default=None, help="k for observed consistency (default: the profile's)")
+    parser.add_argument("--report", default="quality", help="file name of the tables and figure in bench/results/")
     # Seeds 0-2 drew the rows the combiner's form, weights and calibration were chosen on; seed 3 draws fresh rows
     # for the numbers reported in docs/quality.md.
     parser.add_argument("--seed", type=int, default=3)
@@ -289,8 +302,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     frame = build_rows(args.rows, args.fraction, args.seed)
-    score(frame, args.db, args.samples)
+    score(frame, args.db, args.profile, args.samples)
     scores, seconds = load_scores(args.db, len(frame))
+    config = ScoringConfig.from_params(run_params(args.db))
     scores = shipped_confidences(scores, load_combiner())
     good = ~frame["is_noisy"].to_numpy()
     x = features(scores)
@@ -299,6 +313,12 @@ def main() -> None:
     columns = {name: fn(scores).to_numpy(dtype=float) for name, fn in SIGNALS.items()}
     columns["BSDetector (paper)"] = scores["confidence_bsdetector"].to_numpy(dtype=float)
     columns["CLEAR Review confidence"] = scores["confidence"].to_numpy(dtype=float)
+    if config.samples or config.self_reflection:
+        # what the fast profile computes from the same rows: the shipped combiner without the paper's two signals
+        fast = scores.assign(consistency=np.nan, self_reflection=np.nan).to_dict("records")
+        columns["CLEAR Review confidence without k samples and self-reflection"] = [
+            combined_confidence(r) for r in fast
+        ]
     columns["logistic refit (5-fold CV)"] = cv_confidence
     detection = detection_table(frame, columns)
     stored = scores["confidence"].to_numpy(dtype=float)
@@ -309,7 +329,8 @@ def main() -> None:
     etas = eta_table(frame, scores, [0.4, 0.5, 0.6, 0.7, 0.8])
 
     report = [
-        f"# Quality benchmark: {len(frame)} dev rows, {args.fraction:.0%} noisy, k={args.samples}, seed={args.seed}",
+        f"# Quality benchmark: {len(frame)} dev rows, {args.fraction:.0%} noisy, profile {args.profile} "
+        f"({profiles.settings_text(config)}), seed={args.seed}",
         f"Scoring time: {seconds:.0f} s ({len(frame) / seconds:.3f} rows/s) for the run that scored these rows",
         "## Detection AUROC (noisy vs clean; per kind: that kind vs all clean rows)",
         markdown(detection),
@@ -324,8 +345,8 @@ def main() -> None:
     ]
     text = "\n\n".join(line for line in report if line)
     print(text)
-    (RESULTS / "quality.md").write_text(text + "\n", encoding="utf-8")
-    figure(detection, reliability, stored, frame, RESULTS / "quality")
+    (RESULTS / f"{args.report}.md").write_text(text + "\n", encoding="utf-8")
+    figure(detection, reliability, stored, frame, RESULTS / args.report)
 
     if args.fit:
         combiner = calibrate(load_combiner(), scores, good)

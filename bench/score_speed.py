@@ -29,6 +29,7 @@ bench also times an 8192³ bf16 matrix product, the practical ceiling, and print
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import statistics
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from clear_core import prompts  # noqa: E402
+from clear_core import engine, prompts  # noqa: E402
 from clear_core.confidence import ScoringConfig  # noqa: E402
 from clear_core.engine import score_rows  # noqa: E402
 from clear_core.model import (  # noqa: E402
@@ -154,6 +155,62 @@ class FlopCounter:
         return tokens, self.head_positions, float(flops)
 
 
+class PassTimer:
+    """Wall time and decoder-body tokens per scoring pass (`--passes`), by wrapping the engine's pass functions.
+
+    Passes: the likelihood pass (response given prompt and given an empty prompt), self-reflection (two prompts
+    per row), k samples, the greedy proposal and the pairwise judge (both only for doubtful rows). The rest of
+    score_rows (tokenising, checks, combining) is `other`. Syncs the device around each pass, so on a GPU the
+    total is slower than without it.
+    """
+
+    def __init__(self, lm: LoadedModel, counter: FlopCounter):
+        self.lm, self.counter = lm, counter
+        self.seconds: dict[str, float] = {}
+        self.tokens: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        for name, label in (
+            ("_likelihood", "likelihood"),
+            ("_self_reflection", "self-reflection"),
+            ("_judge", "judge"),
+        ):
+            if hasattr(engine, name):
+                setattr(engine, name, self._wrap(getattr(engine, name), lambda *a, _label=label, **k: _label))
+        engine.generate = self._wrap(engine.generate, lambda *a, **k: "proposal" if k.get("greedy") else "samples")
+
+    def _wrap(self, fn, label_of):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            label = label_of(*args, **kwargs)
+            sync(self.lm)
+            tokens = int(self.counter.body_tokens.item())
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                sync(self.lm)
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+                self.tokens[label] = self.tokens.get(label, 0) + int(self.counter.body_tokens.item()) - tokens
+                self.calls[label] = self.calls.get(label, 0) + 1
+
+        return timed
+
+    def reset(self) -> None:
+        for totals in (self.seconds, self.tokens, self.calls):
+            totals.clear()
+
+    def table(self, total_s: float, total_tokens: int) -> str:
+        order = ["likelihood", "self-reflection", "samples", "proposal", "judge"]
+        lines = ["| pass | seconds | share of time | body tokens | share of tokens |", "|---|---:|---:|---:|---:|"]
+        for label in [o for o in order if o in self.seconds]:
+            s, t = self.seconds[label], self.tokens[label]
+            lines.append(f"| {label} | {s:.1f} | {s / total_s:.0%} | {t:,} | {t / max(total_tokens, 1):.0%} |")
+        other = total_s - sum(self.seconds.values())
+        lines.append(f"| other (tokenising, checks, combining) | {other:.1f} | {other / total_s:.0%} | 0 | 0% |")
+        lines.append(f"| total | {total_s:.1f} | 100% | {total_tokens:,} | 100% |")
+        return "\n".join(lines)
+
+
 def sync(lm: LoadedModel) -> None:
     if lm.device.type == "cuda":
         torch.cuda.synchronize(lm.device)
@@ -224,6 +281,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=ScoringConfig.max_new_tokens)
     parser.add_argument("--batch-size", type=int, default=None, help="rows per score_rows call (CPU 8, CUDA 256)")
     parser.add_argument("--no-propose", action="store_true")
+    parser.add_argument(
+        "--profile",
+        nargs="+",
+        default=None,
+        help="scoring profiles to time instead of --samples (mode score): fast, paper, or auto (this machine's pick)",
+    )
+    parser.add_argument("--passes", action="store_true", help="also print each pass's share of time and tokens")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="rows scored before timing (mode score; default 64 on CUDA, 0 on CPU)"
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--naive-rows", type=int, default=0, help="also time a per-row generate loop on N rows")
     parser.add_argument(
@@ -255,29 +322,47 @@ def main() -> None:
     batch_size = args.batch_size or (256 if lm.device.type == "cuda" else ScoringConfig.batch_size)
     random_weights = "random weights" in lm.name
 
-    plan = []  # (mode, k, token budget of the prefill pass, rows)
+    # (mode, k, token budget of the prefill pass, rows, scoring profile or None)
+    plan: list[tuple[str, int, int, list[dict], str | None]] = []
     for mode in args.mode:
-        if mode == "score":
-            plan += [("score", k, 0, rows) for k in args.samples]
+        if mode == "score" and args.profile:
+            plan += [("score", 0, 0, rows, name) for name in args.profile]
+        elif mode == "score":
+            plan += [("score", k, 0, rows, None) for k in args.samples]
         else:
-            plan += [("prefill", 0, tokens, rows) for tokens in args.prefill_batch_tokens]
+            plan += [("prefill", 0, tokens, rows, None) for tokens in args.prefill_batch_tokens]
     if args.naive_rows:
-        plan.append(("naive", 0, 0, rows[:: max(1, len(rows) // args.naive_rows)][: args.naive_rows]))
+        plan.append(("naive", 0, 0, rows[:: max(1, len(rows) // args.naive_rows)][: args.naive_rows], None))
+    passes = PassTimer(lm, counter) if args.passes else None
+    warmup = args.warmup if args.warmup is not None else (64 if lm.device.type == "cuda" else 0)
     records = []
-    for mode, k, budget, timed_rows in plan:
+    for mode, k, budget, timed_rows, profile in plan:
         config = ScoringConfig(
             samples=k, max_new_tokens=args.max_new_tokens, propose=not args.no_propose, batch_size=batch_size
         )
+        if profile is not None:
+            from clear_core import profiles  # here, so this bench still times trees from before profiles existed
+
+            chosen = profiles.resolve(profile, device=str(lm.device.type), model=args.model)
+            config = dataclasses.replace(
+                chosen.config, max_new_tokens=args.max_new_tokens, propose=not args.no_propose, batch_size=batch_size
+            )
+            k = config.samples
+            print(f"profile {profile}: {chosen.describe()}")
         if mode == "prefill":
             run = functools.partial(run_prefill, max_batch_tokens=budget or None)
         else:
             run = {"score": run_score, "naive": run_naive}[mode]
         # warm-up (kernel choice, cuBLAS handles, the allocator's pool): the whole pass, but one row for the naive
-        # loop and 64 rows for full scoring, which are slow
-        run(lm, timed_rows[: {"prefill": len(timed_rows), "naive": 1, "score": 64}[mode]], config)
+        # loop and 64 rows for full scoring on CUDA (none on the CPU, which has no kernels to choose), which are slow
+        first = {"prefill": len(timed_rows), "naive": 1, "score": warmup}[mode]
+        if first:
+            run(lm, timed_rows[:first], config)
         for repeat in range(args.repeats):
             sync(lm)
             counter.reset()
+            if passes:
+                passes.reset()
             started = time.perf_counter()
             info = run(lm, timed_rows, config)
             sync(lm)
@@ -288,6 +373,8 @@ def main() -> None:
                 "torch": torch.__version__,
                 "model": lm.name,
                 "mode": mode,
+                "profile": profile,
+                "reflection": getattr(config, "self_reflection", True),
                 "samples": k,
                 "prefill_batch_tokens": budget or None,
                 "propose": config.propose,
@@ -307,8 +394,15 @@ def main() -> None:
             }
             records.append(record)
             mfu = f"{record['mfu']:.1%}" if peak else "n/a"
+            if passes and mode == "score":
+                record["passes"] = {
+                    label: {"seconds": passes.seconds[label], "tokens": passes.tokens[label]}
+                    for label in passes.seconds
+                }
+                print(passes.table(elapsed, tokens))
             print(
-                f"{mode} k={k} tokens={budget or 'default'} propose={config.propose} rows={len(timed_rows)} "
+                f"{mode}{f' profile={profile}' if profile else ''} k={k} reflection={record['reflection']} "
+                f"tokens={budget or 'default'} propose={config.propose} rows={len(timed_rows)} "
                 f"repeat={repeat} time={elapsed:.2f}s "
                 f"rows/s={record['rows_per_s']:.2f} tokens/s={record['tokens_per_s']:.0f} "
                 f"TFLOP/s={record['tflops']:.1f} MFU={mfu} proposals={info['proposals']}"
@@ -325,13 +419,14 @@ def summarize(records: list[dict]) -> None:
     """Median and range over repeats per configuration, and the speed-up over the naive loop."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["mode"], r["samples"], r["prefill_batch_tokens"]), []).append(r)
-    naive = groups.get(("naive", 0, None))
+        groups.setdefault((r["mode"], r["samples"], r["prefill_batch_tokens"], r.get("profile")), []).append(r)
+    naive = groups.get(("naive", 0, None, None))
     naive_rate = statistics.median(r["rows_per_s"] for r in naive) if naive else None
     print("\nsummary (median [min-max] over repeats)")
-    for (mode, k, budget), rs in groups.items():
+    for (mode, k, budget, profile), rs in groups.items():
         line = (
-            f"{mode:8s} k={k}{f' tokens={budget}' if budget else ''} rows={rs[0]['rows']}: "
+            f"{mode:8s}{f' profile={profile}' if profile else ''} k={k}{f' tokens={budget}' if budget else ''} "
+            f"rows={rs[0]['rows']}: "
             f"rows/s {_span(rs, 'rows_per_s', '{:.2f}')}, "
             f"tokens/s {_span(rs, 'tokens_per_s', '{:.0f}')}, MFU {_span(rs, 'mfu', '{:.1%}')}"
         )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clear_core import export
+from clear_core import export, profiles
 from clear_core.clear import DEFAULT_ETA, DEFAULT_GAMMA, decide_many
 from clear_core.confidence import ScoringConfig
 from clear_core.data import ColumnMapping, Dataset, load_dataset
@@ -64,7 +64,9 @@ def score(
     *,
     model: str | None = None,
     device: str = "auto",
-    samples: int = ScoringConfig.samples,
+    profile: str = "auto",
+    samples: int | None = None,
+    self_reflection: bool | None = None,
     propose: bool = True,
     limit: int | None = None,
     gamma: float = DEFAULT_GAMMA,
@@ -83,11 +85,14 @@ def score(
         layouts the README lists are recognised; for any other, name ``prompt_column`` and ``response_column``.
     model : a local model directory or an HF id in the local cache; None is the embedded SmolLM2-135M-Instruct.
     device : "auto" (CUDA when present), "cpu" or "cuda".
-    samples : k sampled answers for observed consistency (the paper's 5; 0 is much faster on a CPU).
+    profile : which passes run (``clear_core.profiles``): "fast" (k = 0, no self-reflection), "paper" (BSDetector:
+        k = 5 and self-reflection) or "auto": paper on a CUDA GPU with a model other than the embedded one, else fast.
+    samples, self_reflection : k sampled answers for observed consistency, and whether to ask the self-reflection
+        questions; None takes the profile's.
     propose : generate the model's own answer for low-confidence rows and judge it (Auto-Correct).
     limit : score only the first N rows.
     gamma, eta : the Auto-Filter (γ) and Auto-Correct (η) thresholds that the ``action`` column is computed at.
-    config : a full ``ScoringConfig``; overrides ``samples`` and ``propose``.
+    config : a full ``ScoringConfig``; overrides ``profile``, ``samples``, ``self_reflection`` and ``propose``.
 
     Returns
     -------
@@ -105,7 +110,10 @@ def score(
     dataset = _dataset(data, _mapping(prompt_column, response_column, input_column))
     if limit is not None and limit < 1:
         raise InvalidInput(f"limit={limit}; give a positive number of rows, or None for all.")
-    config = config or ScoringConfig(samples=samples, propose=propose)
+    if config is None:
+        config = profiles.resolve(
+            profile, device=device, model=model, samples=samples, self_reflection=self_reflection, propose=propose
+        ).config
     rows = [asdict(row) for row in dataset.rows[:limit]]
     lm = load_model(model, device)
     scored = [record for batch in score_batches(lm, rows, config) for record in batch]

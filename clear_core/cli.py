@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from clear_core import EMBEDDED_MODEL, accounts, backends, export, permissions, runs, workspace
+from clear_core import EMBEDDED_MODEL, accounts, backends, export, permissions, profiles, runs, workspace
 from clear_core.clear import action_counts
 from clear_core.confidence import ScoringConfig
 from clear_core.data import DATASETS_FORMAT, ColumnMapping, describe_duplicates, load_dataset
@@ -74,10 +74,23 @@ scoring_options = _options(
     click.option("--model", default=None, help=f"HF model id or local directory (default: {EMBEDDED_MODEL})."),
     click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N rows."),
     click.option(
+        "--profile",
+        type=click.Choice(profiles.PROFILES),
+        default="auto",
+        help="Which passes run. fast: likelihood, checks and proposals (k = 0, no self-reflection); paper: "
+        "BSDetector's k = 5 samples and self-reflection on top. auto: paper on a CUDA GPU with a model other than "
+        f"the embedded one, else fast. {profiles.auto_help()}",
+    ),
+    click.option(
         "--samples",
         type=click.IntRange(min=0),
         default=None,
-        help=f"k sampled answers for consistency (default: {ScoringConfig().samples}, the paper's k).",
+        help="k sampled answers for consistency (default: the profile's; fast 0, paper 5, the paper's k).",
+    ),
+    click.option(
+        "--self-reflection/--no-self-reflection",
+        default=None,
+        help="Ask the two self-reflection questions (default: the profile's; fast no, paper yes).",
     ),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
     click.option("--no-propose", is_flag=True, help="Skip Auto-Correct proposals (faster)."),
@@ -94,12 +107,19 @@ import_options = _options(
 )
 
 
-def score_config(samples: int | None, no_propose: bool) -> ScoringConfig:
-    """The ScoringConfig that --samples and --no-propose ask for (the paper's defaults otherwise)."""
-    overrides: dict = {"propose": not no_propose}
-    if samples is not None:
-        overrides["samples"] = samples
-    return ScoringConfig(**overrides)
+def score_config(
+    profile: str, samples: int | None, self_reflection: bool | None, no_propose: bool, device: str, model: str | None
+) -> profiles.Choice:
+    """The settings --profile asks for (auto: picked from --device and --model), with --samples,
+    --self-reflection and --no-propose over them."""
+    return profiles.resolve(
+        profile,
+        device=device,
+        model=model,
+        samples=samples,
+        self_reflection=self_reflection,
+        propose=False if no_propose else None,
+    )
 
 
 def score_command_line(db: str, dataset: dict, run: dict | None) -> str:
@@ -111,14 +131,26 @@ def score_command_line(db: str, dataset: dict, run: dict | None) -> str:
         if mapping.get(option):
             args += [f"--{option}-column", mapping[option]]
     if run is not None:
-        config, defaults = ScoringConfig.from_params(run["params"]), ScoringConfig()
         if run["model"] != EMBEDDED_MODEL:
             args += ["--model", run["model"]]
-        if config.samples != defaults.samples:
-            args += ["--samples", str(config.samples)]
-        if not config.propose:
-            args.append("--no-propose")
+        args += profile_args(ScoringConfig.from_params(run["params"]))
     return shlex.join(args)
+
+
+def profile_args(config: ScoringConfig) -> list[str]:
+    """--profile and the options that give ``config`` on any machine (never auto, whose pick depends on it)."""
+    diffs = {
+        name: [f for f, v in values.items() if getattr(config, f) != v] for name, values in profiles.SETTINGS.items()
+    }
+    base = min(diffs, key=lambda name: len(diffs[name]))  # the named profile closest to the run's settings
+    args = ["--profile", base]
+    if "samples" in diffs[base]:
+        args += ["--samples", str(config.samples)]
+    if "self_reflection" in diffs[base]:
+        args.append("--self-reflection" if config.self_reflection else "--no-self-reflection")
+    if not config.propose:
+        args.append("--no-propose")
+    return args
 
 
 class _Commands(click.Group):
@@ -147,7 +179,9 @@ def score(
     db,
     model,
     limit,
+    profile,
     samples,
+    self_reflection,
     device,
     no_propose,
     prompt_column,
@@ -158,7 +192,7 @@ def score(
     """Score INPUT (CSV, JSONL, JSON, Parquet, or a Hugging Face datasets folder) into DB; re-running resumes an
     interrupted run."""
     mapping = _mapping(prompt_column, input_column, response_column)
-    config = score_config(samples, no_propose)
+    choice = score_config(profile, samples, self_reflection, no_propose, device, model)
     staging = tempfile.TemporaryDirectory(prefix="clear-import-")  # the rows, staged as Parquet until stored
     dataset = load_dataset(  # before the database
         input_path, mapping=mapping, drop_duplicates=drop_duplicates, staging_dir=staging.name
@@ -177,8 +211,9 @@ def score(
         ds = store.get_dataset(dataset_id)
         if note := duplicates_note(store.find_duplicates(dataset_id)):
             click.echo(f"Near-duplicates: {note} Review lists each row's.")
+        click.echo(f"Scoring profile: {choice.describe()}.")
         started = time.time()
-        run_id = runs.start_run(store, db, dataset_id, model=model, device=device, config=config, limit=limit)
+        run_id = runs.start_run(store, db, dataset_id, model=model, device=device, config=choice.config, limit=limit)
         state = _follow(store, run_id)
         elapsed = time.time() - started
         if state.status == "failed":

@@ -25,6 +25,7 @@ class ScoringConfig:
     """How a run scores rows. Defaults are the papers' unless a comment says otherwise."""
 
     samples: int = 5  # k sampled answers for observed consistency (BSDetector: k = 5)
+    self_reflection: bool = True  # ask both self-reflection questions for S (BSDetector: yes)
     temperature: float = 1.0  # sampling temperature (BSDetector: 1.0)
     alpha: float = 0.8  # α: weight of semantic agreement vs exact-answer match in each oᵢ (BSDetector: 0.8)
     beta: float = 0.7  # β: weight of observed consistency vs self-reflection in C (BSDetector: 0.7)
@@ -37,13 +38,23 @@ class ScoringConfig:
     seed: int = 0
 
     def to_params(self) -> dict:
-        """Plain dict for storing with a run (and for finding a run to resume)."""
-        return asdict(self)
+        """Plain dict for storing with a run (and for finding a run to resume). A field added after runs were first
+        stored is left out at the value every earlier run had (``_IMPLIED_WHEN_ABSENT``), so such a run still
+        resumes under the same settings; ``from_params`` reads it back."""
+        params = asdict(self)
+        for name, value in _IMPLIED_WHEN_ABSENT.items():
+            if params[name] == value:
+                del params[name]
+        return params
 
     @classmethod
     def from_params(cls, params: dict) -> ScoringConfig:
         known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+# Fields added to ScoringConfig after runs were first stored, with the value all runs before them had.
+_IMPLIED_WHEN_ABSENT = {"self_reflection": True}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,10 +102,10 @@ def option_score(probs: Sequence[float], scores: Sequence[float]) -> float:
     return sum(p * s for p, s in zip(probs, scores)) / total
 
 
-def bsdetector_confidence(consistency: float | None, self_reflection: float, beta: float) -> float:
-    """The paper's C = β·O + (1−β)·S; with no samples, S alone."""
-    if consistency is None:
-        return self_reflection
+def bsdetector_confidence(consistency: float | None, self_reflection: float | None, beta: float) -> float | None:
+    """The paper's C = β·O + (1−β)·S; with no samples S alone, without self-reflection O alone (None: neither)."""
+    if consistency is None or self_reflection is None:
+        return self_reflection if consistency is None else consistency
     return beta * consistency + (1 - beta) * self_reflection
 
 
@@ -232,10 +243,10 @@ class RowSignals:
     n_response_tokens: int
     repetition: float
     arithmetic_errors: int | None
-    self_reflection: float
+    self_reflection: float | None  # None when the run asks no self-reflection questions (profile fast)
     consistency: float | None = None
     proposed_response: str | None = None
     judge_prob: float | None = None
     confidence: float = field(default=0.0)
-    confidence_bsdetector: float = field(default=0.0)
+    confidence_bsdetector: float | None = field(default=0.0)
     correction_confidence: float | None = None

@@ -52,7 +52,7 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
     number_tokens = [final_number_tokens(r["response"], spans) for r, (_, spans) in zip(rows, encoded)]
 
     likelihood = _likelihood(lm, prefixes, responses, number_tokens)
-    reflection = _self_reflection(lm, rows)
+    reflection = _self_reflection(lm, rows) if config.self_reflection else [None] * len(rows)
     seed = config.seed + int(rows[0]["row_index"])
     sampled = generate(
         lm,
@@ -161,20 +161,22 @@ def _quote(text: str) -> str:
 
 
 def _self_reflection(lm: LoadedModel, rows: Sequence[dict]) -> list[float]:
-    """BSDetector's S: mean expected score of the two self-reflection questions, from option probabilities."""
+    """BSDetector's S: mean expected score of the two self-reflection questions, from option probabilities.
+
+    Both questions about a row begin with the same prompt and response, which run once (``group_size=2``)."""
     questions = [prompts.reflection_first, prompts.reflection_second]
     encoded = [
         lm.encode_prompt(
             ask(_quote(r["prompt"]), _quote(r["response"])),
             assistant_prefix=prompts.ANSWER_PREFIX,
         )
-        for ask in questions
         for r in rows
+        for ask in questions
     ]
-    probs = next_token_probs(lm, encoded, _option_ids(lm, prompts.REFLECTION_OPTIONS)).tolist()
-    n = len(rows)
+    options = _option_ids(lm, prompts.REFLECTION_OPTIONS)
+    probs = next_token_probs(lm, encoded, options, group_size=len(questions)).tolist()
     scores = [option_score(p, prompts.REFLECTION_SCORES) for p in probs]
-    return [(scores[i] + scores[n + i]) / 2 for i in range(n)]
+    return [(scores[2 * i] + scores[2 * i + 1]) / 2 for i in range(len(rows))]
 
 
 def _judge(lm: LoadedModel, rows: Sequence[dict], proposals: Sequence[str | None]) -> list[float | None]:
@@ -196,7 +198,8 @@ def _judge(lm: LoadedModel, rows: Sequence[dict], proposals: Sequence[str | None
         )
         encoded.append(lm.encode_prompt(prompts.judge(q, cand, y), assistant_prefix=prompts.ANSWER_PREFIX))
         encoded.append(lm.encode_prompt(prompts.judge(q, y, cand), assistant_prefix=prompts.ANSWER_PREFIX))
-    probs = next_token_probs(lm, encoded, _option_ids(lm, prompts.JUDGE_OPTIONS))
+    # both orders begin with the question and the header of response A, which run once (group_size=2)
+    probs = next_token_probs(lm, encoded, _option_ids(lm, prompts.JUDGE_OPTIONS), group_size=2)
     probs = probs / probs.sum(dim=1, keepdim=True).clamp(min=1e-12)
     for j, i in enumerate(todo):
         out[i] = float((probs[2 * j, 0] + probs[2 * j + 1, 1]) / 2)  # proposal shown first as A, then second as B

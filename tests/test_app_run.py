@@ -124,3 +124,19 @@ def test_a_failing_model_is_reported_without_a_traceback(unscored_db, tmp_path, 
     assert run["status"] == "failed"
     assert not at.exception
     assert at.error and "no-such-model" in at.code[0].value  # the run's error, verbatim
+
+
+def test_the_page_shows_what_auto_picks_and_lets_people_override_it(unscored_db, app):
+    at = app(RUN)
+    at.selectbox(key="run_device").select("cpu").run()
+
+    def this_run() -> str:
+        return next(c.value for c in at.caption if c.value.startswith("This run:"))
+
+    assert at.radio(key="run_profile").value == "auto"
+    assert this_run().startswith("This run: fast (auto: CPU): k = 0, no self-reflection, proposals on.")
+    at.radio(key="run_profile").set_value("paper").run()
+    assert this_run().startswith("This run: paper: k = 5, self-reflection, proposals on.")
+    at.number_input(key="run_samples").set_value(2).run()
+    at.selectbox(key="run_reflection").select("off").run()
+    assert this_run().startswith("This run: custom: k = 2, no self-reflection, proposals on.")

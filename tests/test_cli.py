@@ -77,7 +77,7 @@ def test_score_export_status_round_trip(tmp_path, gsm8k_file, tiny_model_path):
 
 def test_export_refuses_unscored_rows_and_says_how_to_score_them(tmp_path, gsm8k_file, tiny_model_path):
     db = tmp_path / "c.duckdb"
-    args = ("--db", str(db), "--model", str(tiny_model_path), "--samples", "0", "--no-propose")
+    args = ("--db", str(db), "--model", str(tiny_model_path), "--profile", "fast", "--no-propose")
     assert cli("score", str(gsm8k_file), *args, "--limit", "4").returncode == 0
     out = tmp_path / "curated.json"
     refused = cli("export", "--db", str(db), "--out", str(out))
@@ -367,7 +367,7 @@ def test_the_installed_clear_review_command_has_the_same_subcommands_and_shows_d
         assert f"  {command} " in top.stdout
     score = subprocess.run([str(script), "score", "--help"], capture_output=True, text=True, timeout=120)
     score_help = " ".join(score.stdout.split())  # help wraps at the terminal's width
-    assert "[default: auto]" in score_help and "(default: 5, the paper's k)" in score_help
+    assert "[default: auto]" in score_help and "--profile [auto|fast|paper]" in score_help
     export = subprocess.run([str(script), "export", "--help"], capture_output=True, text=True, timeout=120)
     assert "[default: fail]" in export.stdout
     wrong = subprocess.run([str(script), "status"], capture_output=True, text=True, timeout=120)

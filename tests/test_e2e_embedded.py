@@ -24,20 +24,26 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
     source.write_text(json.dumps(rows, indent=2))
     db = tmp_path / "c.duckdb"
 
-    scored = cli("score", str(source), "--db", str(db), "--samples", "2", timeout=1200)
+    # the default profile: auto picks fast for the embedded model on any device (k = 0, no self-reflection)
+    scored = cli("score", str(source), "--db", str(db), timeout=1200)
     assert scored.returncode == 0, scored.stderr
     assert "Scored 20 of 20 rows" in scored.stdout
+    assert "Scoring profile: fast (auto: " in scored.stdout
 
     with Store(db, read_only=True) as store:
         dataset_id = int(store.list_datasets()["dataset_id"].iloc[0])
         run = store.latest_run(dataset_id)
         assert run["model"] == "embedded:SmolLM2-135M-Instruct" and run["status"] == "done"
-        assert run["params"]["samples"] == 2
+        assert run["params"]["samples"] == 0 and run["params"]["self_reflection"] is False  # resolved, not "auto"
         scores = store.scores(run["run_id"]).set_index("row_index").sort_index()
         gamma, eta = store.get_thresholds(dataset_id)
     assert list(scores.index) == list(range(20))
-    for name in ("confidence", "confidence_bsdetector", "self_reflection", "consistency", "eos_prob", "stop_prob"):
+    for name in ("confidence", "eos_prob", "stop_prob"):
         assert scores[name].between(0, 1).all(), name
+    for name in ("self_reflection", "consistency", "confidence_bsdetector"):  # the paper profile's signals
+        assert scores[name].isna().all(), name
+    # the confidence still ranks the planted problems below the clean rows' median
+    assert scores.loc[[4, 9, 14], "confidence"].max() < scores.drop(index=[4, 9, 14])["confidence"].median()
     assert scores[["logprob_mean", "logprob_uncond_mean", "pmi"]].notna().all().all()
     assert set(SCORE_FIELDS) <= set(scores.columns)
     # the signals see the planted problems: a refusal and a swapped answer are not explained by their prompts,

@@ -56,3 +56,16 @@ def test_scores_do_not_depend_on_batch_composition(tiny_model):
     for a, b in zip(together, alone):
         for name in ("logprob_mean", "pmi", "eos_prob", "self_reflection", "confidence"):
             assert abs(a[name] - b[name]) < 1e-4, name
+
+
+def test_without_self_reflection_its_signal_is_absent_and_the_rest_unchanged(tiny_model):
+    rows = _rows()
+    paper = score_rows(tiny_model, rows, ScoringConfig(samples=0, propose=False))
+    fast = score_rows(tiny_model, rows, ScoringConfig(samples=0, self_reflection=False, propose=False))
+    for a, b in zip(paper, fast):
+        assert b["self_reflection"] is None and b["confidence_bsdetector"] is None  # no O, no S: no BSDetector
+        for name in ("logprob_mean", "pmi", "stop_prob", "final_number_logprob", "repetition"):
+            assert a[name] == b[name], name
+        assert 0.0 <= b["confidence"] <= 1.0
+    with_samples = score_rows(tiny_model, rows, ScoringConfig(samples=2, self_reflection=False, max_new_tokens=4))
+    assert all(s["confidence_bsdetector"] == s["consistency"] for s in with_samples)  # O alone

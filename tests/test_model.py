@@ -137,3 +137,24 @@ def test_cpu_batches_keep_their_fixed_budget_and_gpu_bytes_count_the_cache(tiny_
     activations = 2 * (4 * 4096 + 2 * 1024 + 3 * 14336)  # bf16: residual, norm, q, attn out; k, v; MLP
     assert bytes_per_token(llama_8b, kv_cache=False) == activations
     assert bytes_per_token(llama_8b, kv_cache=True) == activations + 2 * 2 * 32 * 1024  # keys and values, 32 layers
+
+
+def test_grouped_prompts_share_their_beginning_and_give_the_same_probabilities(tiny_model):
+    """Pairs of prompts that begin alike (the two self-reflection questions, the judge's two orders) run their
+    common beginning once; the probabilities are those of running every prompt whole."""
+    lm = tiny_model
+    ask = [
+        lambda q: [{"role": "user", "content": f"Question: {q}\n\nIs it right? Answer A or B."}],
+        lambda q: [{"role": "user", "content": f"Question: {q}\n\nAre you really sure it is right?"}],
+    ]
+    questions = ["What is 2+2?", "Name a colour that is also a fruit, and say why.", "Hi"]
+    prompts = [lm.encode_prompt(a(q), assistant_prefix="Answer: (") for q in questions for a in ask]
+    prompts += [lm.encode_text("Completely"), lm.encode_text("different")]  # a pair with nothing in common
+    candidates = [lm.encode_text("A")[0], lm.encode_text("B")[0]]
+    whole = next_token_probs(lm, prompts, candidates, max_batch_size=3)
+    shared = next_token_probs(lm, prompts, candidates, max_batch_size=4, group_size=2)
+    assert torch.allclose(shared, whole, atol=1e-5)
+    single = torch.stack([next_token_probs(lm, [p], candidates)[0] for p in prompts])
+    assert torch.allclose(shared, single, atol=1e-5)
+    with pytest.raises(ValueError, match="groups of 2"):
+        next_token_probs(lm, prompts[:3], candidates, group_size=2)
