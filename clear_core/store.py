@@ -1598,6 +1598,16 @@ class Store:
         ordered by decision_id: what ``agreement`` compares between people and with the automatic action."""
         return self._df(f"SELECT * FROM ({_STANDING_DECISIONS}) ORDER BY decision_id", {"dataset_id": dataset_id})
 
+    def rows_decided_by(self, dataset_id: int, annotator: str, row_indices: Iterable[int]) -> set[int]:
+        """Which of ``row_indices`` ``annotator`` (a name) has a standing decision on: with overlap, the Review page
+        keeps the others' decisions on the rest out of sight until this person has decided (blind review)."""
+        frame = self._df(
+            f"SELECT DISTINCT row_index FROM ({_STANDING_DECISIONS}) "
+            "WHERE annotator = $annotator AND list_contains($rows, row_index)",
+            {"dataset_id": dataset_id, "annotator": annotator, "rows": [int(i) for i in row_indices]},
+        )
+        return {int(i) for i in frame["row_index"]}
+
     # -- duplicates -----------------------------------------------------------------------------------------
 
     def find_duplicates(self, dataset_id: int, *, threshold: float = dedupe.DEFAULT_THRESHOLD) -> dict[str, int]:

@@ -88,6 +88,9 @@ def test_with_overlap_a_row_decided_once_stays_in_the_next_persons_queue(app_db,
     assert not at.exception
     assert list(at.dataframe[0].value["Row"][:3]) == [3, 5, 0]  # dave alone decided 3 and 5: still carol's to do
     assert current_row(at) == 3
+    # Blind review: what dave decided stays out of sight until carol has decided herself.
+    assert list(at.dataframe[0].value["Decision"][:2]) == ["", ""]
+    assert any("not reviewed yet" in line for line in html(at)) and not any("dave" in line for line in html(at))
     button(at, "Reject").click().run()
     assert list(at.dataframe[0].value["Row"][:2]) == [5, 0]  # carol decided 3: two people, done
 

@@ -101,6 +101,10 @@ def test_overlap_keeps_a_row_in_other_queues_until_n_people_decided_it(team):
     store.record_decision(dataset_id, 1, "reject", actor=CY)
     assert store.claim_next(query, actor=CY) == 2  # row 0: ann decided, bob holds it; row 1: cy decided it
     store.record_decision(dataset_id, 0, "reject", actor=BOB)  # the second person: row 0 is done
+    assert (
+        store.rows_decided_by(dataset_id, "ann", range(10)) == {0}
+        and store.rows_decided_by(dataset_id, "dee", [0]) == set()
+    )
     assert store.claim_next(query, actor=BOB) == 2  # row 1: cy decided, ann holds it; cy alone holds row 2
     assert store.claim_next(query, actor=Actor("u-dee", "dee", "annotator")) == 3  # 1 and 2 are full
     # The queue with a reviewer lists what is still to do for that person: not decided by them, fewer than 2 people.
