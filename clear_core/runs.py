@@ -117,8 +117,16 @@ def start_run(
     return run_id
 
 
+# Score rows that one ingest transaction takes at most: a backlog of chunk files (the owner was away, or the worker
+# is fast) goes into the store in a few set-based transactions instead of one per chunk, in bounded memory.
+INGEST_BATCH_ROWS = 50_000
+
+
 def ingest(store: Store, run_id: int) -> int:
-    """Move finished chunks into the store (idempotent), then bring the run's status up to date; returns rows added."""
+    """Move finished chunks into the store (idempotent), then bring the run's status up to date; returns rows added.
+
+    Chunks go in oldest first, up to ``INGEST_BATCH_ROWS`` rows per transaction (``Store.add_scores``; a row in two
+    chunks keeps the later record); each batch's files are deleted once it is committed."""
     run = store.get_run(run_id)
     if not run.get("work_dir"):
         return 0
@@ -126,15 +134,16 @@ def ingest(store: Store, run_id: int) -> int:
     if not directory.exists():
         return 0
     added = 0
+    batch: list[Path] = []
+    records: list[dict] = []
     for chunk in handoff.pending_chunks(directory):
-        try:
-            added += store.add_scores(run_id, handoff.read_chunk(chunk))
-        except Exception as exc:
-            if handoff.is_disk_full(exc):  # DuckDB reports a full disk as text
-                raise handoff.DiskFullError(Path(store.path).resolve().parent) from exc
-            raise
-        # only after the scores are committed: a crash in between just re-ingests the same rows (idempotent)
-        chunk.unlink(missing_ok=True)
+        records += handoff.read_chunk(chunk)
+        batch.append(chunk)
+        if len(records) >= INGEST_BATCH_ROWS:
+            added += _store_chunks(store, run_id, batch, records)
+            batch, records = [], []
+    if batch:
+        added += _store_chunks(store, run_id, batch, records)
     if run["status"] == "running":
         state = backends.of_run(directory).state(directory)
         if state == "dead" and handoff.cancel_requested(directory):
@@ -142,6 +151,20 @@ def ingest(store: Store, run_id: int) -> int:
         if state != "running":
             status, error = _ending(store, run_id, directory, state)
             store.set_run_status(run_id, status, error=error)
+    return added
+
+
+def _store_chunks(store: Store, run_id: int, chunks: list[Path], records: list[dict]) -> int:
+    """Store the records of ``chunks`` in one transaction, then delete the files; returns the rows stored."""
+    try:
+        added = store.add_scores(run_id, records)
+    except Exception as exc:
+        if handoff.is_disk_full(exc):  # DuckDB reports a full disk as text
+            raise handoff.DiskFullError(Path(store.path).resolve().parent) from exc
+        raise
+    # only after the scores are committed: a crash in between just re-ingests the same rows (idempotent)
+    for chunk in chunks:
+        chunk.unlink(missing_ok=True)
     return added
 
 

@@ -328,6 +328,41 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+# The Arrow type of each column a score record may carry (add_scores); the integer signals are cast on insert.
+_SCORE_TYPES = {
+    "row_index": pa.int64(),
+    **{field: pa.float64() for field in NUMERIC_SCORE_FIELDS},
+    "proposed_response": pa.string(),
+    ERROR_FIELD: pa.string(),
+}
+
+
+def _score_table(records: Sequence[dict[str, Any]]) -> pa.Table:
+    """Score records as one Arrow table with a column per ``_SCORE_TYPES`` key, one row per row_index (its last
+    record); NaN and missing fields are NULL. Raises ValueError for what ``Store.add_scores`` refuses."""
+    keys: set[str] = set()
+    latest: dict[Any, dict[str, Any]] = {}
+    for record in records:
+        keys.update(record)
+        row_index = record.get("row_index")
+        if row_index is None:
+            raise ValueError("Every score record needs a row_index.")
+        if record.get(ERROR_FIELD) is not None and any(record.get(f) is not None for f in SCORE_FIELDS):
+            raise ValueError(f"Row {row_index} is marked failed but carries signals.")
+        latest[row_index] = record
+    unknown = sorted(keys - _SCORE_TYPES.keys())
+    if unknown:
+        raise ValueError(f"Unknown score fields {unknown}; expected row_index, {ERROR_FIELD} and {list(SCORE_FIELDS)}.")
+    rows = list(latest.values())
+    columns = {}
+    for field, kind in _SCORE_TYPES.items():
+        try:
+            columns[field] = pa.array([r.get(field) for r in rows], kind, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise ValueError(f"Score field {field!r} holds a value that is not {kind}: {exc}") from exc
+    return pa.table(columns)
+
+
 class Store:
     """The curation database in one DuckDB file; use as a context manager or call ``close()``."""
 
@@ -863,38 +898,23 @@ class Store:
 
     def add_scores(self, run_id: int, records: Sequence[dict[str, Any]]) -> int:
         """Insert or replace score records (row_index + SCORE_FIELDS keys, or row_index + error) for a run;
-        returns how many.
+        returns how many rows they cover.
 
         Idempotent: re-ingesting a chunk replaces the same rows, and a row scored after it failed replaces the
-        failure. A record with ``error`` (why the row could not be scored) is a failed row and carries no signals.
-        Missing fields are stored as NULL; unknown keys or row indices outside the run's dataset raise ValueError,
-        since they mean the worker and the store disagree.
+        failure; of several records for one row the last wins. A record with ``error`` (why the row could not be
+        scored) is a failed row and carries no signals. Missing fields and NaN are stored as NULL; unknown keys,
+        values of the wrong type or row indices outside the run's dataset raise ValueError, since they mean the
+        worker and the store disagree. Set-based whatever the number of records (one Arrow table, one
+        INSERT ... SELECT, one transaction), so ``runs.ingest`` passes many chunks at once.
         """
         if not records:
             return 0
-        allowed = {"row_index", *SCORE_FIELDS, ERROR_FIELD}
-        unknown = sorted({key for record in records for key in record} - allowed)
-        if unknown:
-            raise ValueError(
-                f"Unknown score fields {unknown}; expected row_index, {ERROR_FIELD} and {list(SCORE_FIELDS)}."
-            )
-        if any(record.get("row_index") is None for record in records):
-            raise ValueError("Every score record needs a row_index.")
-        for record in records:
-            if record.get(ERROR_FIELD) is not None and any(record.get(f) is not None for f in SCORE_FIELDS):
-                raise ValueError(f"Row {record['row_index']} is marked failed but carries signals.")
-        columns = ["row_index", *SCORE_FIELDS, ERROR_FIELD]
-        frame = pd.DataFrame.from_records(list(records), columns=columns)
-        frame = frame.drop_duplicates("row_index", keep="last")
-        for field in NUMERIC_SCORE_FIELDS:
-            frame[field] = pd.to_numeric(frame[field], errors="raise").astype(float)
-        for field in ("proposed_response", ERROR_FIELD):
-            frame[field] = frame[field].astype(object).where(frame[field].notna(), None)
+        incoming = _score_table(records)
         with self._transaction() as cursor:
             run = _first(cursor.execute("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id]))
             if run is None:
                 raise NotFoundError(f"There is no scoring run with id {run_id}.")
-            cursor.register("incoming_scores", frame)  # dropped with the cursor at the end of the call
+            cursor.register("incoming_scores", incoming)  # dropped with the cursor at the end of the call
             strays = cursor.execute(
                 "SELECT row_index FROM incoming_scores ANTI JOIN (SELECT row_index FROM rows WHERE dataset_id = ?) "
                 "USING (row_index) ORDER BY row_index LIMIT 5",
@@ -904,12 +924,13 @@ class Store:
                 raise ValueError(
                     f"Scores for rows {[r for (r,) in strays]} that dataset {run[0]} does not have (run {run_id})."
                 )
+            columns = ", ".join(incoming.column_names)
             cursor.execute(
-                f"INSERT OR REPLACE INTO scores (run_id, {', '.join(columns)}, scored_at) "
-                f"SELECT $run_id, {', '.join(columns)}, $now FROM incoming_scores",
+                f"INSERT OR REPLACE INTO scores (run_id, {columns}, scored_at) "
+                f"SELECT $run_id, {columns}, $now FROM incoming_scores",
                 {"run_id": run_id, "now": _now()},
             )
-        return len(frame)
+        return incoming.num_rows
 
     def scores(self, run_id: int) -> pd.DataFrame:
         """All score rows of a run, ordered by row_index: row_index, SCORE_FIELDS..., error, scored_at.
@@ -1265,39 +1286,41 @@ class Store:
 
         accept uses each row's proposal and skips rows without one (or with a blank one); reject keeps the original;
         remove drops the row. The group (``decision_groups``: its query as JSON, its size, the actor's name) and its
-        decisions (each with the group's ``group_id``) are written in one transaction by one INSERT ... SELECT, so
-        what is decided is what the query selects at the call, and ``review_count(query, decision)`` counted it
-        beforehand. Only a lead may do this (``bulk_accept`` for accept, ``bulk_decide`` otherwise); ``undo_group``
-        reverts the whole group.
+        decisions (each with the group's ``group_id``) are written in one transaction, the decisions by one
+        INSERT ... SELECT that evaluates the query once, so what is decided is what the query selects at the call,
+        and ``review_count(query, decision)`` counted it beforehand. Only a lead may do this (``bulk_accept`` for
+        accept, ``bulk_decide`` otherwise); ``undo_group`` reverts the whole group.
         """
         annotator = _annotator(actor)
         select, params = self._group_select(query, decision)
         permissions.require(actor, "bulk_accept" if decision == "accept" else "bulk_decide")
         with self._transaction() as cursor:
-            n_rows = int(cursor.execute(f"SELECT count(*) FROM ({select})", params).fetchall()[0][0])
-            if not n_rows:
-                return None, 0
             now = _now()
-            group_id = int(
+            group_id = int(cursor.execute("SELECT nextval('group_id_seq')").fetchall()[0][0])
+            # the query runs once: its rows become the decisions, and their count the group's size
+            n_rows = int(
                 cursor.execute(
-                    "INSERT INTO decision_groups (dataset_id, run_id, decision, query_json, n_rows, actor, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING group_id",
-                    [
-                        params["dataset_id"],
-                        query.run_id,
-                        decision,
-                        _dumps(dataclasses.asdict(query)),
-                        n_rows,
-                        annotator,
-                        now,
-                    ],
+                    "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
+                    "undoes, decided_at, group_id) SELECT $dataset_id, row_index, $run_id, $decision, final_response, "
+                    f"$annotator, NULL, $now, $group_id FROM ({select}) ORDER BY row_index",
+                    {**params, "decision": decision, "annotator": annotator, "now": now, "group_id": group_id},
                 ).fetchall()[0][0]
             )
+            if not n_rows:
+                return None, 0
             cursor.execute(
-                "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes, "
-                f"decided_at, group_id) SELECT $dataset_id, row_index, $run_id, $decision, final_response, $annotator, "
-                f"NULL, $now, $group_id FROM ({select}) ORDER BY row_index",
-                {**params, "decision": decision, "annotator": annotator, "now": now, "group_id": group_id},
+                "INSERT INTO decision_groups (group_id, dataset_id, run_id, decision, query_json, n_rows, actor, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    group_id,
+                    params["dataset_id"],
+                    query.run_id,
+                    decision,
+                    _dumps(dataclasses.asdict(query)),
+                    n_rows,
+                    annotator,
+                    now,
+                ],
             )
         return group_id, n_rows
 
@@ -1417,14 +1440,26 @@ class Store:
         )
 
     def review_progress(self, run_id: int) -> tuple[int, int]:
-        """(rows with an effective decision, rows in the run's dataset)."""
-        dataset_id = self._dataset_of_run(run_id)
+        """(rows with an effective decision, rows in the run's dataset). Drawn with every Review page, so it ranks
+        no decisions: a row has an effective decision when any of its decisions stands (no undo, not undone), and
+        the dataset's size is the one stored at import."""
         with self._cursor() as cursor:
-            n_decided, n_total = cursor.execute(
-                f"SELECT (SELECT count(*) FROM ({_CURRENT_DECISIONS})), "
-                "(SELECT count(*) FROM rows WHERE dataset_id = $dataset_id)",
-                {"dataset_id": dataset_id},
-            ).fetchall()[0]
+            found = _first(
+                cursor.execute(
+                    """
+                    SELECT datasets.n_rows, (
+                        SELECT count(DISTINCT d.row_index) FROM decisions d
+                        WHERE d.dataset_id = $dataset_id AND d.decision <> 'undo'
+                          AND NOT EXISTS (
+                              SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id
+                          )
+                    )
+                    FROM runs JOIN datasets USING (dataset_id) WHERE runs.run_id = $run_id
+                    """,
+                    {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
+                )
+            )
+        n_total, n_decided = found
         return int(n_decided), int(n_total)
 
     # -- many annotators at once: leases, overlap, who decided (issue 9) -------------------------------------
@@ -1712,36 +1747,47 @@ class Store:
         if decision == "accept" and run_id is None:
             raise InvalidInput("Accepting proposals needs the run_id of the run that proposed them.")
         targets = sorted({int(i) for i in row_indices})
+        in_list = ", ".join(str(i) for i in targets)  # ints: nothing to escape; constants let DuckDB use the index
         with self._transaction() as cursor:
             if run_id is not None:
                 run = _first(cursor.execute("SELECT dataset_id FROM runs WHERE run_id = ?", [run_id]))
                 if run is None or run[0] != dataset_id:
                     raise NotFoundError(f"Dataset {dataset_id} has no scoring run with id {run_id}.")
-            found = cursor.execute(
-                """
-                SELECT r.row_index, s.proposed_response FROM rows r
-                LEFT JOIN scores s ON s.run_id = $run_id AND s.row_index = r.row_index
-                WHERE r.dataset_id = $dataset_id AND list_contains($targets, r.row_index)
-                ORDER BY r.row_index
-                """,
-                {"dataset_id": dataset_id, "run_id": run_id, "targets": targets},
-            ).fetchall()
-            missing = sorted(set(targets) - {int(i) for i, _ in found})
+            if not targets:
+                return 0
+            found = {
+                int(i)
+                for (i,) in cursor.execute(
+                    f"SELECT row_index FROM rows WHERE dataset_id = ? AND row_index IN ({in_list})", [dataset_id]
+                ).fetchall()
+            }
+            missing = sorted(set(targets) - found)
             if missing:
                 raise NotFoundError(f"Dataset {dataset_id} has no row(s) {missing[:5]}.")
-            now = _now()
-            values = [
-                [dataset_id, int(i), run_id, decision, proposal if decision == "accept" else None, annotator, now]
-                for i, proposal in found
-                if decision != "accept" or (isinstance(proposal, str) and proposal.strip())
-            ]
-            if values:
-                cursor.executemany(
-                    "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, "
-                    "undoes, decided_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                    values,
-                )
-        return len(values)
+            # one INSERT ... SELECT; accept takes each row's own proposal and skips rows whose proposal is blank
+            written = cursor.execute(
+                f"""
+                INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes,
+                                       decided_at)
+                SELECT $dataset_id, t.row_index, $run_id, $decision,
+                       CASE WHEN $decision = 'accept' THEN s.proposed_response END, $annotator, NULL, $now
+                FROM (SELECT unnest($targets) AS row_index) t
+                LEFT JOIN (SELECT row_index, proposed_response FROM scores
+                           WHERE run_id = $run_id AND row_index IN ({in_list})) s USING (row_index)
+                WHERE $decision <> 'accept' OR trim(coalesce(s.proposed_response, ''), $whitespace) <> ''
+                ORDER BY t.row_index
+                """,
+                {
+                    "dataset_id": dataset_id,
+                    "run_id": run_id,
+                    "decision": decision,
+                    "annotator": annotator,
+                    "now": _now(),
+                    "targets": targets,
+                    "whitespace": _WHITESPACE,
+                },
+            ).fetchall()[0][0]
+        return int(written)
 
     # -- thresholds -----------------------------------------------------------------------------------------
 
