@@ -245,7 +245,7 @@ def progress(store: Store, run_id: int) -> RunProgress:
         handled = int(worker.get("rows_done", 0))
         wanted = done + int(worker.get("rows_failed", 0)) + int(worker.get("rows_total", 0)) - handled
     elif run["status"] == "pending":
-        wanted = done + len(store.unscored_rows(run_id))
+        wanted = done + store.unscored_count(run_id)
     else:
         wanted = done + failed
     rate = worker.get("rows_per_s")

@@ -879,6 +879,17 @@ class Store:
         df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
         return df.rename(columns={"prompt_messages_json": "prompt_messages"})
 
+    def unscored_count(self, run_id: int) -> int:
+        """How many rows ``unscored_rows`` gives, counted without reading them (a progress bar polls it)."""
+        return int(
+            self._scalar(
+                "SELECT datasets.n_rows - (SELECT count(*) FROM scores WHERE run_id = $run_id AND error IS NULL) "
+                "FROM runs JOIN datasets USING (dataset_id) WHERE runs.run_id = $run_id",
+                {"run_id": run_id},
+            )
+            or 0
+        )
+
     def scored_count(self, run_id: int) -> int:
         """How many rows of the run were scored (failed rows not counted)."""
         return int(self._scalar("SELECT count(*) FROM scores WHERE run_id = ? AND error IS NULL", [run_id]))

@@ -61,6 +61,7 @@ def test_a_backlog_of_chunks_goes_in_a_few_transactions_and_every_file_is_remove
     assert handoff.pending_chunks(directory) == []
     assert (store.scored_count(run_id), store.failed_count(run_id)) == (35, 1)
     assert store.failures(run_id)["row_index"].tolist() == [9]
+    assert store.unscored_count(run_id) == len(store.unscored_rows(run_id)) == 5  # rows 36-39 and the failed row
     assert runs.ingest(store, run_id) == 0
 
 
