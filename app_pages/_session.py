@@ -11,6 +11,7 @@ which run before the page draws.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from pathlib import Path
@@ -60,11 +61,22 @@ def team() -> accounts.Users | None:
 
 
 def oidc_configured() -> bool:
-    """Whether Streamlit's st.login can be used: an ``[auth]`` section in .streamlit/secrets.toml."""
+    """Whether Streamlit's st.login can be used: an ``[auth]`` section in .streamlit/secrets.toml and Authlib, which
+    st.login needs (``pip install Authlib``; not in requirements.txt)."""
     try:
-        return "auth" in st.secrets
+        configured = "auth" in st.secrets
     except Exception:  # no secrets file at all  # noqa: BLE001
         return False
+    return configured and importlib.util.find_spec("authlib") is not None
+
+
+def oidc_missing_authlib() -> bool:
+    """``[auth]`` is configured but Authlib is not installed, so st.login cannot work yet."""
+    try:
+        configured = "auth" in st.secrets
+    except Exception:  # noqa: BLE001
+        return False
+    return configured and importlib.util.find_spec("authlib") is None
 
 
 def _address() -> str:

@@ -38,7 +38,13 @@ with st.form("sign_in", enter_to_submit=True):
 if refused := st.session_state.pop(REFUSED_KEY, None):
     st.error(refused, icon=":material/block:")
 
-if _session.oidc_configured():
+if _session.oidc_missing_authlib():
+    st.warning(
+        ".streamlit/secrets.toml has an [auth] section, but st.login needs Authlib: pip install Authlib, then "
+        "restart the app.",
+        icon=":material/warning:",
+    )
+elif _session.oidc_configured():
     st.divider()
     st.button("Sign in with your organisation's account", icon=":material/badge:", on_click=st.login)
     st.caption("Your e-mail must be on the team's users list; a lead adds it with `users add NAME --email ...`.")

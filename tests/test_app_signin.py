@@ -218,3 +218,32 @@ def test_sessions_end_and_signing_out_returns_to_the_sign_in_page(team_db, app, 
         ("ann", "sign_out"),
         ("lena", "sign_in"),
     ]
+
+
+def test_an_st_login_account_is_mapped_to_its_users_file_entry_by_email(team_db, monkeypatch):
+    """st.login (OIDC) as far as it can run offline: AppTest stands in for the provider's signed-in st.user, the
+    users file gives the role. The provider round trip itself needs a real provider and is not tested."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+
+    path = team_db[0]
+    users = accounts.add_user(
+        accounts.load_users(accounts.users_path(path)), "carol", "lead", None, email="carol@x.org"
+    )
+    accounts.save_users(accounts.users_path(path), users)
+    monkeypatch.setattr(_session, "oidc_configured", lambda: True)  # an [auth] section and Authlib
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.user = {"is_logged_in": True, "email": "mallory@x.org"}
+    at.run()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert [i.value for i in at.info] == [
+        "Your account is not on this team's users list. Ask a lead to add your e-mail."
+    ]
+    assert button(at, "Sign in with your organisation's account")
+    at.user = {"is_logged_in": True, "email": "Carol@X.org"}
+    at.run()
+    assert any("Signed in as <b>carol</b> · lead" in line for line in sidebar_lines(at))
+    with Store(path) as store:
+        assert store.audit_log(limit=1)[["actor", "action"]].values.tolist() == [["carol", "sign_in"]]
+        assert store.audit_log(limit=1)["detail"].iloc[0] == {"via": "oidc", "address": "unknown"}
