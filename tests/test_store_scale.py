@@ -8,6 +8,7 @@ small real database; bench/queue_speed.py measures their speed at 10k-1M rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -243,3 +244,19 @@ def test_the_scatter_sample_keeps_rare_rows_and_stays_small(queue_db):
     assert math.isclose(small["weight"].sum(), len(placed), rel_tol=0.2)
     assert set(decided["row_index"]) & set(small["row_index"])  # decided rows are there although rare
     assert small.equals(store.threshold_sample(run_id, size=20, floor=3))  # stable across redraws
+
+
+def test_a_search_is_found_again_after_new_scores_change_a_proposal(tmp_path):
+    rows = [Row(i, {"i": i}, [{"role": "user", "content": f"q{i}"}], f"q{i}", f"a{i}") for i in range(6)]
+    store = Store(tmp_path / "s.duckdb")
+    dataset_id = store.add_dataset(Dataset("s", "/s", "jsonl", "alpaca", Mapping(), rows, content_hash="s"))
+    run_id = store.create_run(dataset_id, "m", {})
+    store.add_scores(run_id, [{"row_index": i, "confidence": i / 10, "proposed_response": f"p{i}"} for i in range(6)])
+    query = ReviewQuery(run_id, 0.5, 0.7, search="Walrus")
+    assert store.review_count(query) == 0 and store.review_queue(query)[1] == 0  # kept for the next redraw
+    store.add_scores(run_id, [{"row_index": 4, "confidence": 0.4, "proposed_response": "A walrus."}])
+    assert store.review_queue(query)[0]["row_index"].tolist() == [4]
+    store.record_decision(dataset_id, 4, "remove", actor=LEAD)
+    assert store.review_count(dataclasses.replace(query, status="undecided")) == 0
+    assert store.review_count(dataclasses.replace(query, status="remove")) == 1
+    store.close()
