@@ -13,7 +13,8 @@ code when comparing versions (the newer one upgrades a copy of it on first open;
 ``measure`` opens the database and prints one line per case: the median and [min-max] over ``--repeats`` (3) of
 the store calls one draw makes, after one untimed warm-up; ``measure_queue(db_path, run_id)`` returns the same as
 a dict for other benches (bench/scale.py). Cases: the Review queue (``review_queue``, 50 rows: page 1 least
-confident first, the middle page, the last page, each filter of ``ReviewQuery``, each sort, two text searches)
+confident first, the middle page, the last page, each filter of ``ReviewQuery``, each sort, two text searches
+redrawn and typed anew)
 and ``review_count``; the Thresholds page's data (``Store.threshold_grid`` and ``threshold_sample`` where they
 exist, else the calls the older page made), with the size of the chart data it would send to the browser, and the
 re-count after moving γ/η. Heavy sizes: run under ``flock /tmp/heavy.lock``.
@@ -159,6 +160,15 @@ def measure_queue(db_path: str, run_id: int | None = None, repeats: int = 3) -> 
             )
             assert len(page) == max(0, min(PAGE_SIZE, n - offset)), (name, len(page), n, offset)
             out[f"queue: {name}"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
+        for search in SEARCHES:  # a new search: nothing cached (Store._search_rows), as when it is first typed
+            query = ReviewQuery(run_id, gamma, eta, search=search)
+
+            def first_draw(q=query):
+                store.__dict__.pop("_search_cache", None)
+                return store.review_queue(q, limit=PAGE_SIZE)
+
+            med, lo, hi, (_, n) = _median(first_draw, repeats)
+            out[f"queue: search {search!r}, first draw"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
         for name, fields in {
             "count, undecided": {"status": "undecided"},
             "count, search": {"search": SEARCHES[0]},

@@ -1215,57 +1215,53 @@ class Store:
     def threshold_sample(self, run_id: int, size: int = 2_000, floor: int = 60) -> pd.DataFrame:
         """About ``size`` scored rows for the Thresholds scatter, stratified so rare rows stay visible: per
         confidence decile and decided/undecided, a share proportional to the stratum's size but at least
-        ``floor`` rows (all of a smaller stratum), picked by a hash of row_index (stable across redraws).
+        ``floor`` rows (all of a smaller stratum), the rows with the smallest hash of row_index (stable across
+        redraws).
 
         Columns: row_index, numeric score fields, response_length, decision and ``weight`` (rows of its stratum
-        per sampled row). Rows without a confidence cannot be placed and are left out, as failed rows are. The keys
-        are ranked first; the values of the chosen rows are read by key (index look-ups), not by a full scan."""
+        per sampled row). Rows without a confidence cannot be placed and are left out, as failed rows are. Two
+        passes over the scores and no sort of them: the strata's sizes, then a hash filter that keeps a few more
+        rows than each stratum's share (trimmed here); response_length is read for the chosen rows only."""
         params = {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)}
+        decile = "least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9)"
+        scored = f"""
+            FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)
+        """
         with self._cursor() as cursor:
-            keys = cursor.execute(
+            strata = cursor.execute(
+                f"SELECT {decile} AS decile, c.decision IS NOT NULL AS decided, count(*) AS n {scored} GROUP BY ALL",
+                params,
+            ).df()
+            total = int(strata["n"].sum())
+            strata["quota"] = np.minimum(strata["n"], np.maximum(np.ceil(strata["n"] * size / max(total, 1)), floor))
+            # keep each row with probability (quota + margin) / n: fewer than quota is a > 4 sigma event
+            strata["keep"] = np.minimum(1.0, (strata["quota"] + 4 * np.sqrt(strata["quota"]) + 10) / strata["n"])
+            rates = [[int(d), bool(x), float(k)] for d, x, k in strata[["decile", "decided", "keep"]].to_numpy()]
+            picked = cursor.execute(
                 f"""
-                WITH k AS (
-                    SELECT s.row_index, least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9) AS decile,
-                           c.decision IS NOT NULL AS decided
-                    FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
-                    WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)
-                ), ranked AS (
-                    SELECT row_index, count(*) OVER (PARTITION BY decile, decided) AS stratum,
-                           row_number() OVER (PARTITION BY decile, decided ORDER BY hash(row_index), row_index) AS rank,
-                           count(*) OVER () AS total
-                    FROM k
-                )
-                SELECT row_index, stratum / least(stratum, greatest(ceil(stratum * $size / total), $floor)) AS weight
-                FROM ranked WHERE rank <= greatest(ceil(stratum * $size / total), $floor) ORDER BY row_index
+                WITH rates AS (SELECT r[1]::BIGINT AS decile, r[2]::BOOLEAN AS decided, r[3]::DOUBLE AS keep
+                               FROM (SELECT unnest($rates) AS r))
+                SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
+                       {decile} AS decile, c.decision IS NOT NULL AS decided, hash(s.row_index) AS h
+                {scored}
+                  AND hash(s.row_index) <= (SELECT keep FROM rates r
+                                            WHERE r.decile = {decile} AND r.decided = (c.decision IS NOT NULL))
+                                           * 18446744073709551615
                 """,
-                {**params, "size": int(size), "floor": int(floor)},
-            ).fetchall()
-            frames = []
-            for start in range(0, len(keys), 1_000):  # IN lists under DuckDB's index-scan limit (2,048 keys)
-                chunk = keys[start : start + 1_000]
-                in_list = ", ".join(str(int(k)) for k, _ in chunk)
-                frames.append(
-                    cursor.execute(
-                        f"""
-                        WITH s AS (SELECT * FROM scores WHERE run_id = $run_id AND row_index IN ({in_list})),
-                        r AS (SELECT row_index, response FROM rows
-                              WHERE dataset_id = $dataset_id AND row_index IN ({in_list}))
-                        SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)},
-                               length(r.response) AS response_length, c.decision
-                        FROM s JOIN r USING (row_index)
-                        LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
-                        ORDER BY s.row_index
-                        """,
-                        params,
-                    ).df()
-                )
-        if not frames:
-            return self._df(
-                f"SELECT row_index, {', '.join(NUMERIC_SCORE_FIELDS)}, 0 AS response_length, NULL::VARCHAR AS "
-                "decision, 1.0 AS weight FROM scores WHERE false"
-            )
-        weights = pd.DataFrame(keys, columns=["row_index", "weight"]).astype({"weight": float})
-        return pd.concat(frames, ignore_index=True).merge(weights, on="row_index", how="inner")
+                {**params, "rates": rates},
+            ).df()
+            picked = picked.merge(strata[["decile", "decided", "n", "quota"]], on=["decile", "decided"])
+            picked = picked.sort_values(["h", "row_index"], kind="stable")
+            picked = picked[picked.groupby(["decile", "decided"]).cumcount() < picked["quota"]]
+            lengths = cursor.execute(
+                "SELECT row_index, length(response) AS response_length FROM rows "
+                "WHERE dataset_id = $dataset_id AND row_index IN (SELECT unnest($keys))",
+                {"dataset_id": params["dataset_id"], "keys": picked["row_index"].tolist()},
+            ).df()
+        picked = picked.assign(weight=picked["n"] / picked["quota"]).merge(lengths, on="row_index")
+        columns = ["row_index", *NUMERIC_SCORE_FIELDS, "response_length", "decision", "weight"]
+        return picked.sort_values("row_index")[columns].reset_index(drop=True)
 
     # -- decisions ------------------------------------------------------------------------------------------
 
