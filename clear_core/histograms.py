@@ -58,43 +58,56 @@ def counts_at(grid: pd.DataFrame, gamma: float, eta: float) -> dict[str, int] | 
     actions = cell_actions(grid, gamma, eta)
     if actions is None:
         return None
-    counts = dict.fromkeys(clear.ACTIONS, 0)
-    for action, n in grid["n"].groupby(actions).sum().items():
-        counts[str(action)] = int(n)
-    return counts
+    n = grid["n"].to_numpy(dtype=np.int64)
+    return {action: int(n[actions == action].sum()) for action in clear.ACTIONS}
 
 
 def histogram(grid: pd.DataFrame, actions: np.ndarray, column: str) -> pd.DataFrame:
     """Bars of the ``column`` histogram ('conf_bin' or 'corr_bin') stacked by action: one row per (action, bar)
     with ``left`` (the bar's lower edge), ``n`` and ``action``; every action has all BINS bars (0 where empty)."""
-    frame = pd.DataFrame({"bar": grid[column], "action": actions, "n": grid["n"]}).dropna(subset=["bar"])
-    counts = frame.groupby(["action", "bar"])["n"].sum()
-    index = pd.MultiIndex.from_product([list(clear.ACTIONS), range(BINS)], names=["action", "bar"])
-    bars = counts.reindex(index, fill_value=0).reset_index()
-    bars["left"] = bars["bar"] / BINS
-    bars["n"] = bars["n"].astype(int)
-    return bars[["action", "left", "n"]]
+    bar = grid[column].astype("Float64")
+    placed = bar.notna().to_numpy()
+    bar = bar.fillna(0).to_numpy(dtype=np.int64)
+    n = grid["n"].to_numpy(dtype=np.int64)
+    counts = [
+        np.bincount(bar[placed & (actions == action)], weights=n[placed & (actions == action)], minlength=BINS)
+        for action in clear.ACTIONS
+    ]
+    return pd.DataFrame(
+        {
+            "action": np.repeat(list(clear.ACTIONS), BINS),
+            "left": np.tile(np.arange(BINS) / BINS, len(clear.ACTIONS)),
+            "n": np.concatenate(counts).astype(int),
+        }
+    )
 
 
 def agreement(grid: pd.DataFrame, actions: np.ndarray) -> pd.DataFrame:
     """Reviewer agreement per confidence bucket, as ``Store.agreement_by_bucket(run, γ, η, bins=10)`` gives it:
     bucket, lower, upper, n_rows, n_decided, n_agree, agreement (NaN where nobody decided)."""
-    decision = grid["decision"]
-    agrees = np.array(
-        [isinstance(d, str) and d in clear.AGREEING_DECISIONS[a] for a, d in zip(actions, decision, strict=True)],
-        dtype=bool,
-    )
-    frame = pd.DataFrame(
+    decision = grid["decision"].astype(object).to_numpy()
+    agrees = np.zeros(len(grid), dtype=bool)
+    for action, decisions in clear.AGREEING_DECISIONS.items():
+        agrees |= (actions == action) & np.isin(decision, list(decisions))
+    decided = pd.notna(decision)
+    bucket = grid["bucket"].astype("Float64")
+    placed = bucket.notna().to_numpy()
+    bucket = bucket.fillna(0).to_numpy(dtype=np.int64)[placed]
+    n = grid["n"].to_numpy(dtype=np.int64)
+
+    def per_bucket(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(bucket, weights=(n * mask)[placed], minlength=AGREEMENT_BUCKETS).astype(int)
+
+    buckets = np.arange(AGREEMENT_BUCKETS)
+    out = pd.DataFrame(
         {
-            "bucket": grid["bucket"],
-            "n_rows": grid["n"],
-            "n_decided": grid["n"].where(decision.notna(), 0),
-            "n_agree": grid["n"].where(agrees, 0),
+            "bucket": buckets,
+            "lower": buckets / AGREEMENT_BUCKETS,
+            "upper": (buckets + 1) / AGREEMENT_BUCKETS,
+            "n_rows": per_bucket(np.ones(len(grid), dtype=bool)),
+            "n_decided": per_bucket(decided),
+            "n_agree": per_bucket(agrees),
         }
-    ).dropna(subset=["bucket"])
-    sums = frame.groupby("bucket")[["n_rows", "n_decided", "n_agree"]].sum()
-    out = sums.reindex(range(AGREEMENT_BUCKETS), fill_value=0).astype(int).rename_axis("bucket").reset_index()
-    out.insert(1, "lower", out["bucket"] / AGREEMENT_BUCKETS)
-    out.insert(2, "upper", (out["bucket"] + 1) / AGREEMENT_BUCKETS)
+    )
     out["agreement"] = (out["n_agree"] / out["n_decided"].where(out["n_decided"] > 0)).astype(float)
     return out
