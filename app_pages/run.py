@@ -15,11 +15,12 @@ from app_pages._components import (
     run_progress,
     safe_callback,
 )
-from clear_core import EMBEDDED_MODEL, permissions, profiles, runs
+from clear_core import EMBEDDED_MODEL, backends, permissions, profiles, runs
 from clear_core.confidence import ScoringConfig
 from clear_core.ui_state import run_bar
 
 DEVICES = ("auto", "cpu", "cuda")
+ENGINES = {"local process": "local", "Ray": "ray"}  # the page's words for runs.start_run's backends
 STATUS_ICONS = {
     "running": ":material/progress_activity:",
     "done": ":material/check_circle:",
@@ -39,6 +40,11 @@ def start(dataset_id: int, model: str | None = None, config: ScoringConfig | Non
         model = state.run_model
         config = page_choice(state.run_profile, model, state.run_device).config
     limit = int(state.run_limit) if state.run_rows == "First N rows" else None
+    backend = ENGINES[state.run_engine]
+    options = None
+    if backend == "ray":
+        address = state.run_ray_address.strip() or None
+        options = backends.RayOptions(address, int(state.run_replicas), float(state.run_gpus)).to_job()
     runs.start_run(
         get_store(),
         db_path(),
@@ -47,6 +53,8 @@ def start(dataset_id: int, model: str | None = None, config: ScoringConfig | Non
         device=state.run_device,
         config=config,
         limit=limit,
+        backend=backend,
+        backend_options=options,
         actor=actor(),
     )
 
@@ -68,7 +76,7 @@ def live_progress(run_id: int) -> None:
         st.progress(fraction, text=text)
         coverage(progress.status, run, store.get_dataset(run["dataset_id"])["n_rows"])
         config = ScoringConfig.from_params(run["params"])
-        device = f" · {progress.device}" if progress.device else ""
+        device = f" · {progress.where}" if progress.where else ""  # for Ray: replicas alive, too
         st.caption(
             f"{STATUS_ICONS.get(progress.status, '')} Run #{run_id} · **{progress.status}** · "
             f"{profiles.profile_of(config)}: {profiles.settings_text(config)}{device}"
@@ -181,6 +189,28 @@ def settings(dataset: dict) -> None:
         value=min(50, dataset["n_rows"]),
         key="run_limit",
         disabled=rows == "All rows",
+    )
+    engine(st.session_state.get("run_engine") != "Ray")
+
+
+def engine(local: bool) -> None:
+    """What scores the rows: one worker process here, or model replicas on Ray (docs/scale-out.md)."""
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox(
+        "Engine",
+        tuple(ENGINES),
+        key="run_engine",
+        help="local process: one worker process on this machine. Ray: model replicas (Ray actors) on a Ray cluster, "
+        "each scoring blocks of rows with the same engine; see docs/scale-out.md.",
+    )
+    c2.number_input("Replicas", min_value=1, max_value=1024, value=1, key="run_replicas", disabled=local)
+    c3.number_input("GPUs per replica", min_value=0.0, value=0.0, step=0.5, key="run_gpus", disabled=local)
+    c4.text_input(
+        "Ray address",
+        key="run_ray_address",
+        placeholder="this machine",
+        disabled=local,
+        help="An existing Ray cluster (auto, HOST:PORT or ray://HOST:10001); empty starts Ray on this machine.",
     )
 
 

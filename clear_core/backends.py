@@ -5,13 +5,17 @@ Every backend reads the same run directory (job.json, rows.jsonl) and writes the
 recorded in job.json, not in the run's parameters: it is how rows get scored, not what a score means, so a run
 started on one backend resumes on another.
 
-Today there is one backend, ``local``: a worker process on this machine (``python -m clear_core.worker``). A Ray
-backend (issue 13) is a second implementation of ``ScoringBackend``, registered in ``BACKENDS``.
+Two backends, both driven by the same detached worker process (``python -m clear_core.worker RUN_DIR``), so the
+owner starts, follows and cancels them alike: ``local`` loads the model in that process; ``ray`` makes it the driver
+of a Ray Data job whose replicas (actors, one model each) score the rows on a Ray cluster, local or remote
+(``ray_backend.py``, imported only by the worker). A backend's own options (``RayOptions``) go to job.json's
+``backend_options``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -51,7 +55,43 @@ class LocalProcess:
         handoff.request_cancel(run_dir)
 
 
-BACKENDS: dict[str, ScoringBackend] = {LocalProcess.name: LocalProcess()}
+class RayBackend(LocalProcess):
+    """Ray Data replicas on a Ray cluster, driven by the same detached worker process as ``local``: the worker reads
+    ``backend: ray`` in job.json and drives the job (ray_backend.py), so starting, following and cancelling it is
+    the local worker's."""
+
+    name = "ray"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the ``ray`` backend spreads a run (job.json's ``backend_options``).
+
+    address: an existing cluster (``auto``, ``HOST:PORT``, ``ray://HOST:10001``); None starts Ray on this machine
+    with its cores. replicas: model replicas (Ray actors) scoring at once; None means 1 on CPUs, or as many as the
+    cluster's GPUs allow when ``gpus_per_replica`` > 0. gpus_per_replica: GPUs each replica reserves (0: CPU).
+    """
+
+    address: str | None = None
+    replicas: int | None = None
+    gpus_per_replica: float = 0.0
+
+    def __post_init__(self):
+        if self.replicas is not None and self.replicas < 1:
+            raise InvalidInput(f"--replicas must be at least 1, not {self.replicas}.")
+        if self.gpus_per_replica < 0:
+            raise InvalidInput(f"--gpus-per-replica must be 0 or more, not {self.gpus_per_replica:g}.")
+
+    def to_job(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_job(cls, options: dict | None) -> RayOptions:
+        known = {k: v for k, v in (options or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+BACKENDS: dict[str, ScoringBackend] = {LocalProcess.name: LocalProcess(), RayBackend.name: RayBackend()}
 
 
 def get(name: str = DEFAULT_BACKEND) -> ScoringBackend:

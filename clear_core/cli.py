@@ -96,6 +96,49 @@ scoring_options = _options(
     click.option("--no-propose", is_flag=True, help="Skip Auto-Correct proposals (faster)."),
 )
 
+# What scores the rows (runs.start_run's backend): one worker process here, or Ray Data replicas (docs/scale-out.md).
+engine_options = _options(
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        help="local: one worker process on this machine; ray: model replicas on a Ray cluster (Ray Data).",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        help="With --engine ray: an existing Ray cluster (auto, HOST:PORT or ray://HOST:10001). Left out, Ray starts "
+        "on this machine with its cores.",
+    ),
+    click.option(
+        "--replicas",
+        type=click.IntRange(min=1),
+        default=None,
+        help="With --engine ray: model replicas scoring at once (default: 1 on CPUs; with --gpus-per-replica, as "
+        "many as the cluster's GPUs hold).",
+    ),
+    click.option(
+        "--gpus-per-replica",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        help="With --engine ray: GPUs each replica reserves (0: replicas score on CPUs).",
+    ),
+)
+
+
+def engine_choice(engine: str, ray_address: str | None, replicas: int | None, gpus_per_replica: float) -> dict:
+    """runs.start_run's backend and backend_options for --engine and the Ray options (which need --engine ray)."""
+    if engine != "ray":
+        given = [name for name, value in (("--ray-address", ray_address), ("--replicas", replicas)) if value]
+        if gpus_per_replica:
+            given.append("--gpus-per-replica")
+        if given:
+            raise click.UsageError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine ray.")
+        return {"backend": engine}
+    options = backends.RayOptions(address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica)
+    return {"backend": engine, "backend_options": options.to_job()}
+
+
 # How a file is read: every command that imports one takes these (_mapping turns the columns into a mapping).
 import_options = _options(
     click.option("--prompt-column", default=None, help="Column holding the prompt, for files of no known schema."),
@@ -174,6 +217,7 @@ def main() -> None:
 @db_option(exists=False, help="DuckDB file to store scores in.")
 @scoring_options
 @import_options
+@engine_options
 def score(
     input_path,
     db,
@@ -188,10 +232,15 @@ def score(
     input_column,
     response_column,
     drop_duplicates,
+    engine,
+    ray_address,
+    replicas,
+    gpus_per_replica,
 ) -> None:
     """Score INPUT (CSV, JSONL, JSON, Parquet, or a Hugging Face datasets folder) into DB; re-running resumes an
     interrupted run."""
     mapping = _mapping(prompt_column, input_column, response_column)
+    scorer = engine_choice(engine, ray_address, replicas, gpus_per_replica)
     choice = score_config(profile, samples, self_reflection, no_propose, device, model)
     staging = tempfile.TemporaryDirectory(prefix="clear-import-")  # the rows, staged as Parquet until stored
     dataset = load_dataset(  # before the database
@@ -213,7 +262,9 @@ def score(
             click.echo(f"Near-duplicates: {note} Review lists each row's.")
         click.echo(f"Scoring profile: {choice.describe()}.")
         started = time.time()
-        run_id = runs.start_run(store, db, dataset_id, model=model, device=device, config=choice.config, limit=limit)
+        run_id = runs.start_run(
+            store, db, dataset_id, model=model, device=device, config=choice.config, limit=limit, **scorer
+        )
         state = _follow(store, run_id)
         elapsed = time.time() - started
         if state.status == "failed":
@@ -310,7 +361,7 @@ def _follow(store: Store, run_id: int) -> runs.RunProgress:
     def update(state: runs.RunProgress) -> None:
         bar.total = state.rows_total
         bar.n = state.rows_done
-        bar.set_postfix_str(state.device or "loading model", refresh=False)
+        bar.set_postfix_str(state.where or "loading model", refresh=False)
         bar.refresh()
 
     try:

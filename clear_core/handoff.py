@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import re
@@ -297,11 +298,15 @@ def done_row_indices(run_dir: Path) -> set[int]:
     return {r["row_index"] for path in pending_chunks(run_dir) for r in read_chunk(path)}
 
 
+_chunks_written = itertools.count()
+
+
 def write_chunk(run_dir: Path, records: list[dict]) -> Path:
     """Write one scored batch as the next chunk file, atomically."""
     chunks = run_dir / "chunks"
-    seq = int(time.time() * 1000)  # monotonic enough and unique per worker; sorted order = write order
-    path = chunks / f"chunk-{seq:015d}-{os.getpid()}.jsonl"
+    seq = int(time.time() * 1000)  # monotonic enough; sorted order = write order
+    # the counter keeps two chunks of one millisecond apart (a Ray driver can receive several blocks at once)
+    path = chunks / f"chunk-{seq:015d}-{os.getpid()}-{next(_chunks_written):06d}.jsonl"
     write_atomic(path, _jsonl(records))
     return path
 

@@ -43,10 +43,21 @@ class RunProgress:
     error: str | None
     device: str | None = None
     rows_failed: int = 0
+    replicas: int | None = None  # the ray backend: model replicas asked for, and how many are alive now
+    replicas_alive: int | None = None
 
     @property
     def fraction(self) -> float:
         return self.rows_done / self.rows_total if self.rows_total else 1.0
+
+    @property
+    def where(self) -> str | None:
+        """Where rows are scored, for a progress line: 'cpu', or 'Ray, 2 of 2 replicas alive, cpu'."""
+        if self.replicas is None:
+            return self.device
+        alive = "?" if self.replicas_alive is None else self.replicas_alive
+        replicas = f"Ray, {alive} of {self.replicas} replica{'s' if self.replicas != 1 else ''} alive"
+        return f"{replicas}, {self.device}" if self.device else replicas
 
 
 def work_root(db_path: str | Path) -> Path:
@@ -68,12 +79,14 @@ def start_run(
     config: ScoringConfig | None = None,
     limit: int | None = None,
     backend: str = backends.DEFAULT_BACKEND,
+    backend_options: dict | None = None,
     actor: permissions.Actor | None = None,
 ) -> int:
     """Start scoring a dataset, resuming the latest run with the same model and settings if there is one.
 
     `limit` scores only the first N rows of the dataset. `backend` names what scores the rows (backends.py); it is
-    not part of what identifies the run, so a run resumes on any backend. Returns the run id; scoring goes on in the
+    not part of what identifies the run, so a run resumes on any backend; `backend_options` are its own settings
+    (e.g. ``backends.RayOptions(...).to_job()``), kept in job.json. Returns the run id; scoring goes on in the
     background. ``actor`` must be allowed to start runs (None: the file's owner); a started worker is audited.
     """
     actor = actor or permissions.owner_actor()
@@ -109,6 +122,7 @@ def start_run(
     ]
     scorer = backends.get(backend)  # an unknown name fails here, before anything is written
     job = {"run_id": run_id, "model": model, "device": device, "params": params, "backend": scorer.name}
+    job["backend_options"] = backend_options or {}
     handoff.prepare_run_dir(directory, job, rows)  # a full disk raises handoff.DiskFullError, naming the directory
     store.set_run_status(run_id, "running")
     scorer.start(directory, rows_stored=store.scored_count(run_id))
@@ -259,6 +273,8 @@ def progress(store: Store, run_id: int) -> RunProgress:
         error=run.get("error"),
         device=worker.get("device"),
         rows_failed=failed,
+        replicas=worker.get("replicas") if run["status"] == "running" else None,
+        replicas_alive=worker.get("replicas_alive"),
     )
 
 

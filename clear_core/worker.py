@@ -9,11 +9,13 @@ model not loading, the run directory unreadable, a full disk.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from clear_core import handoff
@@ -41,10 +43,7 @@ def run(run_dir: Path) -> str:
     total = done = failed = tokens = 0
     started = time.time()
     try:
-        # imported here so `--help`-style failures stay cheap
         from clear_core.confidence import ScoringConfig
-        from clear_core.engine import score_batches
-        from clear_core.model import load_model
 
         job, rows = handoff.read_job(run_dir)
         skip = handoff.done_row_indices(run_dir)
@@ -52,25 +51,31 @@ def run(run_dir: Path) -> str:
         config = ScoringConfig.from_params(job["params"])
         total = len(rows)
         handoff.write_progress(run_dir, status="loading", rows_done=0, rows_total=total, model=job["model"])
-        lm = load_model(job["model"], job.get("device", "auto"))
-        handoff.write_progress(run_dir, status="running", rows_done=0, rows_total=total, device=str(lm.device))
-        for scored in score_batches(lm, rows, config, stop_requested=lambda: handoff.cancel_requested(run_dir)):
-            handoff.write_chunk(run_dir, scored)
-            done += len(scored)
-            failed += sum(1 for s in scored if s.get("error"))
-            tokens += sum(s.get("n_response_tokens") or 0 for s in scored)
-            elapsed = time.time() - started
-            handoff.write_progress(
-                run_dir,
-                status="running",
-                rows_done=done,
-                rows_failed=failed,
-                rows_total=total,
-                device=str(lm.device),
-                rows_per_s=done / elapsed,
-                response_tokens_per_s=tokens / elapsed,
-                eta_s=(total - done) * elapsed / done,
-            )
+        where: dict = {}  # device, and for Ray the replicas: filled in by the scorer, reported with each batch
+
+        def ready() -> None:
+            handoff.write_progress(run_dir, status="running", rows_done=0, rows_total=total, **where)
+
+        stop = lambda: handoff.cancel_requested(run_dir)  # noqa: E731
+        # closed on any exit, so a Ray job shuts down however the loop ends
+        with contextlib.closing(_scored_batches(job, rows, config, where, ready, stop)) as batches:
+            for scored in batches:
+                handoff.write_chunk(run_dir, scored)
+                done += len(scored)
+                failed += sum(1 for s in scored if s.get("error"))
+                tokens += sum(s.get("n_response_tokens") or 0 for s in scored)
+                elapsed = time.time() - started
+                handoff.write_progress(
+                    run_dir,
+                    status="running",
+                    rows_done=done,
+                    rows_failed=failed,
+                    rows_total=total,
+                    **where,
+                    rows_per_s=done / elapsed,
+                    response_tokens_per_s=tokens / elapsed,
+                    eta_s=(total - done) * elapsed / done,
+                )
     except handoff.Cancelled:
         _final_progress(run_dir, status="cancelled", rows_done=done, rows_failed=failed, rows_total=total)
         return "cancelled"
@@ -88,6 +93,25 @@ def run(run_dir: Path) -> str:
         elapsed_s=time.time() - started,
     )
     return "done"
+
+
+def _scored_batches(job: dict, rows: list[dict], config, where: dict, ready, stop) -> Iterator[list[dict]]:
+    """The run's score records, one list per batch, from the backend job.json names: here (``local``: the model
+    loaded in this process) or on Ray. ``where`` gets the device (and replicas); ``ready()`` is called once scoring
+    begins; ``stop()`` says the owner asked to cancel."""
+    if job.get("backend") == "ray":
+        from clear_core import ray_backend
+
+        yield from ray_backend.score_batches(job, rows, config, where=where, ready=ready, stop_requested=stop)
+        return
+    # imported here so `--help`-style failures stay cheap
+    from clear_core.engine import score_batches
+    from clear_core.model import load_model
+
+    lm = load_model(job["model"], job.get("device", "auto"))
+    where["device"] = str(lm.device)
+    ready()
+    yield from score_batches(lm, rows, config, stop_requested=stop)
 
 
 def main(argv: list[str] | None = None) -> int:
