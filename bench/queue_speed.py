@@ -31,7 +31,8 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# After PYTHONPATH, so that PYTHONPATH=/path/to/another/checkout measures that checkout's clear_core.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 GSM8K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev" / "gsm8k_train.json"
 PAGE_SIZE = 50
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
             f"in {time.perf_counter() - t0:.0f} s"
         )
         return
+    import clear_core
+
+    print(f"clear_core from {Path(clear_core.__file__).parent}")
     results = measure_queue(args.db, repeats=args.repeats)
     for name, r in results.items():
         extra = f"  n={r['n']:,}" if "n" in r else ""
