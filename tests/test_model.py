@@ -158,3 +158,18 @@ def test_grouped_prompts_share_their_beginning_and_give_the_same_probabilities(t
     assert torch.allclose(shared, single, atol=1e-5)
     with pytest.raises(ValueError, match="groups of 2"):
         next_token_probs(lm, prompts[:3], candidates, group_size=2)
+
+
+def test_a_batch_of_prompted_and_unprompted_rows_matches_each_row_run_whole(tiny_model):
+    """The likelihood pass as the engine calls it (each response after its prompt and after the empty prompt, in
+    one batch): every row's log-probabilities are those of its own unbatched forward pass."""
+    lm = tiny_model
+    empty = lm.encode_prompt([{"role": "user", "content": ""}])
+    prefixes = [lm.encode_prompt([{"role": "user", "content": q}]) for q in ["What is 2+2?", "Name a colour."]]
+    prefixes += [empty, empty]
+    continuations = [lm.encode_text(t) for t in ["It is four.", "Blue", "It is four.", ""]]
+    batched = continuation_logprobs(lm, prefixes, continuations, max_batch_size=4)
+    for result, prefix, cont in zip(batched, prefixes, continuations):
+        naive_tokens, naive_end = _naive_logprobs(lm, prefix, cont)
+        assert result.token_logprobs == pytest.approx(naive_tokens, abs=1e-5)
+        assert result.end_logprob == pytest.approx(naive_end, abs=1e-5)
