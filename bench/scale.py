@@ -442,19 +442,16 @@ def measure(versions: list[Version], source: Path, opts) -> None:
     for v in versions:
         setup = v.once("setup")
         print(f"    {v.tag} {v.n_rows:,}: imported, then scored in {setup['t'][0]:.0f} s (setup)", flush=True)
-    for step in ("queue_page1", "queue_deep", "queue_search", "thresholds"):
-        for v in versions:
-            v.add(step, v.once(step))
-    for step in ("export_jsonl", "export_parquet"):
-        for _ in range(opts.heavy_repeats):
+    for step in ("queue_page1", "queue_deep", "queue_search", "thresholds", "decision"):
+        if step not in opts.skip:
             for v in versions:
                 v.add(step, v.once(step))
-    for v in versions:
-        v.add("decision", v.once("decision"))
-    for step in ("ingest", "bulk_accept"):
+    for step in ("export_jsonl", "export_parquet", "ingest", "bulk_accept"):
+        if step in opts.skip:
+            continue
         for _ in range(opts.heavy_repeats):
             for v in versions:
-                v.add(step, v.once(step, v.copy()))
+                v.add(step, v.once(step, v.copy() if step in ("ingest", "bulk_accept") else None))
 
 
 # -- the table -----------------------------------------------------------------------------------------------------
@@ -519,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ingest-rows", type=int, default=2000)
     parser.add_argument("--step-timeout", type=float, default=900)
     parser.add_argument("--no-lock", dest="lock", action="store_false", help="already under flock /tmp/heavy.lock")
+    parser.add_argument("--skip", nargs="+", default=[], choices=[s for s, _ in STEPS[1:]], help="steps left out")
     parser.add_argument("--keep", action="store_true", help="keep the databases under --work")
     parser.add_argument("--json", type=Path, help="append one JSON record per measurement")
     parser.add_argument("--table-from", type=Path, nargs="+", help="print the table of earlier --json files only")
