@@ -385,7 +385,8 @@ def next_token_probs(
         return out
     if len(prompts) % group_size:
         raise ValueError(f"{len(prompts)} prompts do not make groups of {group_size}")
-    budget = max_batch_tokens or batch_token_budget(lm, kv_cache=group_size > 1, cpu_default=8192)
+    # a group's shared KV cache lives for one batch only: the cache-less budget (and its cap) applies
+    budget = max_batch_tokens or batch_token_budget(lm, kv_cache=False, cpu_default=8192)
     rows = max_batch_size or _max_rows(lm, 16)
     head = lm.model.get_output_embeddings()
     cand = torch.tensor(list(candidate_ids), device=lm.device)
