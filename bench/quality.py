@@ -80,7 +80,7 @@ def build_rows(n: int, fraction: float, seed: int) -> pd.DataFrame:
     return frame
 
 
-def score(frame: pd.DataFrame, db: Path, profile: str, samples: int | None) -> float:
+def score(frame: pd.DataFrame, db: Path, profile: str, samples: int | None, propose: bool = True) -> float:
     """Score the noisy rows through the CLI; returns wall seconds (0 when the database already had them)."""
     data = db.with_suffix(".input.jsonl")
     records = [{"instruction": p, "input": "", "output": r} for p, r in zip(frame["prompt"], frame["response"])]
@@ -88,6 +88,7 @@ def score(frame: pd.DataFrame, db: Path, profile: str, samples: int | None) -> f
     started = time.time()
     cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--profile", profile]
     cmd += ["--samples", str(samples)] if samples is not None else []
+    cmd += [] if propose else ["--no-propose"]
     subprocess.run(cmd, cwd=REPO, check=True)
     return time.time() - started
 
@@ -293,6 +294,9 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, default=None, help="k for observed consistency (default: the profile's)")
     parser.add_argument("--report", default="quality", help="file name of the tables and figure in bench/results/")
+    parser.add_argument(
+        "--no-propose", action="store_true", help="detection only: no proposals (Auto-Correct tables empty)"
+    )
     # Seeds 0-2 drew the rows the combiner's form, weights and calibration were chosen on; seed 3 draws fresh rows
     # for the numbers reported in docs/quality.md.
     parser.add_argument("--seed", type=int, default=3)
@@ -302,7 +306,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     frame = build_rows(args.rows, args.fraction, args.seed)
-    score(frame, args.db, args.profile, args.samples)
+    score(frame, args.db, args.profile, args.samples, propose=not args.no_propose)
     scores, seconds = load_scores(args.db, len(frame))
     config = ScoringConfig.from_params(run_params(args.db))
     scores = shipped_confidences(scores, load_combiner())
