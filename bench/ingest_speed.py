@@ -92,27 +92,30 @@ def _dataset(n_rows: int) -> SimpleNamespace:
 def score_records(row_indices, seed: int = 0) -> list[dict]:
     """Score records as the worker writes them: every signal, a proposal on a fifth of the rows, ACCEPT_SHARE of
     the rows above η, and one row in a hundred failed."""
+    rows = np.asarray(list(row_indices), dtype=np.int64)
     rng = np.random.default_rng(seed)
-    source = _gsm8k()
+    n = len(rows)
+    u = rng.random(n)
+    signals = rng.random((n, len(SCORE_FIELDS))).tolist()
+    confidence = rng.beta(5, 2, n).tolist()
+    tokens = rng.integers(5, 400, n).tolist()
+    arithmetic = rng.integers(0, 2, n).tolist()
+    high, low = (0.7 + 0.3 * rng.random(n) + 1e-9).tolist(), (0.7 * rng.random(n)).tolist()
+    outputs = [r["output"] for r in _gsm8k()]
     records = []
-    for i in row_indices:
-        i = int(i)
+    for k, i in enumerate(rows.tolist()):
         if i % 100 == 99:
             records.append({"row_index": i, "error": "RuntimeError: CUDA error: an illegal memory access"})
             continue
-        u = rng.random()
-        record = {"row_index": i, **{field: float(rng.random()) for field in SCORE_FIELDS}}
-        record["n_response_tokens"] = int(rng.integers(5, 400))
-        record["arithmetic_errors"] = int(rng.integers(0, 2))
-        record["confidence"] = float(rng.beta(5, 2))
-        has_proposal = u < PROPOSAL_SHARE
-        record["proposed_response"] = source[(i * 7) % len(source)]["output"] if has_proposal else None
-        if u < ACCEPT_SHARE:
-            record["correction_confidence"] = 0.7 + 0.3 * float(rng.random()) + 1e-9
-        elif has_proposal:
-            record["correction_confidence"] = 0.7 * float(rng.random())
+        record = {"row_index": i, **dict(zip(SCORE_FIELDS, signals[k], strict=True))}
+        record["n_response_tokens"], record["arithmetic_errors"] = tokens[k], arithmetic[k]
+        record["confidence"] = confidence[k]
+        has_proposal = u[k] < PROPOSAL_SHARE
+        record["proposed_response"] = outputs[(i * 7) % len(outputs)] if has_proposal else None
+        if u[k] < ACCEPT_SHARE:
+            record["correction_confidence"] = high[k]
         else:
-            record["correction_confidence"] = None
+            record["correction_confidence"] = low[k] if has_proposal else None
         records.append(record)
     return records
 

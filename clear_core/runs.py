@@ -254,7 +254,7 @@ def progress(store: Store, run_id: int) -> RunProgress:
     run = store.get_run(run_id)
     directory = Path(run["work_dir"]) if run.get("work_dir") else None
     worker = handoff.read_progress(directory) if directory and directory.exists() else {}
-    done, failed = store.scored_count(run_id), store.failed_count(run_id)
+    done, failed = int(run["n_scored"]), int(run["n_failed"])  # counted by get_run, no second scan
     if run["status"] == "running":  # rows this worker has yet to handle, and those it could not score
         handled = int(worker.get("rows_done", 0))
         wanted = done + int(worker.get("rows_failed", 0)) + int(worker.get("rows_total", 0)) - handled

@@ -31,6 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from clear_core import clear, dedupe, histograms, migrations, permissions
 from clear_core.errors import ClearError, InvalidInput
@@ -364,10 +365,17 @@ def _score_table(records: Sequence[dict[str, Any]]) -> pa.Table:
     rows = list(latest.values())
     columns = {}
     for field, kind in _SCORE_TYPES.items():
+        values = [r.get(field) for r in rows]
         try:
-            columns[field] = pa.array([r.get(field) for r in rows], kind, from_pandas=True)
+            try:
+                column = pa.array(values, kind)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # a NaN where text belongs: from_pandas reads it as NULL
+                column = pa.array(values, kind, from_pandas=True)  # (several times slower, so not the first try)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise ValueError(f"Score field {field!r} holds a value that is not {kind}: {exc}") from exc
+        if pa.types.is_floating(kind) and pc.any(pc.is_nan(column)).as_py():
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, kind), column)
+        columns[field] = column
     return pa.table(columns)
 
 
