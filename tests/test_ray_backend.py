@@ -131,10 +131,10 @@ def _scored_once(store, run_id: int, n: int) -> None:
 def test_a_killed_driver_resumes_and_a_killed_replica_loses_nothing(
     tmp_path, gsm8k_file, tiny_model_path, tiny_model, ray_address
 ):
-    """Two replicas score 12 one-row blocks. The worker driving Ray is killed (SIGKILL) after the first rows: its
-    replicas go with its Ray job and the run fails with the worker's death message. Started again, the run scores
-    only the rest, and a replica killed after the first of those is restarted by Ray, its block retried: every row
-    arrives once and is stored once, with the scores the in-process loop gives."""
+    """A replica scores 12 one-row blocks. The worker driving Ray is killed (SIGKILL) after the first rows: its
+    replica goes with its Ray job and the run fails with the worker's death message. Started again on two replicas,
+    the run scores only the rest, and a replica killed after the first of those is restarted by Ray, its block
+    retried: every row arrives once and is stored once, with the scores the in-process loop gives."""
     from ray._private import state as ray_state
 
     from clear_core.engine import score_batches
@@ -142,7 +142,7 @@ def test_a_killed_driver_resumes_and_a_killed_replica_loses_nothing(
     db = tmp_path / "c.duckdb"
     with Store(db) as store:
         dataset_id = store.add_dataset(load_dataset(gsm8k_file))
-        run_id, directory = _start(store, db, dataset_id, str(tiny_model_path), ray_address, replicas=2)
+        run_id, directory = _start(store, db, dataset_id, str(tiny_model_path), ray_address, replicas=1)
         progress = _wait_for(
             lambda: (p := handoff.read_progress(directory)).get("rows_done", 0) >= 1 and p, "the first scored rows"
         )
