@@ -130,15 +130,22 @@ def home() -> None:
     st.switch_page(REVIEW_PAGE, query_params=unbound)
 
 
+# Before sign-in every page's address shows the sign-in page (not Streamlit's "Page not found"), and signing in
+# there opens the page that was asked for.
+SIGN_IN_ADDRESSES = ("signin", "data", "run", "review", "thresholds", "export", "team")
+
+
 def sign_in_only() -> None:
     """Team mode before sign-in: the sign-in page is the only page there is, whatever the address asks for."""
     with st.sidebar:
         st.markdown("### :material/fact_check: CLEAR Review")
         st.caption("Team mode: sign in to continue.")
-    page = st.navigation(
-        [st.Page("app_pages/signin.py", title="Sign in", icon=":material/login:", url_path="signin", default=True)],
-        position="hidden",
-    )
+    signin = "app_pages/signin.py"
+    pages = [
+        st.Page(signin, title="Sign in", icon=":material/login:", url_path=path, default=path == "signin")
+        for path in SIGN_IN_ADDRESSES
+    ]
+    page = st.navigation(pages, position="hidden")
     page.run()
 
 
