@@ -87,6 +87,9 @@ _WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+# A regular expression (RE2) matching any character str.strip() keeps: a text it does not match is blank. It stops at
+# the first such character, where trim() with a character set decodes every text in full (50x slower at 1M rows).
+_NOT_BLANK = "[^" + "".join(f"\\x{{{ord(c):04X}}}" for c in _WHITESPACE) + "]"
 DECISIONS = ("accept", "reject", "remove", "edit", "undo")
 # Why a row was removed or its proposal rejected (labels: ui_state.REASON_LABELS); only those two decisions take one.
 REASONS = ("wrong", "truncated", "off-topic", "unsafe", "format", "other")
@@ -1036,8 +1039,7 @@ class Store:
         if decision != "accept":
             return self._review_select(query, "row_index, NULL::VARCHAR AS final_response")
         select, params = self._review_select(query, "row_index, proposed_response AS final_response")
-        params["whitespace"] = _WHITESPACE
-        return f"{select} AND trim(coalesce(proposed_response, ''), $whitespace) <> ''", params
+        return f"{select} AND regexp_matches(proposed_response, '{_NOT_BLANK}')", params
 
     def _review_select(self, query: ReviewQuery, columns: str) -> tuple[str, dict[str, Any]]:
         """SELECT ``columns`` of the queue rows ``query`` selects (unordered), and its parameters. A search is
@@ -1835,7 +1837,7 @@ class Store:
                 FROM (SELECT unnest($targets) AS row_index) t
                 LEFT JOIN (SELECT row_index, proposed_response FROM scores
                            WHERE run_id = $run_id AND row_index IN ({in_list})) s USING (row_index)
-                WHERE $decision <> 'accept' OR trim(coalesce(s.proposed_response, ''), $whitespace) <> ''
+                WHERE $decision <> 'accept' OR coalesce(regexp_matches(s.proposed_response, '{_NOT_BLANK}'), FALSE)
                 ORDER BY t.row_index
                 """,
                 {
@@ -1845,7 +1847,6 @@ class Store:
                     "annotator": annotator,
                     "now": _now(),
                     "targets": targets,
-                    "whitespace": _WHITESPACE,
                 },
             ).fetchall()[0][0]
         return int(written)

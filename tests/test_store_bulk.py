@@ -9,6 +9,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clear_core import store as store_module
 from clear_core.permissions import Actor
 from clear_core.store import ReviewQuery, Store
 from tests.test_store import make_dataset
@@ -147,3 +148,28 @@ def test_any_sequence_of_decisions_and_undos_agrees_with_the_model(operations):
             assert texts == [e.final_response for e in expected.values()]
             assert current["annotator"].tolist() == [e.annotator for e in expected.values()]
             assert store.review_progress(run_id) == (len(expected), N_ROWS)
+
+
+def test_a_proposal_is_blank_in_sql_exactly_when_python_strips_it_to_nothing(tmp_path):
+    """Bulk accept and accept-on-duplicates skip blank proposals; SQL must agree with str.strip() on every
+    character it strips, and on look-alikes it keeps (NUL, BOM, zero-width space)."""
+    blank = [c * 2 for c in store_module._WHITESPACE] + [" \u3000\n\t"]
+    kept = ["\x00", "\ufeff", "\u200b", "\u3000a\u3000", " x ", "\u2028.\u2029"]
+    proposals = blank + kept
+    lee = Actor("lee", "lee", "lead")
+    with Store(tmp_path / "c.duckdb") as store:
+        dataset_id = store.add_dataset(make_dataset(len(proposals)))
+        run_id = store.create_run(dataset_id, "m", {})
+        scores = [
+            {"row_index": i, "confidence": 0.9, "correction_confidence": 0.9, "proposed_response": p}
+            for i, p in enumerate(proposals)
+        ]
+        store.add_scores(run_id, scores)
+        expected = [i for i, p in enumerate(proposals) if p.strip()]
+        assert expected == list(range(len(blank), len(proposals)))
+        everything = ReviewQuery(run_id, 0.5, 0.8, action="correct")
+        assert store.review_count(everything, "accept") == len(kept)
+        assert store.decide_duplicates(dataset_id, range(len(proposals)), "accept", run_id=run_id, actor=lee) == 6
+        assert store.current_decisions(dataset_id)["row_index"].tolist() == expected
+        assert store.accept_proposals(everything, actor=lee) == len(kept)
+        assert store.current_decisions(dataset_id)["final_response"].tolist() == kept
