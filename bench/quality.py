@@ -27,6 +27,7 @@ import math
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,9 @@ def features(scores: pd.DataFrame) -> np.ndarray:
 def fit_logistic_score(x: np.ndarray, good: np.ndarray) -> LogisticScore:
     """One logistic regression on all standardised signals (missing values at the column mean): the data-fitted
     linear alternative to the shipped two-factor prior."""
-    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a signal the profile did not compute is NaN throughout
+        x = np.where(np.isnan(x), np.nan_to_num(np.nanmean(x, axis=0)), x)
     fit = metrics.fit_logistic(x, good.astype(float), l2=1.0)
     return LogisticScore(
         weights={f: float(w) for f, w in zip(COMBINER_FEATURES, fit.standardized_weights)},
@@ -165,7 +168,10 @@ def detection_table(frame: pd.DataFrame, columns: dict[str, np.ndarray]) -> pd.D
     kinds = [k for k in noise.NOISE_KINDS if (frame["noise_kind"] == k).any()]
     table = {}
     for name, values in columns.items():
-        values = np.nan_to_num(np.asarray(values, dtype=float), nan=np.nanmean(values))
+        values = np.asarray(values, dtype=float)
+        if np.isnan(values).all():
+            continue  # a signal this run's profile did not compute
+        values = np.nan_to_num(values, nan=np.nanmean(values))
         row = {"overall": metrics.auroc(values, frame["is_noisy"].to_numpy())}
         for kind in kinds:
             mask = clean | (frame["noise_kind"] == kind).to_numpy()
