@@ -342,7 +342,9 @@ def test_upload_score_review_export_in_a_real_browser(server, source_file, brows
     expect(page.get_by_text(re.compile(r"^1 of 6 rows is not scored \(row \d\): written unchanged\.$"))).to_be_visible()
     page.get_by_role("radio", name="JSONL", exact=True).click()
     download_button = page.get_by_role("button", name=re.compile(r"^Download gsm8k_six\.curated\.jsonl"))
-    expect(download_button).to_be_visible()
+    expect(download_button).to_be_disabled()  # the file is written on the server only when asked for
+    page.get_by_role("button", name="Build gsm8k_six.curated.jsonl").click()
+    expect(download_button).to_be_enabled()
     shot(page, "9-export")
     with page.expect_download() as download_info:
         download_button.click()
