@@ -1070,15 +1070,19 @@ class Store:
             with self._cursor_lock:
                 if key in cache:
                     return cache[key]
-            found = cursor.execute(
-                f"""
+            found = (
+                cursor.execute(
+                    f"""
                 SELECT s.row_index FROM scores s
                 JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index
                 WHERE s.run_id = $run_id AND {_search_any()}
                 ORDER BY s.row_index
                 """,
-                {"run_id": run_id, "dataset_id": dataset_id, "search": search},
-            ).fetchnumpy()["row_index"].tolist()
+                    {"run_id": run_id, "dataset_id": dataset_id, "search": search},
+                )
+                .fetchnumpy()["row_index"]
+                .tolist()
+            )
         with self._cursor_lock:
             cache[key] = found
             while len(cache) > _SEARCH_CACHE:
