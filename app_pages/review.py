@@ -54,7 +54,6 @@ PAGE_SIZE = 50
 # What a decision on a row can carry to its near-duplicates (store.decide_duplicates).
 DUPLICATE_CHOICES = {"remove": "Remove", "reject": "Keep original", "accept": "Accept their own proposals"}
 ACTION_COLORS = {"filter": "red", "correct": "green", "keep": "gray"}
-DECISION_COLUMNS = ("decision", "final_response", "decision_id", "annotator", "decided_at", "reason", "note")
 state = st.session_state
 
 
@@ -521,17 +520,6 @@ def duplicates(dataset_id: int, run_id: int, row: pd.Series) -> None:
             st.dataframe(duplicate_table(asked, row["prompt"], "prompt"), hide_index=True, column_config=config)
 
 
-def blind(page_df: pd.DataFrame, mine: set[int]) -> pd.DataFrame:
-    """The page with the decision of every row this reviewer has not decided left out (the row shows "not reviewed
-    yet"), so that with overlap each person decides without seeing what others decided."""
-    hidden = ~page_df["row_index"].isin(mine)
-    columns = [c for c in DECISION_COLUMNS if c in page_df.columns]
-    page_df = page_df.copy()
-    page_df[columns] = page_df[columns].astype(object)
-    page_df.loc[hidden, columns] = None
-    return page_df
-
-
 def _utc_now() -> pd.Timestamp:
     return pd.Timestamp.now("UTC").tz_localize(None)  # the store's timestamps are naive UTC
 
@@ -605,8 +593,10 @@ if run["status"] == "running":
 
 chosen = filters(gamma, eta)
 overlap = store.review_settings(dataset_id)["overlap"]
-if overlap > 1 and chosen["status"] == "undecided" and annotator():  # rows still waiting for this reviewer
-    chosen.update(status=None, reviewer=annotator(), overlap=overlap)
+if overlap > 1 and annotator():  # blind review: filters, sorts and the queue read this reviewer's decisions only
+    chosen["decided_by"] = annotator()
+    if chosen["status"] == "undecided":  # rows still waiting for this reviewer
+        chosen.update(status=None, reviewer=annotator(), overlap=overlap)
 left, right = st.columns([2, 3], gap="medium")
 sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
 order_by, ascending = SORTS[sort]
@@ -617,8 +607,6 @@ state.review_pages = n_pages(total, PAGE_SIZE)
 if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
     state.review_page = page_number = state.review_pages
     page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
-if overlap > 1 and annotator() and not page_df.empty:  # blind review: others' decisions show once you decided
-    page_df = blind(page_df, store.rows_decided_by(dataset_id, annotator(), page_df["row_index"]))
 with left:
     query_actions(dataset_id, query, total)
 

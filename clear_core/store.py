@@ -115,8 +115,10 @@ class ReviewQuery:
     leaves failed rows out. Confidence bounds are inclusive. search: case-insensitive substring of prompt, response
     or proposed_response. reason: one of ``REASONS``, the rows whose current decision gives it. reviewer (a name):
     only the rows still to review for that person, i.e. not decided by them and decided by fewer than ``overlap``
-    different people (overlap 1: the undecided rows; issue 9's agreement studies ask for more). Sorting puts NULLs
-    last and breaks ties by row_index. A bad value is InvalidInput here.
+    different people (overlap 1: the undecided rows; issue 9's agreement studies ask for more). decided_by (a name):
+    the decision that status, reason and the decision sorts read, and that the queue shows, is that person's own
+    latest one, not the row's current one, so a blind reviewer under overlap learns nothing of the others' decisions
+    by filtering. Sorting puts NULLs last and breaks ties by row_index. A bad value is InvalidInput here.
     """
 
     run_id: int
@@ -132,6 +134,7 @@ class ReviewQuery:
     ascending: bool = True
     reviewer: str | None = None
     overlap: int = 1
+    decided_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.order_by not in ORDER_COLUMNS:
@@ -186,6 +189,8 @@ class ReviewQuery:
         if self.reviewer is not None:
             params["reviewer"], params["overlap"] = self.reviewer, self.overlap
             where.append(f"row_index NOT IN ({_REVIEWED_ENOUGH})")
+        if self.decided_by is not None:
+            params["decided_by"] = self.decided_by  # read by _queue_sql's and _queue_page's decisions
         return " AND ".join(where), params
 
     def order(self) -> str:
@@ -1013,10 +1018,13 @@ class Store:
                    CASE WHEN s.error IS NULL THEN {action} END AS action, length(r.response) AS response_length,
                    c.decision, c.final_response, c.decision_id, c.annotator, c.decided_at, c.reason, c.note
             FROM s JOIN r USING (row_index)
-            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            LEFT JOIN ({_decisions_sql("decided_by" in params)}) c ON c.row_index = s.row_index
             ORDER BY list_position($keys, s.row_index)
             """,
-            {**{k: params[k] for k in ("run_id", "dataset_id", "gamma", "eta")}, "keys": keys},
+            {
+                **{k: params[k] for k in ("run_id", "dataset_id", "gamma", "eta", "decided_by") if k in params},
+                "keys": keys,
+            },
         ).df()
 
     def review_count(self, query: ReviewQuery, decision: str | None = None) -> int:
@@ -1092,8 +1100,9 @@ class Store:
     def _queue_sql(self, query: ReviewQuery) -> str:
         """The keys of the scored rows of $run_id that ``query`` filters and sorts on: row_index, every score,
         error, action (γ=$gamma, η=$eta; none for a failed row ``error`` set) and the current decision's
-        decision, decided_at and reason. The dataset's prompt and response (and response_length) are joined only
-        when ``query`` searches or sorts by length: at 1M rows that join costs more than the rest."""
+        decision, decided_at and reason (``query.decided_by``'s own decision's with that set). The dataset's
+        prompt and response (and response_length) are joined only when ``query`` searches or sorts by length: at
+        1M rows that join costs more than the rest."""
         action = clear.action_sql("s.confidence", "s.correction_confidence", "$gamma", "$eta")
         text = bool(query.search) or query.order_by == "response_length"
         return f"""
@@ -1103,7 +1112,7 @@ class Store:
                    {", r.prompt, r.response, length(r.response) AS response_length" if text else ""}
             FROM scores s
             {"JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = s.row_index" if text else ""}
-            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            LEFT JOIN ({_decisions_sql(query.decided_by is not None)}) c ON c.row_index = s.row_index
             WHERE s.run_id = $run_id
         """
 
@@ -1469,18 +1478,35 @@ class Store:
             if target.empty:
                 return None
             undone = _df_records(target)[0]
-            cursor.execute(
-                "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes, "
-                "decided_at) VALUES (?, ?, ?, 'undo', NULL, ?, ?, ?)",
-                [
-                    dataset_id,
-                    undone["row_index"],
-                    undone["run_id"],
-                    annotator,
-                    undone["decision_id"],
-                    _now(),
-                ],
-            )
+            _insert_undo(cursor, undone, annotator)
+        return undone
+
+    def undo_decision(self, decision_id: int, *, actor: permissions.Actor) -> dict[str, Any]:
+        """Undo one decision, whoever made it; returns it. The actor's own needs ``undo_own``, anyone else's
+        ``undo_any`` (a lead's right: the Team page's "Undo a decision"). The row falls back to the decision it had
+        before; the undo records the actor's name. An undo, a decision undone already and a decision of a query-wide
+        group (``undo_group`` reverts those) are refused."""
+        annotator = _annotator(actor)
+        with self._transaction() as cursor:
+            target = cursor.execute(
+                "SELECT d.*, EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.decision_id) AS is_undone "
+                "FROM decisions d WHERE d.decision_id = ?",
+                [decision_id],
+            ).df()
+            if target.empty:
+                raise NotFoundError(f"There is no decision {decision_id}.")
+            undone = _df_records(target)[0]
+            mine = undone["annotator"] == annotator
+            permissions.require(actor, "undo_own" if mine else "undo_any")
+            if undone["decision"] == "undo":
+                raise InvalidInput(f"Decision {decision_id} is itself an undo; decide the row again instead.")
+            if undone.pop("is_undone"):
+                raise InvalidInput(f"Decision {decision_id} (row {undone['row_index']}) was undone already.")
+            if undone["group_id"] is not None:
+                raise InvalidInput(
+                    f"Decision {decision_id} was made for a whole query (group {undone['group_id']}); undo the group."
+                )
+            _insert_undo(cursor, undone, annotator)
         return undone
 
     def current_decisions(self, dataset_id: int) -> pd.DataFrame:
@@ -1931,6 +1957,21 @@ def _audit(
     )
 
 
+def _insert_undo(cursor: duckdb.DuckDBPyConnection, undone: dict[str, Any], annotator: str) -> None:
+    """Inside the caller's transaction: append ``annotator``'s undo of the decision ``undone`` (a decisions row)."""
+    cursor.execute(
+        "INSERT INTO decisions (dataset_id, row_index, run_id, decision, final_response, annotator, undoes, "
+        "decided_at) VALUES (?, ?, ?, 'undo', NULL, ?, ?, ?)",
+        [undone["dataset_id"], undone["row_index"], undone["run_id"], annotator, undone["decision_id"], _now()],
+    )
+
+
+def _decisions_sql(own: bool) -> str:
+    """The decision per row a queue reads: the current one, or with ``own`` $decided_by's own
+    (``ReviewQuery.decided_by``)."""
+    return _OWN_DECISIONS if own else _CURRENT_DECISIONS
+
+
 # The audit log as one table: audit_log's lines, each decision and undo outside a group, and each group (and its
 # undo) as one line. `seq` orders lines with the same timestamp.
 _AUDIT_SQL = """
@@ -2013,6 +2054,17 @@ def _curated_sql(with_scores: bool = False) -> str:
         FROM decided
     """
 
+
+# $decided_by's own effective decision per row of $dataset_id (the columns of _CURRENT_DECISIONS): with overlap, what
+# one blind reviewer's queue reads instead of the row's current decision, which may be someone else's.
+_OWN_DECISIONS = """
+    SELECT d.row_index, d.decision, d.final_response, d.run_id, d.annotator, d.decision_id, d.decided_at,
+           d.reason, d.note
+    FROM decisions d
+    WHERE d.dataset_id = $dataset_id AND d.annotator = $decided_by AND d.decision <> 'undo'
+      AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.dataset_id = d.dataset_id AND u.undoes = d.decision_id)
+    QUALIFY row_number() OVER (PARTITION BY d.row_index ORDER BY d.decision_id DESC) = 1
+"""
 
 # Each person's standing decision per row of $dataset_id: their latest non-undo decision on it that no undo points
 # at (issue 9: with overlap several people decide one row; the latest of them is the row's current decision).

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from clear_core.permissions import local_actor
+import pytest
+from argon2 import PasswordHasher
+
+from app_pages import _session
+from clear_core import accounts
+from clear_core.permissions import Actor, NotAllowed, local_actor
 from clear_core.store import Store
+from tests.test_app_signin import sign_in, write_team
 
 REVIEW, TEAM = "app_pages/review.py", "app_pages/team.py"
+ANN = Actor("u-ann", "ann", "annotator")
 
 
 def button(at, label: str):
@@ -158,3 +165,106 @@ def test_leaving_review_gives_the_open_row_back(app_db, app):
     assert not at.exception
     with Store(path) as store:
         assert store.active_leases(dataset_id).empty
+
+
+def test_a_blind_reviewer_cannot_find_others_decisions_with_the_filters(app_db, app):
+    """Overlap 2: dave removed rows 3 and 5 (reason: wrong). Carol asking for removed rows, or rows removed as wrong,
+    finds none of them; her own decision is the one her filters and queue read."""
+    path, dataset_id, _ = app_db
+    with Store(path) as store:
+        store.set_review_settings(dataset_id, overlap=2, actor=local_actor("lee"))
+        for row in (3, 5):
+            store.record_decision(dataset_id, row, "remove", reason="wrong", actor=local_actor("dave"))
+    at = app(REVIEW, annotator="carol")
+    at.selectbox(key="review_status").set_value("remove").run()
+    assert not at.exception and [i.value for i in at.info] == ["No rows match these filters."]
+    at.selectbox(key="review_status").set_value("all").run()
+    at.selectbox(key="review_reason_filter").set_value("wrong").run()
+    assert [i.value for i in at.info] == ["No rows match these filters."]
+    at.selectbox(key="review_reason_filter").set_value("any").run()
+    at.selectbox(key="review_status").set_value("decided").run()
+    assert [i.value for i in at.info] == ["No rows match these filters."]  # reviewed by dave, not by carol
+    at.selectbox(key="review_status").set_value("all").run()
+    assert current_row(at) == 3 and list(at.dataframe[0].value["Decision"][:2]) == ["", ""]
+    button(at, "Reject").click().run()
+    at.selectbox(key="review_status").set_value("decided").run()
+    assert list(at.dataframe[0].value["Row"]) == [3]
+    assert list(at.dataframe[0].value["Decision"]) == ["Kept original"]  # hers, though dave's is in the log too
+    at.selectbox(key="review_status").set_value("remove").run()
+    assert [i.value for i in at.info] == ["No rows match these filters."]
+
+
+# -- team mode: a lead undoes anyone's decision on the Team page; the activity shows each person's role ----------
+
+
+@pytest.fixture
+def team_mode(app_db, monkeypatch):
+    """app_db in team mode, as test_app_signin's team_db: lee and lena are leads, ann an annotator."""
+    monkeypatch.setattr(accounts, "HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    monkeypatch.delenv(accounts.USERS_ENV, raising=False)
+    _session.backoff.clear()
+    write_team(app_db[0], lena="lead")
+    return app_db
+
+
+def undo_row(at, row: int):
+    at.number_input(key="team_undo_row").set_value(row).run()
+    return at
+
+
+def test_a_lead_undoes_an_annotators_decision_on_the_team_page(team_mode, app):
+    path, dataset_id, run_id = team_mode
+    with Store(path) as store:
+        decided = store.record_decision(dataset_id, 3, "remove", run_id=run_id, actor=ANN)
+    at = sign_in(app(), "lee")
+    at.switch_page(TEAM).run()
+    undo_row(at, 3)
+    assert not at.exception and not at.error
+    assert any("<b>Removed</b> by <b>ann</b>, just now" in line for line in html(at))
+    at.button(key=f"team_undo_{decided}").click().run()
+    assert not at.exception and not at.error
+    assert [t.value for t in at.toast] == [
+        "Undid ann's “Removed” on row 3: the row is back to the decision it had before."
+    ]
+    assert [c.value for c in at.caption if c.value.startswith("Nobody's")] == ["Nobody's decision on row 3 stands."]
+    with Store(path) as store:
+        log = store.decision_log(dataset_id)
+        assert store.current_decisions(dataset_id).empty
+    assert log[["annotator", "decision"]].values.tolist() == [["ann", "remove"], ["lee", "undo"]]
+    assert log["undoes"].iloc[-1] == decided  # the lead's undo points at ann's decision
+    activity = at.dataframe[1].value
+    assert activity[["actor", "role", "action"]].values.tolist() == [
+        ["lee", "lead", "undo"],  # decisions record no role: the users file's stands in
+        ["ann", "annotator", "decide"],
+        [activity["actor"].iloc[2], "lead", "import"],  # recorded with the action (the command line's user)
+    ]
+
+
+def test_an_annotator_is_refused_undoing_someone_elses_decision(team_mode, app, monkeypatch):
+    """The Undo drawn for lena the lead; the users file then makes her an annotator: her click reaches the store as
+    an annotator's and is refused there, and the decision stands. (The Team page is a lead's: she lands on Review.)"""
+    path, dataset_id, run_id = team_mode
+    calls = []
+    undo_decision = Store.undo_decision
+
+    def recorded(self, decision_id, *, actor):
+        try:
+            return undo_decision(self, decision_id, actor=actor)
+        except NotAllowed as refusal:
+            calls.append((actor.name, actor.role, str(refusal)))
+            raise
+
+    monkeypatch.setattr(Store, "undo_decision", recorded)
+    with Store(path) as store:
+        decided = store.record_decision(dataset_id, 3, "remove", run_id=run_id, actor=ANN)
+    at = sign_in(app(), "lena")
+    at.switch_page(TEAM).run()
+    undo_row(at, 3)
+    write_team(path, lena="annotator")
+    at.button(key=f"team_undo_{decided}").click().run()
+    assert not at.exception
+    assert calls == [("lena", "annotator", "lena (annotator) may not undo other people's decisions; ask a lead.")]
+    with Store(path) as store:
+        assert store.decision_log(dataset_id)["decision"].tolist() == ["remove"]
+        assert store.current_decisions(dataset_id)["annotator"].tolist() == ["ann"]
+    assert current_row(at) == 3  # Review, the page every role has

@@ -84,6 +84,62 @@ def test_undoing_a_decision_puts_the_row_back_in_the_queue(team):
     assert store.claim_next(query, actor=ANN) == 0
 
 
+def test_a_lead_undoes_anyones_decision_an_annotator_only_their_own(team):
+    store, dataset_id, query = team
+    ann_0 = store.record_decision(dataset_id, 0, "remove", reason="wrong", actor=ANN)
+    bob_0 = store.record_decision(dataset_id, 0, "reject", actor=BOB)  # the latest: row 0's current decision
+    with pytest.raises(NotAllowed, match="ann \\(annotator\\) may not undo other people's decisions"):
+        store.undo_decision(bob_0, actor=ANN)
+    assert len(store.decision_log(dataset_id)) == 2  # nothing written
+    undone = store.undo_decision(bob_0, actor=LEE)  # not the latest of lee's (lee has none): a specific one
+    assert (undone["decision_id"], undone["annotator"], undone["decision"]) == (bob_0, "bob", "reject")
+    log = store.decision_log(dataset_id)
+    assert log[["annotator", "decision", "undoes"]].values.tolist()[-1] == ["lee", "undo", bob_0]
+    current = store.current_decisions(dataset_id).set_index("row_index")
+    assert current.loc[0, "annotator"] == "ann"  # the row falls back to the decision it had before
+    assert store.row_decisions(dataset_id, 0)["annotator"].tolist() == ["ann"]
+    assert store.undo_decision(ann_0, actor=ANN)["decision_id"] == ann_0  # one's own: an annotator's right
+    assert store.current_decisions(dataset_id).empty
+    with pytest.raises(Exception, match="was undone already"):
+        store.undo_decision(bob_0, actor=LEE)
+    with pytest.raises(Exception, match="is itself an undo"):
+        store.undo_decision(int(store.decision_log(dataset_id)["decision_id"].iloc[-1]), actor=LEE)
+    with pytest.raises(Exception, match="There is no decision 999"):
+        store.undo_decision(999, actor=LEE)
+    group_id, _ = store.decide_query(dataclasses.replace(query, max_confidence=0.2), "remove", actor=LEE)
+    in_group = int(store.decision_log(dataset_id)["decision_id"].iloc[-1])
+    with pytest.raises(Exception, match=f"made for a whole query \\(group {group_id}\\); undo the group"):
+        store.undo_decision(in_group, actor=LEE)
+    assert len(store.decision_log(dataset_id)) == 6  # 2 decisions, 2 undos, the group's 2 rows: no refusal wrote
+
+
+def test_a_blind_reviewers_filters_read_only_their_own_decisions(team):
+    """With decided_by, status, reason and the decision sort read that person's decisions: ann cannot find the rows
+    bob removed by asking for removed rows (blind review under overlap)."""
+    store, dataset_id, query = team
+    store.set_review_settings(dataset_id, overlap=2, actor=LEE)
+    for row in (1, 2):
+        store.record_decision(dataset_id, row, "remove", reason="wrong", actor=BOB)
+    store.record_decision(dataset_id, 3, "reject", actor=ANN)
+    store.record_decision(dataset_id, 3, "remove", reason="wrong", actor=BOB)  # the row's current decision: bob's
+
+    def rows(**fields) -> list[int]:
+        page, total = store.review_queue(dataclasses.replace(query, **fields))
+        assert total == len(page)
+        return page["row_index"].tolist()
+
+    assert rows(status="remove") == [1, 2, 3] and rows(reason="wrong") == [1, 2, 3]  # everyone's, as a lead sees
+    assert rows(status="remove", decided_by="ann") == [] and rows(reason="wrong", decided_by="ann") == []
+    assert rows(status="decided", decided_by="ann") == [3] and rows(status="reject", decided_by="ann") == [3]
+    assert rows(status="decided", decided_by="bob") == [1, 2, 3]
+    mine = store.review_queue(dataclasses.replace(query, decided_by="ann"))[0].set_index("row_index")
+    assert mine.loc[3, "decision"] == "reject" and mine.loc[3, "annotator"] == "ann"  # hers, not bob's later one
+    assert mine.loc[[1, 2], "decision"].isna().all()  # bob's decisions on the rows she has not decided: nothing
+    latest = store.review_queue(dataclasses.replace(query, decided_by="ann", order_by="decided_at", ascending=False))
+    assert latest[0]["row_index"].tolist()[:3] == [3, 0, 1]  # only her decision orders; the rest by row
+    assert store.review_count(dataclasses.replace(query, status="remove", decided_by="ann")) == 0
+
+
 def test_overlap_keeps_a_row_in_other_queues_until_n_people_decided_it(team):
     store, dataset_id, query = team
     with pytest.raises(NotAllowed, match="ann \\(annotator\\) may not change how many people review each row"):
