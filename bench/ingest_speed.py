@@ -33,12 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # appended, so PYTHONPATH=<old tree> runs the old code with this script
 
 import numpy as np  # noqa: E402
+from scale import alpaca_dataset  # noqa: E402  (bench/scale.py, beside this script: the generated rows)
 
 from clear_core import migrations, permissions, runs  # noqa: E402
 from clear_core.store import SCORE_FIELDS, ReviewQuery, Store, StoreError  # noqa: E402
@@ -59,34 +59,6 @@ def _schema_key() -> str:
 
 def _gsm8k() -> list[dict]:
     return json.loads(GSM8K.read_text(encoding="utf-8"))
-
-
-def _dataset(n_rows: int) -> SimpleNamespace:
-    """What Store.add_dataset takes: n Alpaca-like rows cycled from GSM8K, each distinct."""
-    source = _gsm8k()
-    rows = []
-    for i in range(n_rows):
-        record = source[i % len(source)]
-        instruction = f"{record['instruction']} (#{i})"
-        rows.append(
-            SimpleNamespace(
-                row_index=i,
-                record={"instruction": instruction, "input": "", "output": record["output"]},
-                prompt_messages=[{"role": "user", "content": instruction}],
-                prompt=instruction,
-                response=record["output"],
-            )
-        )
-    return SimpleNamespace(
-        name=f"bench-{n_rows}.json",
-        source_path=None,
-        file_format="json",
-        schema="alpaca",
-        mapping=None,
-        columns=["instruction", "input", "output"],
-        content_hash=f"bench-{n_rows}",
-        rows=rows,
-    )
 
 
 def score_records(row_indices, seed: int = 0) -> list[dict]:
@@ -141,7 +113,11 @@ def _template(n_rows: int, scored: bool) -> Path:
     if bare is not None:
         shutil.copyfile(bare, tmp)
     with Store(tmp) as store:
-        dataset_id = store.add_dataset(_dataset(n_rows)) if bare is None else 1
+        dataset_id = (
+            store.add_dataset(alpaca_dataset(n_rows, name=f"bench-{n_rows}.json", file_format="json"))
+            if bare is None
+            else 1
+        )
         if scored:
             run_id = store.create_run(dataset_id, "bench-model", {"bench": True})
             for start in range(0, n_rows, 200_000):

@@ -27,12 +27,13 @@ import json
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
 # After PYTHONPATH, so that PYTHONPATH=/path/to/another/checkout measures that checkout's clear_core.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from scale import alpaca_dataset  # noqa: E402  (bench/scale.py, beside this script: the generated rows)
 
 GSM8K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev" / "gsm8k_train.json"
 PAGE_SIZE = 50
@@ -49,34 +50,11 @@ def build(db_path: str, n_rows: int) -> tuple[int, int]:
     from clear_core.store import Store
 
     base = json.loads(GSM8K.read_text(encoding="utf-8"))
-    rows = []
-    for i in range(n_rows):
-        src = base[i % len(base)]
-        prompt = f"{src['instruction']} (#{i})"
-        record = {"instruction": prompt, "input": "", "output": src["output"]}
-        rows.append(
-            types.SimpleNamespace(
-                row_index=i,
-                record=record,
-                prompt=prompt,
-                response=src["output"],
-                prompt_messages=[{"role": "user", "content": prompt}],
-            )
-        )
-    ds = types.SimpleNamespace(
-        name=f"bench-{n_rows}",
-        source_path=None,
-        file_format="jsonl",
-        schema="alpaca",
-        mapping=None,
-        columns=["instruction", "input", "output"],
-        content_hash=f"bench-{n_rows}",
-        rows=rows,
-    )
+    ds = alpaca_dataset(n_rows, name=f"bench-{n_rows}", file_format="jsonl")
     lead = Actor("bench", "bench", "lead")
     with Store(db_path) as store:
         dataset_id = store.add_dataset(ds)
-        del rows, ds
+        del ds
         run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
         rng = np.random.default_rng(0)
         for start in range(0, n_rows, SCORE_CHUNK):

@@ -50,7 +50,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO.parent / "shared" / "data" / "dev" / "gsm8k_train.json"
@@ -83,17 +85,48 @@ HEAVY_STEPS = {"import", "export_jsonl", "export_parquet", "bulk_accept"}
 # -- the data ------------------------------------------------------------------------------------------------------
 
 
+def alpaca_records(n_rows: int) -> Iterator[dict]:
+    """``n_rows`` Alpaca rows cycled from the dev GSM8K file, each instruction numbered ``(#i)`` so that no two
+    prompts are equal (responses repeat every 7,473 rows): the data of every bench at scale."""
+    base = json.loads(GSM8K.read_text(encoding="utf-8"))
+    for i in range(n_rows):
+        row = base[i % len(base)]
+        yield {"instruction": f"{row['instruction']} (#{i})", "input": row["input"], "output": row["output"]}
+
+
+def alpaca_dataset(n_rows: int, name: str, file_format: str) -> SimpleNamespace:
+    """``alpaca_records`` as ``Store.add_dataset`` takes a loaded file (the input of GSM8K rows is empty, so the
+    prompt is the instruction), for benches that build a database through the store without a file."""
+    rows = [
+        SimpleNamespace(
+            row_index=i,
+            record=record,
+            prompt=record["instruction"],
+            response=record["output"],
+            prompt_messages=[{"role": "user", "content": record["instruction"]}],
+        )
+        for i, record in enumerate(alpaca_records(n_rows))
+    ]
+    return SimpleNamespace(
+        name=name,
+        source_path=None,
+        file_format=file_format,
+        schema="alpaca",
+        mapping=None,
+        columns=["instruction", "input", "output"],
+        content_hash=f"bench-{n_rows}",
+        rows=rows,
+    )
+
+
 def source_file(work: Path, n_rows: int) -> Path:
-    """The JSONL file of ``n_rows`` Alpaca rows cycled from GSM8K (written once per size, then reused)."""
+    """The JSONL file of ``alpaca_records(n_rows)`` (written once per size, then reused)."""
     path = work / f"alpaca_{n_rows}.jsonl"
     if path.exists():
         return path
-    base = json.loads(GSM8K.read_text(encoding="utf-8"))
     tmp = path.with_suffix(".part")
     with open(tmp, "w", encoding="utf-8") as f:
-        for i in range(n_rows):
-            row = base[i % len(base)]
-            record = {"instruction": f"{row['instruction']} (#{i})", "input": row["input"], "output": row["output"]}
+        for record in alpaca_records(n_rows):
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     tmp.rename(path)
     return path
