@@ -7,7 +7,7 @@
 ``--root`` is the checkout whose app runs (default: this tree); its code builds the database too, through
 bench/scale.py's import and setup steps (the same data as there: GSM8K rows cycled, synthetic scores through
 ``Store.add_scores``, the least confident rows with a proposal). Then one server (``streamlit run app.py`` in that
-checkout, as tests/test_browser.py starts it) and one browser session:
+checkout, with tests/app_server.py as the browser tests start it) and one browser session:
 
 - Review first load: the address typed in until the row and 'Reviewed 0 of N rows' are on screen and the script
   run is over; then a reload (the server warm).
@@ -31,29 +31,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.app_server import AppServer  # noqa: E402  (the server the browser tests start)
+
 CHROMIUM = "/usr/bin/chromium"
 ANNOTATOR = "bench"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 FORMATS = ("jsonl", "csv", "parquet")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_database(root: Path, n_rows: int, folder: Path) -> Path:
@@ -69,27 +63,15 @@ def build_database(root: Path, n_rows: int, folder: Path) -> Path:
     return db
 
 
-class Server:
-    """``streamlit run app.py`` in ``root`` on a free port with CLEAR_DB=db (no demo run)."""
+class Server(AppServer):
+    """tests/app_server.py's AppServer for ``root``'s app, started and healthy, that also reports its memory."""
 
     def __init__(self, root: Path, db: Path, log: Path):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CLEAR_DB": str(db), "CLEAR_NO_DEMO": "1", "PYTHONPATH": str(root)}
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-        command += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(command, cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"the app server did not start; see {log}") from None
-                time.sleep(0.5)
+        super().__init__(db, log, root=root)
+        try:
+            self.wait_healthy(timeout_s=120)
+        except RuntimeError:
+            raise RuntimeError(f"the app server did not start; see {log}") from None
 
     def memory_gb(self) -> tuple[float, float]:
         """(RSS now, peak RSS so far) of the server process, GB."""
@@ -99,14 +81,8 @@ class Server:
             fields[key] = value
         return int(fields["VmRSS"].split()[0]) / 2**20, int(fields["VmHWM"].split()[0]) / 2**20
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+    def stop(self) -> str:
+        return super().stop(timeout_s=30)
 
 
 def run_over(page, started: bool = False) -> None:

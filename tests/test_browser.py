@@ -12,14 +12,9 @@ Screenshots of every page go to tests/artifacts/ (git-ignored) for a person to l
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -28,6 +23,7 @@ import pytest
 from clear_core import clear
 from clear_core.store import Store
 from tests import hostile_text
+from tests.app_server import AppServer
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -46,54 +42,9 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AppServer:
-    """`streamlit run app.py` on a free port with its own database (CLEAR_DB in tmp_path, no demo run)."""
-
-    def __init__(self, tmp_path: Path):
-        self.db = tmp_path / "clear.duckdb"
-        self.log_path = tmp_path / "server.log"
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CLEAR_DB": str(self.db), "CLEAR_NO_DEMO": "1"}
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-        command += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_healthy(self, timeout_s: float = 60) -> None:
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the app server did not start:\n" + self.log_path.read_text()) from None
-                time.sleep(0.5)
-
-    def stop(self) -> str:
-        """Stop the server (so the database file is free) and return its log."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.log_path.read_text(errors="replace")
-
-
 def running_server(tmp_path: Path, seed=None):
     """Start an AppServer (after ``seed(db_path)`` fills its database, if given), yield it, stop it, keep its log."""
-    app_server = AppServer(tmp_path)
+    app_server = AppServer(tmp_path / "clear.duckdb", tmp_path / "server.log")
     try:
         if seed is not None:
             seed(app_server.db)  # the server opens the database only when the first browser session runs
