@@ -103,3 +103,29 @@ def repetition(text: str) -> float:
             repeats += 1
         seen.add(key)
     return repeats / total if total else 0.0
+
+
+_WORD = re.compile(r"\w+")
+_ECHO_GRAM = 4  # words per n-gram when comparing response and prompt
+
+
+def prompt_copy(prompt: str, response: str) -> float:
+    """How much the response is the prompt again: the smaller of (share of the response's word 4-grams found in the
+    prompt) and (share of the prompt's found in the response). About 1 for a prompt echoed back instead of answered;
+    low for an answer that quotes part of its input (an extraction, code using the given example), since most of
+    the prompt is then not in the response. A small model finds an echo very likely; this check does not."""
+    p = _WORD.findall(prompt.lower())
+    r = _WORD.findall(response.lower())
+    if not p or not r:
+        return 0.0
+    return min(_covered(r, p), _covered(p, r))
+
+
+def _covered(text: list[str], other: list[str]) -> float:
+    """Share of `text`'s word n-grams that also occur in `other` (for a text shorter than n: all of it, or none)."""
+    n = _ECHO_GRAM
+    if len(text) < n:
+        return 1.0 if " ".join(text) in " ".join(other) else 0.0
+    grams = {tuple(other[i : i + n]) for i in range(len(other) - n + 1)}
+    mine = [tuple(text[i : i + n]) for i in range(len(text) - n + 1)]
+    return sum(g in grams for g in mine) / len(mine)

@@ -146,7 +146,7 @@ def _sigmoid(z: float) -> float:
 
 @dataclass(frozen=True)
 class Combiner:
-    """P(good) = Platt(P(content is right) · P(response is complete) · P(checks pass)).
+    """P(good) = Platt(P(content is right) · P(response is complete) · P(checks pass) · P(form fits the dataset)).
 
     Three failure modes, three scores. A truncated response is the right content cut short, and a loop of
     repeated lines or a wrong sum reads fluently: their likelihood and PMI are as high as a clean row's, so in one
@@ -159,10 +159,13 @@ class Combiner:
     checks: LogisticScore
     platt_a: float = 1.0
     platt_b: float = 0.0
+    form: LogisticScore | None = None  # P(the response has this dataset's form), from form.py; None: not used
 
     def raw_logit(self, features: dict[str, float | None]) -> float:
-        """Logit of the uncalibrated product: the input of the Platt map."""
+        """Logit of the uncalibrated product: the input of the Platt map (and of a dataset's own calibration)."""
         p = self.content(features) * self.complete(features) * self.checks(features)
+        if self.form is not None:
+            p *= self.form(features)
         p = min(max(p, 1e-12), 1 - 1e-12)
         return math.log(p / (1 - p))
 
@@ -180,6 +183,7 @@ class Combiner:
             checks=LogisticScore(**data["checks"]),
             platt_a=data.get("platt_a", 1.0),
             platt_b=data.get("platt_b", 0.0),
+            form=LogisticScore(**data["form"]) if data.get("form") else None,
         )
 
 
@@ -193,13 +197,20 @@ COMBINER_FEATURES = (
     "log_stop_prob",
     "repetition",
     "arithmetic_errors",
+    "prompt_echo",
+    "form_score",
 )
 
 
 def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
-    """The combiner's inputs, derived from raw signals (log of the stop probability, clipped at 1e-6)."""
+    """The combiner's inputs, derived from raw signals: the log of the stop probability (clipped at 1e-6), and how
+    far the prompt copy share is above one half (answers often quote part of their prompt; an echo is nearly all)."""
     stop = raw.get("stop_prob")
-    derived = {"log_stop_prob": None if _missing(stop) else math.log(max(stop, 1e-6))}
+    copy = raw.get("prompt_copy")
+    derived = {
+        "log_stop_prob": None if _missing(stop) else math.log(max(stop, 1e-6)),
+        "prompt_echo": None if _missing(copy) else max(0.0, copy - 0.5) * 2.0,
+    }
     return {name: derived[name] if name in derived else raw.get(name) for name in COMBINER_FEATURES}
 
 
@@ -215,8 +226,14 @@ DEFAULT_COMBINER = load_combiner()
 
 
 def combined_confidence(raw: dict[str, float | None], combiner: Combiner = DEFAULT_COMBINER) -> float:
-    """CLEAR Review's confidence that the response is good, in [0, 1]."""
+    """CLEAR Review's confidence that the response is good, in [0, 1], with the combiner's own (shipped) Platt map;
+    a run calibrated on its dataset maps ``raw_logit`` instead (calibration.py)."""
     return combiner(feature_vector(raw))
+
+
+def raw_logit(raw: dict[str, float | None], combiner: Combiner = DEFAULT_COMBINER) -> float:
+    """The combiner's uncalibrated logit: what every calibration of the run maps to a confidence."""
+    return combiner.raw_logit(feature_vector(raw))
 
 
 def correction_confidence(judge_prob: float | None, confidence: float) -> float | None:
@@ -245,6 +262,9 @@ class RowSignals:
     arithmetic_errors: int | None
     self_reflection: float | None  # None when the run asks no self-reflection questions (profile fast)
     consistency: float | None = None
+    prompt_copy: float | None = None  # checks.prompt_copy: about 1 when the response echoes the prompt
+    form_score: float | None = None  # form.FormModel.score: 0 typical of the dataset, negative when odd; None: no model
+    raw_logit: float | None = None  # the combiner's logit before any calibration
     proposed_response: str | None = None
     judge_prob: float | None = None
     confidence: float = field(default=0.0)

@@ -12,6 +12,7 @@ judge pass (proposal vs response, in both orders). No per-row loop goes around t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import traceback
@@ -27,7 +28,9 @@ from clear_core.confidence import (
     final_number_tokens,
     observed_consistency,
     option_score,
+    raw_logit,
 )
+from clear_core.form import FormModel
 from clear_core.model import (
     LoadedModel,
     continuation_logprobs,
@@ -42,8 +45,11 @@ _MAX_QUOTED_CHARS = 3000  # prompt/response text quoted inside reflection and ju
 GPU_ROWS_PER_CALL = 256
 
 
-def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> list[dict]:
-    """Signals and confidences for rows of {row_index, prompt_messages, prompt, response}; one dict per row."""
+def score_rows(
+    lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig, form: FormModel | None = None
+) -> list[dict]:
+    """Signals and confidences for rows of {row_index, prompt_messages, prompt, response}; one dict per row.
+    ``form`` is the dataset's form model (form.py), fitted when the run started; without it no form signal."""
     if not rows:
         return []
     prefixes = [lm.encode_prompt(r["prompt_messages"])[-config.max_prompt_tokens :] for r in rows]
@@ -74,8 +80,11 @@ def score_rows(lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig) -> 
             consistency=observed_consistency(sampled[i], row["response"], config.alpha),
             repetition=checks.repetition(row["response"]),
             arithmetic_errors=checks.arithmetic_errors(row["response"]),
+            prompt_copy=checks.prompt_copy(row["prompt"], row["response"]),
+            form_score=form.score(row["response"]) if form is not None else None,
         )
         signals.confidence_bsdetector = bsdetector_confidence(signals.consistency, signals.self_reflection, config.beta)
+        signals.raw_logit = raw_logit(vars(signals))
         signals.confidence = combined_confidence(vars(signals))
         scored.append(signals)
 
@@ -213,6 +222,7 @@ def score_batches(
     *,
     stop_requested: Callable[[], bool] = lambda: False,
     score: Callable[[LoadedModel, Sequence[dict], ScoringConfig], list[dict]] | None = None,
+    form: FormModel | None = None,
 ) -> Iterator[list[dict]]:
     """Score ``rows`` in batches of ``config.batch_size`` (at least ``GPU_ROWS_PER_CALL`` on a GPU), yielding one list
     of score records per batch.
@@ -220,9 +230,11 @@ def score_batches(
     Rows of similar length go together (less padding, less wasted compute), so batches come in length order, not
     input order. A row that cannot be scored comes back as ``{"row_index", "error"}`` (see ``score_isolating``).
     ``stop_requested`` is asked before each batch; when it says yes, ``handoff.Cancelled`` is raised. ``score``
-    replaces ``score_rows`` (tests, other engines).
+    replaces ``score_rows`` (tests, other engines). ``form``: the dataset's form model, passed on to ``score``.
     """
     score = score or score_rows  # looked up at call time, so a patched engine.score_rows is the one used
+    if form is not None:
+        score = functools.partial(score, form=form)
     config = for_device(config, lm)
     ordered = sorted(rows, key=lambda r: len(r["prompt"]) + len(r["response"]))
     for start in range(0, len(ordered), config.batch_size):

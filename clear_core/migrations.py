@@ -228,6 +228,46 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX scores_row_index ON scores (row_index);
         """,
     ),
+    (
+        13,
+        # Calibration on the user's own data (calibration.py). New signals per row: the prompt-echo check, the form
+        # score against the dataset's own form model, and the combiner's raw logit that every calibration maps.
+        # ``calibration_rows``: corrupted copies of a sample of the dataset's rows, scored with the run (negative
+        # row indices in the hand-off, never part of the dataset). ``calibrations``: each map a run has used, newest
+        # last. (The index on scores.row_index is dropped and made again: DuckDB alters no table with an index.)
+        """
+        DROP INDEX scores_row_index;
+        ALTER TABLE scores ADD COLUMN prompt_copy DOUBLE;
+        ALTER TABLE scores ADD COLUMN form_score DOUBLE;
+        ALTER TABLE scores ADD COLUMN raw_logit DOUBLE;
+        CREATE INDEX scores_row_index ON scores (row_index);
+        CREATE TABLE calibration_rows (
+            run_id BIGINT NOT NULL,
+            row_index BIGINT NOT NULL,
+            source_row_index BIGINT NOT NULL,
+            kind VARCHAR NOT NULL,
+            prompt_messages_json VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            response VARCHAR NOT NULL,
+            raw_logit DOUBLE,
+            signals_json VARCHAR,
+            error VARCHAR,
+            PRIMARY KEY (run_id, row_index)
+        );
+        CREATE TABLE calibrations (
+            run_id BIGINT NOT NULL,
+            fitted_at TIMESTAMP NOT NULL,
+            source VARCHAR NOT NULL,
+            a DOUBLE NOT NULL,
+            b DOUBLE NOT NULL,
+            noise_share DOUBLE,
+            n_good BIGINT NOT NULL,
+            n_bad BIGINT NOT NULL,
+            note VARCHAR,
+            fitted_by VARCHAR
+        );
+        """,
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from clear_core.metrics import NUMBER_PATTERN, normalize_tokens
 
 __all__ = [
+    "CLASSIC_KINDS",
     "NOISE_KINDS",
     "OFF_TOPIC_POOL",
     "RECIPES",
@@ -470,6 +471,95 @@ def paper_style(row: dict, rng: random.Random, context: NoiseContext) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# house_format (a break of this dataset's own form) and prompt_echo: the kinds added for issue 8
+# --------------------------------------------------------------------------------------------------------------
+
+_CHATTY = (
+    ("Sure! Here is the answer:\n\n```\n", "\n```\n\nLet me know if you need anything else!"),
+    ("Of course. ", " I hope this helps!"),
+    ("**Answer:**\n\n", "\n\n---\n*Generated response*"),
+    ("Response: ", ""),
+)
+
+
+def _chatty(text: str, rng: random.Random) -> str:
+    """Assistant chatter and markdown around the answer: wrong wherever the dataset's answers are bare."""
+    prefix, suffix = rng.choice(_CHATTY)
+    return prefix + text.strip() + suffix
+
+
+def _one_line(text: str, rng: random.Random) -> str:
+    """Every line break replaced by one space: a multi-line answer (code, worked steps, a list) run together."""
+    return re.sub(r"\s*\n\s*", " ", text.strip())
+
+
+def _dedented(text: str, rng: random.Random) -> str:
+    """Leading indentation stripped from every line (code whose nesting is lost)."""
+    return "\n".join(line.lstrip() for line in text.split("\n"))
+
+
+def _bulleted(text: str, rng: random.Random) -> str:
+    """Each line (or sentence, for one-line text) turned into a numbered or bulleted list item."""
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if len(lines) < 2:
+        lines = re.split(r"(?<=[.!?])\s+", text.strip())
+    if len(lines) < 2:
+        return text
+    marker = rng.choice(("- ", "* ", "#"))
+    return "\n".join((f"{i}. " if marker == "#" else marker) + line.strip() for i, line in enumerate(lines, 1))
+
+
+def _quoted_json(text: str, rng: random.Random) -> str:
+    """The answer serialised as a JSON string field, escapes and all."""
+    return json.dumps({rng.choice(("answer", "output", "text")): text.strip()}, ensure_ascii=False)
+
+
+_HOUSE_STYLES: dict[str, Callable[[str, random.Random], str]] = {
+    "chatty": _chatty,
+    "one_line": _one_line,
+    "dedented": _dedented,
+    "bulleted": _bulleted,
+    "quoted_json": _quoted_json,
+}
+
+
+def house_format(row: dict, rng: random.Random, context: NoiseContext) -> str:
+    """The right content in a form this dataset does not use: a break of its house format, not of text in general.
+
+    Unlike `format_broken` (markup, caps, jammed words, loops: wrong anywhere), each sub-style here is well-formed
+    text that is only wrong because of what the dataset's other responses look like: chatter and markdown around a
+    bare answer, a multi-line answer run into one line, code stripped of its indentation, prose made into a list,
+    the answer wrapped as a JSON string. One sub-style at random among those that change this text.
+    """
+    text = row["response"]
+    if not text.strip():
+        raise NoiseNotApplicable("an empty response has no format to break")
+    styles = list(_HOUSE_STYLES.values())
+    rng.shuffle(styles)
+    for style in styles:
+        out = style(text, rng)
+        if out.strip() != text.strip():
+            return out
+    raise NoiseNotApplicable("no house_format sub-style changes this response")
+
+
+_ECHO_LEADS = ("", "The task is: ", "Question: ", "You asked: ")
+
+
+def prompt_echo(row: dict, rng: random.Random, context: NoiseContext) -> str:
+    """The prompt repeated instead of answered (a copy-the-input failure of generation), sometimes with a lead-in
+    and the first words of the real answer after it."""
+    prompt = row["prompt"].strip()
+    if not prompt or _same(prompt, row["response"]):
+        raise NoiseNotApplicable("the prompt is empty or already the response")
+    out = rng.choice(_ECHO_LEADS) + prompt
+    if rng.random() < 0.3:
+        words = row["response"].split()
+        out += "\n\n" + " ".join(words[: max(1, len(words) // 5)])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Injection
 # --------------------------------------------------------------------------------------------------------------
 
@@ -480,8 +570,12 @@ RECIPES: dict[str, Callable[[dict, random.Random, NoiseContext], str]] = {
     "format_broken": format_broken,
     "numbers_changed": numbers_changed,
     "paper_style": paper_style,
+    "house_format": house_format,
+    "prompt_echo": prompt_echo,
 }
 NOISE_KINDS: tuple[str, ...] = tuple(RECIPES)
+# The six kinds docs/quality.md's first tables were measured on; issue 8 added house_format and prompt_echo.
+CLASSIC_KINDS: tuple[str, ...] = NOISE_KINDS[:6]
 
 _RETRIES = 3  # attempts per recipe before falling back (recipes are random, a retry can succeed)
 
@@ -504,7 +598,8 @@ def corrupt(
 ):
     """Corrupt one row with `kind`, falling back when it cannot; returns (text, kind actually used).
 
-    The returned text always differs from the clean response by more than whitespace.
+    The returned text always differs from the clean response by more than whitespace, except for `house_format`,
+    whose breaks of layout (lines run together, indentation lost) may change whitespace alone.
     """
     for candidate in _fallback_chain(kind, kinds):
         for _ in range(_RETRIES):
@@ -512,7 +607,9 @@ def corrupt(
                 out = RECIPES[candidate](row, rng, context)
             except NoiseNotApplicable:
                 break
-            if not _same(out, row["response"]):
+            # house_format may change only layout (code run into one line, indentation lost): that is its point
+            changed = out != row["response"] if candidate == "house_format" else not _same(out, row["response"])
+            if changed:
                 return out, candidate
     raise NoiseNotApplicable(f"could not corrupt row {context.index}")  # unreachable: off_topic always differs
 
@@ -610,10 +707,10 @@ def load_dev_rows(path: str | Path, n: int | None = None, seed: int = 0) -> list
             raise ValueError(f"{path}: record {rec_no} has no 'instruction' field")
         if "instances" in rec:
             pairs = [(inst.get("input", ""), inst.get("output", "")) for inst in rec["instances"]]
-        elif "output" in rec:
-            pairs = [(rec.get("input", ""), rec["output"])]
+        elif "output" in rec or "response" in rec:  # Alpaca's `output`, GPTeacher's `response`
+            pairs = [(rec.get("input", ""), rec["output"] if "output" in rec else rec["response"])]
         else:
-            raise ValueError(f"{path}: record {rec_no} has neither 'output' nor 'instances'")
+            raise ValueError(f"{path}: record {rec_no} has neither 'output', 'response' nor 'instances'")
         for input_text, output in pairs:
             rows.append({"prompt": _prompt(rec["instruction"], input_text), "response": output})
     rows = [

@@ -50,14 +50,16 @@ class Replica:
     """One model replica (a Ray actor): loads the model once, then scores each block it is given with
     ``engine.score_batches``, the local worker's loop, and returns one JSON score record per row."""
 
-    def __init__(self, model: str, device: str, params: dict, threads: int):
+    def __init__(self, model: str, device: str, params: dict, threads: int, form: str | None = None):
         import torch
 
+        from clear_core.form import FormModel
         from clear_core.model import load_model
 
         torch.set_num_threads(max(1, threads))
         self.lm = load_model(model, device)
         self.config = ScoringConfig.from_params(params)
+        self.form = FormModel.from_json(form) if form else None  # the dataset's form model travels as JSON text
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, block):
@@ -68,7 +70,8 @@ class Replica:
         rows = [
             {**row, "prompt_messages": json.loads(row["prompt_messages"])} for row in block.to_pylist()
         ]  # messages travel as JSON text: Arrow needs no struct schema for them
-        records = [record for batch in score_batches(self.lm, rows, self.config) for record in batch]
+        batches = score_batches(self.lm, rows, self.config, form=self.form)
+        records = [record for batch in batches for record in batch]
         return pa.table(
             {
                 "row_index": [int(r["row_index"]) for r in records],
@@ -215,7 +218,13 @@ def _dataset(ray, rows, config: ScoringConfig, options: RayOptions, job: dict, r
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         return ray.data.from_arrow(blocks).map_batches(
             Replica,
-            fn_constructor_args=(job["model"], job.get("device", "auto"), job["params"], max(1, int(cpus))),
+            fn_constructor_args=(
+                job["model"],
+                job.get("device", "auto"),
+                job["params"],
+                max(1, int(cpus)),
+                job.get("form"),
+            ),
             batch_size=None,  # a block is one batch: one task per block, retried alone when its replica dies
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=replicas),

@@ -13,14 +13,17 @@ and a worker that died twice in a row without storing a new row is not sent back
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import random
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clear_core import EMBEDDED_MODEL, backends, handoff, permissions
-from clear_core.confidence import ScoringConfig
+from clear_core import EMBEDDED_MODEL, backends, calibration, handoff, noise, permissions
+from clear_core.confidence import DEFAULT_COMBINER, ScoringConfig
+from clear_core.form import FormModel
 
 if TYPE_CHECKING:
     from clear_core.store import Store
@@ -120,15 +123,101 @@ def start_run(
         }
         for r in todo.itertuples()
     ]
+    sample = store.sample_rows(dataset_id, SAMPLE_ROWS)
+    rows = _calibration_rows(store, run_id, sample) + rows  # scored with the run, stored apart (ingest)
     scorer = backends.get(backend)  # an unknown name fails here, before anything is written
     job = {"run_id": run_id, "model": model, "device": device, "params": params, "backend": scorer.name}
     job["backend_options"] = backend_options or {}
+    if len(sample) >= FORM_MIN_ROWS:
+        job["form"] = FormModel.fit(list(sample["response"])).to_json()
     handoff.prepare_run_dir(directory, job, rows)  # a full disk raises handoff.DiskFullError, naming the directory
     store.set_run_status(run_id, "running")
     scorer.start(directory, rows_stored=store.scored_count(run_id))
     detail = {"model": model, "rows": len(rows), "limit": limit, "resumed": run is not None, "device": device}
     store.record_audit(actor, "start_run", dataset_id=dataset_id, run_id=run_id, detail=detail)
     return run_id
+
+
+# A run learns the dataset's own form (form.py) and calibrates on corrupted copies of its own rows (calibration.py),
+# both from a fixed sample of the dataset; below these sizes there is too little to learn from and neither is done.
+SAMPLE_ROWS = 2000
+FORM_MIN_ROWS = 50
+CALIBRATION_COPIES = 32  # corrupted copies scored with each run of a dataset of at least CALIBRATION_MIN_ROWS rows
+CALIBRATION_MIN_ROWS = 2 * calibration.MIN_ORIGINALS
+
+
+def _calibration_rows(store: Store, run_id: int, sample) -> list[dict]:
+    """The run's corrupted copies still to score (made and stored on its first start): CALIBRATION_COPIES rows of
+    the sample, each corrupted with one of the classic noise kinds in turn, with row indices -1, -2, ..."""
+    if store.get_run(run_id)["rows_total"] < CALIBRATION_MIN_ROWS or len(sample) < CALIBRATION_MIN_ROWS:
+        return []
+    if not store.calibration_rows(run_id):
+        context = noise.NoiseContext(list(sample["prompt"]), list(sample["response"]))
+        copies = []
+        for j, r in enumerate(sample.head(CALIBRATION_COPIES).itertuples()):
+            kind = noise.CLASSIC_KINDS[j % len(noise.CLASSIC_KINDS)]
+            row = {"prompt": r.prompt, "response": r.response}
+            rng = random.Random(f"calibration:{run_id}:{r.row_index}")
+            text, used = noise.corrupt(row, kind, rng, context.for_row(j), noise.CLASSIC_KINDS)
+            copies.append(
+                {
+                    "row_index": -(j + 1),
+                    "source_row_index": int(r.row_index),
+                    "kind": used,
+                    "prompt_messages": r.prompt_messages,
+                    "prompt": r.prompt,
+                    "response": text,
+                }
+            )
+        store.add_calibration_rows(run_id, copies)
+    return [
+        {key: r[key] for key in ("row_index", "prompt_messages", "prompt", "response")}
+        for r in store.calibration_rows(run_id, unscored_only=True)
+    ]
+
+
+def recalibrate(store: Store, run_id: int) -> calibration.Calibration | None:
+    """Fit the run's calibration on its corrupted copies when enough are scored and there is news since the last fit
+    (more copies, or a quarter more of the dataset's rows); a run whose map reviewers fitted keeps it. Returns the
+    new calibration, or None when nothing changed."""
+    current = store.calibration(run_id)
+    if current is not None and current["source"] == "reviewers":
+        return None
+    originals, corrupted = store.calibration_inputs(run_id)
+    if len(corrupted) < calibration.MIN_SYNTHETIC or len(originals) < calibration.MIN_ORIGINALS:
+        return None
+    if current is not None and current["n_bad"] == len(corrupted) and len(originals) < 1.25 * current["n_good"]:
+        return None
+    shipped = calibration.shipped(DEFAULT_COMBINER.platt_a, DEFAULT_COMBINER.platt_b)
+    fitted = calibration.fit_synthetic(originals, corrupted, shipped)
+    # a fallback is saved too, with the counts it saw, so the page can say why and the next ingest does not refit
+    fitted = dataclasses.replace(fitted, n_good=len(originals), n_bad=len(corrupted))
+    store.save_calibration(run_id, fitted)
+    return fitted
+
+
+def current_calibration(store: Store, run_id: int) -> calibration.Calibration:
+    """The run's calibration: the latest it saved, or the combiner's shipped map."""
+    saved = store.calibration(run_id)
+    if saved is None:
+        return calibration.shipped(DEFAULT_COMBINER.platt_a, DEFAULT_COMBINER.platt_b)
+    return calibration.Calibration.from_json(saved)
+
+
+def refit_from_reviewers(store: Store, run_id: int, *, actor: permissions.Actor) -> calibration.Calibration:
+    """Refit the run's calibration on reviewers' decisions (a lead's action, like moving γ/η), with the current map
+    as the prior; saved and applied to every row when there are enough decisions of each kind. Returns the fit (its
+    ``note`` says why it was not used when it was not)."""
+    permissions.require(actor, "set_thresholds")
+    prior = current_calibration(store, run_id)
+    logits, bad = store.reviewed_labels(run_id)
+    points, _ = store.calibration_inputs(run_id, sample=500)
+    fitted = calibration.fit_reviewed(logits, bad, prior, points)
+    if fitted.source == "reviewers":
+        store.save_calibration(run_id, fitted, actor=actor)
+        detail = {"a": fitted.a, "b": fitted.b, "kept": fitted.n_good, "removed_or_corrected": fitted.n_bad}
+        store.record_audit(actor, "recalibrate", run_id=run_id, detail=detail)
+    return fitted
 
 
 # Score rows that one ingest transaction takes at most: a backlog of chunk files (the owner was away, or the worker
@@ -169,9 +258,15 @@ def ingest(store: Store, run_id: int) -> int:
 
 
 def _store_chunks(store: Store, run_id: int, chunks: list[Path], records: list[dict]) -> int:
-    """Store the records of ``chunks`` in one transaction, then delete the files; returns the rows stored."""
+    """Store the records of ``chunks`` in one transaction, then delete the files; returns the rows stored (corrupted
+    copies, row_index < 0, go to the run's calibration instead, which is refitted when they bring news)."""
+    copies = [r for r in records if int(r["row_index"]) < 0]
+    records = [r for r in records if int(r["row_index"]) >= 0]
     try:
+        if copies:
+            store.add_calibration_scores(run_id, copies)
         added = store.add_scores(run_id, records)
+        recalibrate(store, run_id)
     except Exception as exc:
         if handoff.is_disk_full(exc):  # DuckDB reports a full disk as text
             raise handoff.DiskFullError(Path(store.path).resolve().parent) from exc

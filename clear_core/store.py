@@ -72,6 +72,9 @@ SCORE_FIELDS = (
     "final_number_logprob",
     "repetition",
     "arithmetic_errors",
+    "prompt_copy",
+    "form_score",
+    "raw_logit",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
 # A score row whose `error` is set is a row the worker could not score ("ExceptionType: message"): every signal is
@@ -595,6 +598,18 @@ class Store:
         row["columns"] = _loads(row.pop("columns_json"))
         return row
 
+    def sample_rows(self, dataset_id: int, n: int) -> pd.DataFrame:
+        """Up to ``n`` rows (row_index, prompt_messages, prompt, response) in a fixed pseudo-random order (by a hash
+        of row_index), so the same dataset always gives the same sample: what a run fits its form model and
+        calibration copies on, reproducibly on resume."""
+        df = self._df(
+            "SELECT row_index, prompt_messages_json, prompt, response FROM rows WHERE dataset_id = ? "
+            "ORDER BY hash(row_index), row_index LIMIT ?",
+            [dataset_id, int(n)],
+        )
+        df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
+        return df.rename(columns={"prompt_messages_json": "prompt_messages"})
+
     def dataset_rows(self, dataset_id: int, row_indices: Iterable[int] | None = None) -> pd.DataFrame:
         """Rows (row_index, record, prompt_messages, prompt, response) ordered by row_index; all or the given ones."""
         sql = (
@@ -965,6 +980,7 @@ class Store:
                 f"SELECT $run_id, {columns}, $now FROM incoming_scores",
                 {"run_id": run_id, "now": _now()},
             )
+            _apply_calibration(cursor, run_id, "row_index IN (SELECT row_index FROM incoming_scores)")
         return incoming.num_rows
 
     def scores(self, run_id: int) -> pd.DataFrame:
@@ -976,6 +992,137 @@ class Store:
             f"SELECT row_index, {', '.join(SCORE_FIELDS)}, {ERROR_FIELD}, scored_at FROM scores WHERE run_id = ? "
             "ORDER BY row_index",
             [run_id],
+        )
+
+    # -- calibration on the dataset's own rows (calibration.py) ----------------------------------------------
+
+    def add_calibration_rows(self, run_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Store a run's corrupted copies (row_index < 0, source_row_index, kind, prompt_messages, prompt, response)
+        to be scored with it; rows the run has already are kept as they are. Returns how many were new."""
+        if any(int(r["row_index"]) >= 0 for r in rows):
+            raise ValueError("calibration rows take negative row indices: they are not rows of the dataset")
+        with self._transaction() as cursor:
+            before = cursor.execute("SELECT count(*) FROM calibration_rows WHERE run_id = ?", [run_id]).fetchall()[0][0]
+            cursor.executemany(
+                "INSERT OR IGNORE INTO calibration_rows (run_id, row_index, source_row_index, kind, "
+                "prompt_messages_json, prompt, response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    [
+                        run_id,
+                        int(r["row_index"]),
+                        int(r["source_row_index"]),
+                        r["kind"],
+                        json.dumps(r["prompt_messages"], ensure_ascii=False),
+                        r["prompt"],
+                        r["response"],
+                    ]
+                    for r in rows
+                ],
+            )
+            after = cursor.execute("SELECT count(*) FROM calibration_rows WHERE run_id = ?", [run_id]).fetchall()[0][0]
+        return int(after - before)
+
+    def calibration_rows(self, run_id: int, unscored_only: bool = False) -> list[dict[str, Any]]:
+        """A run's corrupted copies as the worker takes rows (row_index, prompt_messages, prompt, response), with
+        kind, source_row_index and raw_logit; ``unscored_only``: those not scored yet (failed ones are retried)."""
+        where = " AND raw_logit IS NULL" if unscored_only else ""
+        frame = self._df(
+            "SELECT row_index, source_row_index, kind, prompt_messages_json, prompt, response, raw_logit, error "
+            f"FROM calibration_rows WHERE run_id = ?{where} ORDER BY row_index DESC",
+            [run_id],
+        )
+        records = _df_records(frame)
+        for r in records:
+            r["prompt_messages"] = json.loads(r.pop("prompt_messages_json"))
+        return records
+
+    def add_calibration_scores(self, run_id: int, records: Sequence[dict[str, Any]]) -> int:
+        """Store the raw logits (or errors) the worker sent back for corrupted copies, with every signal as JSON (so a
+        changed combiner can recompute them); returns how many it updated."""
+        values = [
+            [
+                None if r.get("error") else r.get("raw_logit"),
+                None if r.get("error") else json.dumps(r, ensure_ascii=False, default=str),
+                r.get("error"),
+                run_id,
+                int(r["row_index"]),
+            ]
+            for r in records
+        ]
+        with self._transaction() as cursor:
+            cursor.executemany(
+                "UPDATE calibration_rows SET raw_logit = ?, signals_json = ?, error = ? "
+                "WHERE run_id = ? AND row_index = ?",
+                values,
+            )
+        return len(values)
+
+    def calibration_inputs(self, run_id: int, sample: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+        """(raw logits of up to ``sample`` of the run's scored rows, raw logits of its scored corrupted copies)."""
+        with self._cursor() as cursor:
+            originals = cursor.execute(
+                "SELECT raw_logit FROM scores WHERE run_id = ? AND raw_logit IS NOT NULL "
+                "ORDER BY hash(row_index) LIMIT ?",
+                [run_id, sample],
+            ).fetchall()
+            corrupted = cursor.execute(
+                "SELECT raw_logit FROM calibration_rows WHERE run_id = ? AND raw_logit IS NOT NULL", [run_id]
+            ).fetchall()
+        return np.array([v for (v,) in originals], dtype=float), np.array([v for (v,) in corrupted], dtype=float)
+
+    def reviewed_labels(self, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(raw logit, bad) of every row of the run with a standing human decision: removed, corrected (proposal
+        accepted) or edited is bad, original kept (proposal rejected) is good."""
+        dataset_id = self._dataset_of_run(run_id)
+        frame = self._df(
+            f"""
+            SELECT s.raw_logit, c.decision <> 'reject' AS bad
+            FROM scores s JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+            WHERE s.run_id = $run_id AND s.raw_logit IS NOT NULL
+            """,
+            {"run_id": run_id, "dataset_id": dataset_id},
+        )
+        return frame["raw_logit"].to_numpy(dtype=float), frame["bad"].to_numpy(dtype=bool)
+
+    def save_calibration(self, run_id: int, calibration, *, actor: permissions.Actor | None = None) -> None:
+        """Make ``calibration`` (calibration.Calibration) the run's map: recorded, then applied to every scored row
+        (confidence and correction confidence), in one transaction. Rows stored later get it in ``add_scores``."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO calibrations (run_id, fitted_at, source, a, b, noise_share, n_good, n_bad, note, "
+                "fitted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    _now(),
+                    calibration.source,
+                    calibration.a,
+                    calibration.b,
+                    calibration.noise_share,
+                    calibration.n_good,
+                    calibration.n_bad,
+                    calibration.note,
+                    actor.name if actor else None,
+                ],
+            )
+            _apply_calibration(cursor, run_id, "TRUE")
+
+    def calibration(self, run_id: int) -> dict[str, Any] | None:
+        """The run's current calibration (the latest saved) as a dict of its columns, or None: the shipped map."""
+        frame = self._df(
+            "SELECT source, a, b, noise_share, n_good, n_bad, note, fitted_at, fitted_by FROM calibrations "
+            "WHERE run_id = ? ORDER BY fitted_at DESC, rowid DESC LIMIT 1",
+            [run_id],
+        )
+        return _df_records(frame)[0] if len(frame) else None
+
+    def confidence_bins(self, run_id: int, bins: int = 200) -> pd.DataFrame:
+        """Scored rows per confidence bin (bin, rows, expected_bad = Σ(1 − confidence)): enough for a review-budget
+        curve at any size, computed in DuckDB."""
+        return self._df(
+            "SELECT least(floor(confidence * $bins), $bins - 1)::INTEGER AS bin, count(*) AS rows, "
+            "sum(1 - confidence) AS expected_bad FROM scores WHERE run_id = $run_id AND confidence IS NOT NULL "
+            "GROUP BY ALL ORDER BY bin",
+            {"run_id": run_id, "bins": bins},
         )
 
     # -- review ---------------------------------------------------------------------------------------------
@@ -1933,7 +2080,7 @@ class Store:
 
 
 # What the audit log records besides review decisions (those are in `decisions` and `decision_groups`).
-AUDIT_ACTIONS = ("sign_in", "sign_out", "import", "start_run", "cancel_run", "set_thresholds", "export")
+AUDIT_ACTIONS = ("sign_in", "sign_out", "import", "start_run", "cancel_run", "set_thresholds", "recalibrate", "export")
 
 
 def _audit(
@@ -1993,7 +2140,29 @@ _AUDIT_SQL = """
     FROM decision_groups WHERE undone_at IS NOT NULL
 """
 
+
 # Effective decisions of $dataset_id: the latest non-undo decision per row that no undo points at.
+def _apply_calibration(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str) -> None:
+    """Recompute confidence = σ(a·raw_logit + b) and the correction confidence (``confidence.correction_confidence``
+    in SQL) of the run's rows matching the SQL condition ``rows``, with the run's latest calibration, if it has one."""
+    latest = cursor.execute(
+        "SELECT a, b FROM calibrations WHERE run_id = ? ORDER BY fitted_at DESC, rowid DESC LIMIT 1", [run_id]
+    ).fetchall()
+    if not latest:
+        return
+    a, b = latest[0]
+    cursor.execute(
+        f"""
+        UPDATE scores SET
+            confidence = 1 / (1 + exp(-greatest(least($a * raw_logit + $b, 50), -50))),
+            correction_confidence = CASE WHEN judge_prob IS NULL THEN NULL
+                ELSE least(1, 2 * judge_prob) * (1 - 1 / (1 + exp(-greatest(least($a * raw_logit + $b, 50), -50)))) END
+        WHERE run_id = $run_id AND raw_logit IS NOT NULL AND {rows}
+        """,
+        {"a": a, "b": b, "run_id": run_id},
+    )
+
+
 _CURRENT_DECISIONS = """
     SELECT d.row_index, d.decision, d.final_response, d.run_id, d.annotator, d.decision_id, d.decided_at,
            d.reason, d.note

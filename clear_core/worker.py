@@ -106,12 +106,14 @@ def _scored_batches(job: dict, rows: list[dict], config, where: dict, ready, sto
         return
     # imported here so `--help`-style failures stay cheap
     from clear_core.engine import score_batches
+    from clear_core.form import FormModel
     from clear_core.model import load_model
 
     lm = load_model(job["model"], job.get("device", "auto"))
     where["device"] = str(lm.device)
+    form = FormModel.from_json(job["form"]) if job.get("form") else None  # fitted by the owner (runs.start_run)
     ready()
-    yield from score_batches(lm, rows, config, stop_requested=stop)
+    yield from score_batches(lm, rows, config, stop_requested=stop, form=form)
 
 
 def main(argv: list[str] | None = None) -> int:

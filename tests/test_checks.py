@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clear_core import checks
 from clear_core.checks import arithmetic_errors, repetition
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "gsm8k_train.json"
@@ -49,3 +50,12 @@ def test_repetition_is_the_share_of_repeated_sentences():
     assert repetition("He ran to the shop.\nHe ran to the shop.\nhe ran  to the shop!\nHe ran to the shop.") == 0.75
     assert repetition("Yes. Yes. Yes.") == 0.0  # short answers repeated are not a loop
     assert repetition("") == 0.0
+
+
+def test_prompt_copy_is_high_for_an_echo_and_low_for_an_answer_that_quotes_its_input():
+    prompt = "Extract the city from this sentence.\n\nI flew from Paris to Rome on a rainy Monday morning."
+    assert checks.prompt_copy(prompt, prompt) == 1.0
+    assert checks.prompt_copy(prompt, "The task is: " + prompt) > 0.8  # a lead-in costs a few 4-grams
+    assert checks.prompt_copy(prompt, "I flew from Paris to Rome") < 0.5  # quotes the input, but not the prompt
+    assert checks.prompt_copy(prompt, "Rome.") == 0.0
+    assert checks.prompt_copy("", "anything") == 0.0

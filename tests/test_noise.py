@@ -58,6 +58,8 @@ def test_noise_kinds_are_the_recipes_in_order():
         "format_broken",
         "numbers_changed",
         "paper_style",
+        "house_format",
+        "prompt_echo",
     )
     assert set(RECIPES) == set(NOISE_KINDS)
 
@@ -69,7 +71,8 @@ def test_every_recipe_corrupts_every_row(kind):
     assert df["is_noisy"].all()
     assert (df["noise_kind"] == kind).all(), df["noise_kind"].value_counts()
     for noisy, clean in zip(df["response"], df["clean_response"], strict=True):
-        assert noisy.split() != clean.split()
+        assert noisy.strip() != clean.strip()
+        assert noisy.split() != clean.split() or kind == "house_format"  # a layout break may be whitespace only
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 10, 33, 100])
@@ -303,8 +306,9 @@ def test_injection_on_real_dev_rows(path):
     df = inject_noise(rows, fraction=0.6, seed=4)
     assert int(df["is_noisy"].sum()) == round(0.6 * len(rows))
     noisy = df[df["is_noisy"]]
-    for noisy_text, clean in zip(noisy["response"], noisy["clean_response"], strict=True):
-        assert noisy_text.split() != clean.split()
+    for noisy_text, clean, kind in zip(noisy["response"], noisy["clean_response"], noisy["noise_kind"], strict=True):
+        assert noisy_text != clean
+        assert noisy_text.split() != clean.split() or kind == "house_format"  # a layout break may be whitespace only
     for row in noisy[noisy["noise_kind"] == "truncated"].itertuples():
         check_truncation(row.response, row.clean_response)
     counts = Counter(noisy["noise_kind"])
@@ -312,7 +316,7 @@ def test_injection_on_real_dev_rows(path):
     if path == GSM8K:  # every GSM8K solution has numbers and words: no fallbacks
         assert max(counts.values()) - min(counts.values()) <= 1
         changed = noisy[noisy["noise_kind"] == "numbers_changed"]
-        assert len(changed) == 20
+        assert len(changed) == len(noisy) // len(NOISE_KINDS)  # 120 noisy rows, 8 kinds: 15 each
         for row in changed.itertuples():
             assert final_number(row.response) != final_number(row.clean_response)
 
@@ -344,3 +348,38 @@ def test_a_recipe_that_changes_nothing_is_never_labelled_noisy(monkeypatch):
     assert "truncated" not in set(df["noise_kind"])  # ... and never credited
     for noisy, clean in zip(df["response"], df["clean_response"], strict=True):
         assert noisy.split() != clean.split()
+
+
+def test_house_format_breaks_the_form_and_keeps_the_words():
+    rows = [{"prompt": "Write a loop.", "response": "for i in range(3):\n    print(i)\n    total += i"}]
+    seen = set()
+    for seed in range(40):
+        out = corrupt_directly("house_format", rows, 0, seed)
+        assert out.strip() != rows[0]["response"]
+        assert "print(i)" in out  # the content is still there: only its form changed
+        seen.add(out)
+    assert len(seen) >= 3  # several sub-styles apply to multi-line code
+    one_line = [o for o in seen if "\n" not in o and not o.startswith("{")]
+    assert one_line  # the lines run together is one of them
+
+
+def test_house_format_refuses_an_empty_response():
+    with pytest.raises(NoiseNotApplicable):
+        corrupt_directly("house_format", [{"prompt": "p", "response": "  "}], 0)
+
+
+def test_prompt_echo_repeats_the_prompt_instead_of_answering():
+    rows = [{"prompt": "Name three primary colours.", "response": "Red, yellow and blue."}]
+    for seed in range(10):
+        out = corrupt_directly("prompt_echo", rows, 0, seed)
+        assert "Name three primary colours." in out
+        assert out.split() != rows[0]["response"].split()
+
+
+def test_load_dev_rows_reads_gpteacher_response_field(tmp_path):
+    path = tmp_path / "codegen.json"
+    path.write_text(
+        json.dumps([{"instruction": "Add.", "input": "1, 2", "response": "def add(a, b):\n    return a + b"}])
+    )
+    rows = load_dev_rows(path)
+    assert rows == [{"prompt": "Add.\n\n1, 2", "response": "def add(a, b):\n    return a + b", "source_index": 0}]

@@ -1,0 +1,52 @@
+"""The dataset's own form model (clear_core/form.py): a break of the house format scores lower than the house form."""
+
+import json
+
+import pytest
+
+from clear_core.form import FormModel, shape
+from clear_core.noise import load_dev_rows
+from tests.test_noise import GSM8K, needs_dev_data
+
+
+def test_shape_keeps_layout_and_markup_and_drops_words():
+    assert shape("Hi there,\n  x = 42;") == "Aa aaaaa,\n  a = 00;"
+    assert shape("naïve ✓") == "aaaaa ~"
+
+
+CODE = [f"def f{i}(x):\n    y = x + {i}\n    return y * {i + 1}" for i in range(60)]
+
+
+def test_a_house_format_break_scores_far_below_the_house_form():
+    model = FormModel.fit(CODE)
+    typical = [model.score(text) for text in CODE[:10]]
+    chatty = model.score("Sure! Here is the code:\n\n```\n" + CODE[3] + "\n```\nHope it helps!")
+    one_line = model.score(CODE[4].replace("\n    ", " "))
+    assert max(chatty, one_line) < min(typical) - 5
+    assert all(score <= 0 for score in typical)  # 0 is typical; only shortfalls count
+
+
+def test_leaving_a_text_out_removes_its_own_counts():
+    odd = "<<<weird>>> {{{markup}}}"
+    model = FormModel.fit(CODE + [odd])
+    assert model.logprob(odd, leave_out=True) < model.logprob(odd, leave_out=False)
+
+
+def test_the_model_round_trips_through_json():
+    model = FormModel.fit(CODE)
+    again = FormModel.from_json(model.to_json())
+    assert again.score(CODE[0]) == pytest.approx(model.score(CODE[0]))
+    with pytest.raises(ValueError, match="order"):
+        FormModel.from_json(json.dumps({**json.loads(model.to_json()), "order": 3}))
+
+
+@needs_dev_data
+def test_on_real_gsm8k_rows_chatter_and_lost_lines_score_low():
+    responses = [r["response"] for r in load_dev_rows(GSM8K, 400, seed=0)]
+    model = FormModel.fit(responses)
+    clean = sorted(model.score(t) for t in responses[:100])
+    broken = [model.score("Sure! Here is the answer:\n\n```\n" + t + "\n```") for t in responses[:20]]
+    broken += [model.score(t.replace("\n", " ")) for t in responses[20:40] if "\n" in t]
+    median_clean = clean[len(clean) // 2]
+    # most breaks fall below the typical clean row (a two-line solution run into one line can stay typical)
+    assert sum(b < median_clean for b in broken) >= 0.75 * len(broken)
