@@ -1,0 +1,185 @@
+"""Quality on each dev dataset on its own: detection per noise kind, and calibration fitted on the dataset's own rows.
+
+    .venv/bin/python bench/transfer.py --dataset codegen --part untouched --rows 160 --seed 3
+
+Issue 8's benchmark. bench/quality.py mixes two datasets in one file; here each dataset is scored as its own dataset,
+as a user would import it, because the form model and the calibration are per dataset:
+
+1. Draws `--rows` rows of one dev file (gsm8k, self_instruct or codegen = GPTeacher code generation), corrupts 30%
+   with all eight recipes of clear_core.noise (the six classic kinds plus house_format and prompt_echo), and scores
+   them through the real path (`python -m clear_core score FILE --db DB --profile fast --no-propose`). The run fits
+   the dataset's form model and scores 32 corrupted copies of its own rows (classic kinds only: the two new kinds are
+   never seen by the calibration) to fit its calibration.
+2. Reports detection AUROC per kind for the shipped combiner, and for the combiner before issue 8 (no form factor,
+   no prompt-echo check) recomputed from the same stored signals; and calibration: ECE, and precision and recall
+   of filtering at γ = 0.5, with the shipped dev-data map and with the run's own synthetic calibration.
+
+`--part untouched` keeps to rows no design choice looked at: for codegen the quarter of the file with
+source_index % 4 == 3 (design used the rest), for the others seed 3 draws (as docs/quality.md). Never reads holdout/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from clear_core import calibration, checks, metrics, noise  # noqa: E402
+from clear_core.confidence import load_combiner, raw_logit  # noqa: E402
+from clear_core.form import FormModel  # noqa: E402
+from clear_core.store import Store  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from quality import markdown  # noqa: E402
+
+DEV = REPO.parent / "shared" / "data" / "dev"
+FILES = {
+    "gsm8k": "gsm8k_train.json",
+    "self_instruct": "self_instruct_seed_tasks.jsonl",
+    "codegen": "gpteacher_codegen.json",
+}
+GAMMA = 0.5
+
+
+def build_rows(dataset: str, n: int, seed: int, part: str) -> pd.DataFrame:
+    """`n` rows of one dev file, 30% corrupted with every noise kind; codegen's untouched quarter or the rest."""
+    rows = noise.load_dev_rows(DEV / FILES[dataset], None, seed)
+    if dataset == "codegen":
+        rows = [r for r in rows if (r["source_index"] % 4 == 3) == (part == "untouched")]
+    rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    return noise.inject_noise(rows, fraction=0.3, seed=seed)
+
+
+def score(frame: pd.DataFrame, db: Path) -> float:
+    """Score the rows through the CLI (fast profile, detection only); returns wall seconds."""
+    data = db.with_suffix(".input.jsonl")
+    records = [{"instruction": p, "input": "", "output": r} for p, r in zip(frame["prompt"], frame["response"])]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    started = time.time()
+    cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--profile", "fast"]
+    subprocess.run(cmd + ["--no-propose"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return time.time() - started
+
+
+def stored(db: Path) -> tuple[pd.DataFrame, list[dict], dict | None]:
+    """The run's scores, its corrupted copies (signals and texts) and its saved calibration."""
+    with Store(db) as store:  # not read-only: a database scored by an older version upgrades itself
+        dataset_id = int(store.list_datasets()["dataset_id"].iloc[0])
+        run_id = store.latest_run(dataset_id)["run_id"]
+        scores = store.scores(run_id).set_index("row_index").sort_index()
+        copies = [
+            {**json.loads(c["signals_json"]), "prompt": c["prompt"], "response": c["response"], "kind": c["kind"]}
+            for c in store._df(  # the bench reads the stored signals of the copies directly
+                "SELECT signals_json, prompt, response, kind FROM calibration_rows "
+                "WHERE run_id = ? AND signals_json IS NOT NULL",
+                [run_id],
+            ).to_dict("records")
+        ]
+        return scores, copies, store.calibration(run_id)
+
+
+def with_text_signals(records: list[dict], prompts, responses, form: FormModel) -> list[dict]:
+    """Records with the text-only signals (prompt copy, form score) computed again, so the combiner variants can be
+    compared on one footing whatever version of the engine scored the rows."""
+    return [
+        {**r, "prompt_copy": checks.prompt_copy(p, t), "form_score": form.score(t)}
+        for r, p, t in zip(records, prompts, responses)
+    ]
+
+
+def combiners() -> dict:
+    """The shipped combiner, and the one before issue 8 (no form factor, no prompt-echo check)."""
+    shipped = load_combiner()
+    before_checks = {k: v for k, v in shipped.checks.weights.items() if k != "prompt_echo"}
+    before = dataclasses.replace(shipped, form=None, checks=dataclasses.replace(shipped.checks, weights=before_checks))
+    return {"before issue 8": before, "shipped": shipped}
+
+
+def detection(frame: pd.DataFrame, logits: np.ndarray) -> dict:
+    bad = frame["is_noisy"].to_numpy()
+    out = {"overall": metrics.auroc(logits, bad)}
+    for kind in noise.NOISE_KINDS:
+        picked = (frame["noise_kind"] == kind).to_numpy()
+        out[kind] = metrics.auroc(logits[picked | ~bad], bad[picked | ~bad]) if picked.any() else float("nan")
+    return out
+
+
+def calibration_row(frame: pd.DataFrame, confidence: np.ndarray) -> dict:
+    bad = frame["is_noisy"].to_numpy()
+    flagged = confidence < GAMMA
+    hits = int((flagged & bad).sum())
+    return {
+        "ECE": metrics.expected_calibration_error(confidence, ~bad),
+        "precision@0.5": hits / max(1, int(flagged.sum())),
+        "recall@0.5": hits / max(1, int(bad.sum())),
+        "flagged": int(flagged.sum()),
+        "noisy": int(bad.sum()),
+    }
+
+
+def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved: dict | None) -> str:
+    form = FormModel.fit(list(frame["response"]))  # what the run fitted (from its own sample of the same rows)
+    records = with_text_signals(scores.reset_index().to_dict("records"), frame["prompt"], frame["response"], form)
+    copy_records = with_text_signals(copies, [c["prompt"] for c in copies], [c["response"] for c in copies], form)
+    lines = [f"{len(frame)} rows, {int(frame['is_noisy'].sum())} noisy; {len(copies)} corrupted copies scored"]
+    table, cal_rows = {}, {}
+    for name, combiner in combiners().items():
+        logits = np.array([raw_logit(r, combiner) for r in records])
+        table[name] = detection(frame, logits)
+        shipped_map = calibration.shipped(combiner.platt_a, combiner.platt_b)
+        cal_rows[f"{name}, shipped map"] = calibration_row(frame, shipped_map.confidence(logits))
+        copy_logits = np.array([raw_logit(r, combiner) for r in copy_records])
+        own = calibration.fit_synthetic(logits, copy_logits, shipped_map)
+        cal_rows[f"{name}, own rows ({own.source}, est. bad share {own.noise_share or 0:.2f})"] = calibration_row(
+            frame, own.confidence(logits)
+        )
+    stored_conf = scores["confidence"].to_numpy(dtype=float)
+    cal_rows["as stored by the run"] = calibration_row(frame, stored_conf)
+    lines.append("## Detection AUROC (noisy vs clean; per kind: that kind vs all clean rows)")
+    lines.append(markdown(pd.DataFrame(table).T.round(3)))
+    lines.append(f"## Calibration and filtering at gamma = {GAMMA}")
+    lines.append(markdown(pd.DataFrame(cal_rows).T.round(3)))
+    if saved:
+        lines.append(
+            f"Run's saved calibration: {saved['source']}, a = {saved['a']:.3f}, b = {saved['b']:.3f} ({saved['note']})"
+        )
+    return "\n\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=list(FILES), required=True)
+    parser.add_argument("--part", choices=["design", "untouched"], default="untouched")
+    parser.add_argument("--rows", type=int, default=160)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--db", type=Path, help="scored database (default: bench/results/transfer-<dataset>-...)")
+    args = parser.parse_args()
+    tag = f"{args.dataset}-s{args.seed}-{args.part}-{args.rows}"
+    db = args.db or REPO / "bench" / "results" / f"transfer-{tag}.duckdb"
+    frame = build_rows(args.dataset, args.rows, args.seed, args.part)
+    if not db.exists():
+        seconds = score(frame, db)
+        print(f"scored {len(frame)} rows in {seconds:.0f} s")
+    scores, copies, saved = stored(db)
+    with Store(db) as store:
+        texts = store.dataset_rows(int(store.list_datasets()["dataset_id"].iloc[0]))["response"].tolist()
+    if len(scores) != len(frame) or texts != frame["response"].tolist():
+        sys.exit(f"{db} does not hold these rows scored (other rows, or noise recipes changed since): delete it")
+    text = f"# {tag}\n\n" + report(frame, scores, copies, saved)
+    print(text)
+    (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
