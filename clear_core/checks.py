@@ -129,3 +129,21 @@ def _covered(text: list[str], other: list[str]) -> float:
     grams = {tuple(other[i : i + n]) for i in range(len(other) - n + 1)}
     mine = [tuple(text[i : i + n]) for i in range(len(text) - n + 1)]
     return sum(g in grams for g in mine) / len(mine)
+
+
+def proposal_problem(prompt: str, proposal: str | None, *, cut_off: bool) -> str | None:
+    """Why a proposed correction must not be offered, or None when it passes: the checks a response gets, applied to
+    the model's own answer. A 135M model's greedy answer often loops until the token cap or repeats the question;
+    such a proposal is never better than a doubtful original, however the judge rates it.
+
+    ``cut_off``: the proposal stopped at the token cap, or ends where the model would not stop (the engine knows).
+    """
+    if proposal is None or not proposal.strip():
+        return "blank"
+    if repetition(proposal) > 0:
+        return "loops"
+    if cut_off:
+        return "cut off"
+    if prompt_copy(prompt, proposal) > 0.5:
+        return "echoes the prompt"
+    return None

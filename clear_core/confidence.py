@@ -236,13 +236,25 @@ def raw_logit(raw: dict[str, float | None], combiner: Combiner = DEFAULT_COMBINE
     return combiner.raw_logit(feature_vector(raw))
 
 
-def correction_confidence(judge_prob: float | None, confidence: float) -> float | None:
-    """Confidence that the proposal should replace the response: the original is doubtful and the judge does not
-    prefer it to the proposal. An indifferent judge (0.5) leaves 1 − confidence; a judge preferring the original
-    pulls it towards 0. Never above 1 − confidence, so a confidently good row is never replaced."""
+def is_cut_off(raw: dict[str, float | None], combiner: Combiner = DEFAULT_COMBINER) -> bool:
+    """The text ends where the model would not stop: the combiner's completeness factor, P(response is complete)
+    from the stop probability right after it, is below one half (stop probability below about 0.08)."""
+    return combiner.complete(feature_vector(raw)) < 0.5
+
+
+def correction_confidence(
+    judge_prob: float | None, confidence: float, proposal_confidence: float | None = None
+) -> float | None:
+    """Confidence that the proposal should replace the response: the original is doubtful, the judge does not
+    prefer it to the proposal, and the model is confident in the proposal itself (CLEAR's rule: replace only when
+    the model is confident in its answer and not in the original). An indifferent judge (0.5) leaves
+    (1 − confidence)·proposal_confidence; a judge preferring the original pulls it towards 0. Never above
+    1 − confidence, so a confidently good row is never replaced. ``proposal_confidence``: the combined confidence
+    of the proposal's own signals; None (rows scored before it existed) leaves the factor out."""
     if judge_prob is None:
         return None
-    return min(1.0, 2.0 * judge_prob) * (1.0 - confidence)
+    value = min(1.0, 2.0 * judge_prob) * (1.0 - confidence)
+    return value if proposal_confidence is None else value * proposal_confidence
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from clear_core.confidence import (
     combined_confidence,
     correction_confidence,
     final_number_tokens,
+    is_cut_off,
     observed_consistency,
     option_score,
     raw_logit,
@@ -89,7 +91,7 @@ def score_rows(
         scored.append(signals)
 
     if config.propose:
-        _propose(lm, rows, prefixes, scored, config)
+        _propose(lm, rows, prefixes, [ids for ids, _ in encoded], scored, config, form)
     return [vars(s) for s in scored]
 
 
@@ -101,28 +103,118 @@ def sample_budget(responses: Sequence[Sequence[int]], cap: int) -> int:
     return max(16, min(cap, int(1.5 * longest) + 16))
 
 
-def _propose(lm: LoadedModel, rows, prefixes, scored: list[RowSignals], config: ScoringConfig) -> None:
-    """Auto-Correct candidates: the greedy answer and its judged confidence, for rows whose confidence is low enough.
+@dataclasses.dataclass
+class Proposal:
+    """One row's Auto-Correct candidate and what was measured about it (``_propose`` returns these; the stored
+    fields are proposed_response, judge_prob and correction_confidence, set only for a proposal that is offered)."""
+
+    text: str
+    continues: bool  # the response was cut off, so this is the response and its continuation, not a rewrite
+    hit_cap: bool  # generation stopped at max_new_tokens, not at an end of turn
+    signals: dict  # the proposal's own signals, as a response's (likelihood, checks, form)
+    confidence: float  # combined_confidence of those signals: the model's confidence in its own answer
+    problem: str | None  # checks.proposal_problem: why it is not offered; None when it passes
+    judge_prob: float | None = None  # judged only when it passes
+
+
+def _propose(
+    lm: LoadedModel,
+    rows,
+    prefixes,
+    response_ids: list[list[int]],
+    scored: list[RowSignals],
+    config: ScoringConfig,
+    form: FormModel | None = None,
+) -> list[Proposal | None]:
+    """Auto-Correct candidates for rows whose confidence is low enough, stored on ``scored``; returns each row's
+    ``Proposal`` (None where none was made).
 
     correction_confidence can never exceed 1 − confidence, so rows at or above `propose_below` could only be
     corrected at η < 1 − propose_below; skipping them saves most of the generation cost on clean data.
+    A response that is cut off (``is_cut_off``) gets a continuation, prompt + response continued greedily, instead
+    of a rewrite; both kinds share one generation pass. Each proposal is then scored like a response (one
+    likelihood pass over all of them) and checked: one that is blank, loops, is cut off or echoes the prompt is not
+    offered, and is not stored either (a bulk "accept proposals" must never write a loop into the data). The rest
+    are judged against the response, and ranked by the judge, the doubt about the response and the model's
+    confidence in its own answer (``correction_confidence``).
     """
+    out: list[Proposal | None] = [None] * len(rows)
     todo = [i for i, s in enumerate(scored) if s.confidence < config.propose_below]
     if not todo:
-        return
-    greedy = generate(
+        return out
+    continues = {i for i in todo if _continues(rows[i]["response"], response_ids[i], scored[i], config)}
+    generated = generate(
         lm,
-        [prefixes[i] for i in todo],
+        [prefixes[i] + response_ids[i] if i in continues else prefixes[i] for i in todo],
         samples=0,
         greedy=True,
         max_new_tokens=config.max_new_tokens,
         max_batch_size=config.batch_size,
     ).greedy
-    judged = _judge(lm, [rows[i] for i in todo], greedy)
-    for i, proposal, judge_prob in zip(todo, greedy, judged):
-        scored[i].proposed_response = proposal
+    texts = [
+        join_continuation(rows[i]["response"], text or "") if i in continues else text or ""
+        for i, text in zip(todo, generated)
+    ]
+    hit_cap = [len(lm.encode_text(text or "")) >= config.max_new_tokens - 1 for text in generated]
+    signals = proposal_signals(lm, [rows[i] for i in todo], [prefixes[i] for i in todo], texts, config, form)
+    for i, text, capped, own in zip(todo, texts, hit_cap, signals):
+        problem = checks.proposal_problem(rows[i]["prompt"], text, cut_off=capped or is_cut_off(own))
+        out[i] = Proposal(text, i in continues, capped, own, combined_confidence(own), problem)
+    offered = [i for i in todo if out[i].problem is None]
+    judged = _judge(lm, [rows[i] for i in offered], [out[i].text for i in offered])
+    for i, judge_prob in zip(offered, judged):
+        out[i].judge_prob = judge_prob
+        scored[i].proposed_response = out[i].text
         scored[i].judge_prob = judge_prob
-        scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence)
+        scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence, out[i].confidence)
+    return out
+
+
+def _continues(response: str, ids: list[int], signals: RowSignals, config: ScoringConfig) -> bool:
+    """Whether to continue the response instead of rewriting it: it is cut off (its own completeness is the
+    problem), not blank, and whole within the tokens scored (a longer one would be continued from the wrong place)."""
+    return bool(response.strip()) and len(ids) <= config.max_response_tokens and is_cut_off(vars(signals))
+
+
+_JOINS_WITHOUT_SPACE = re.compile(r"^[.,;:!?)\]}'\"%]")
+
+
+def join_continuation(response: str, continuation: str) -> str:
+    """The response with the model's continuation of it. The decoded continuation has lost its leading space, so
+    one goes back in unless the response ends in whitespace or the continuation begins with closing punctuation (a
+    response cut inside a word, rare in data, gets a space too many)."""
+    continuation = continuation.strip()
+    if not continuation:
+        return response
+    if response[-1:].isspace() or _JOINS_WITHOUT_SPACE.match(continuation):
+        return response + continuation
+    return response + " " + continuation
+
+
+def proposal_signals(
+    lm: LoadedModel,
+    rows: Sequence[dict],
+    prefixes: list[list[int]],
+    texts: Sequence[str],
+    config: ScoringConfig,
+    form: FormModel | None = None,
+) -> list[dict]:
+    """The signals of proposed texts as responses to their rows' prompts: one batched likelihood pass (with the
+    unconditional pass for PMI) and the deterministic checks, the inputs of ``combined_confidence``."""
+    encoded = [lm.encode_text_with_offsets(t) for t in texts]
+    ids = [e[: config.max_response_tokens] for e, _ in encoded]
+    numbers = [final_number_tokens(t, spans) for t, (_, spans) in zip(texts, encoded)]
+    likelihood = _likelihood(lm, prefixes, ids, numbers)
+    return [
+        {
+            **lk,
+            "repetition": checks.repetition(t),
+            "arithmetic_errors": checks.arithmetic_errors(t),
+            "prompt_copy": checks.prompt_copy(r["prompt"], t),
+            "form_score": form.score(t, leave_out=False) if form is not None else None,  # not fitted on it
+        }
+        for r, t, lk in zip(rows, texts, likelihood)
+    ]
 
 
 def _likelihood(
