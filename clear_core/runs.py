@@ -353,6 +353,7 @@ def progress(store: Store, run_id: int) -> RunProgress:
     if run["status"] == "running":  # rows this worker has yet to handle, and those it could not score
         handled = int(worker.get("rows_done", 0))
         wanted = done + int(worker.get("rows_failed", 0)) + int(worker.get("rows_total", 0)) - handled
+        wanted -= len(store.calibration_rows(run_id, unscored_only=True))  # copies to score are not dataset rows
     elif run["status"] == "pending":
         wanted = done + store.unscored_count(run_id)
     else:
