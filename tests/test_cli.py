@@ -1,4 +1,9 @@
-"""The command line as a user runs it: a subprocess, its exit code, its one-line messages and the files it writes."""
+"""The command line as a user runs it: its exit code, its one-line messages and the files it writes.
+
+Tests about processes (a signal, a worker that keeps scoring, file permissions, the installed script, what an import
+loads) run the real command in a subprocess (`cli`); the others run the same entry point in this process
+(`cli_here`, tests/conftest.py), with the worker's loop in this process too, sparing a Python and a torch start-up
+per command."""
 
 from __future__ import annotations
 
@@ -33,22 +38,22 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in message
 
 
-def test_score_export_status_round_trip(tmp_path, gsm8k_file, tiny_model_path):
+def test_score_export_status_round_trip(tmp_path, gsm8k_file, tiny_model_path, cli_here):
     db = tmp_path / "c.duckdb"
-    scored = cli("score", str(gsm8k_file), "--db", str(db), "--model", str(tiny_model_path), "--limit", "6",
+    scored = cli_here("score", str(gsm8k_file), "--db", str(db), "--model", str(tiny_model_path), "--limit", "6",
                  "--samples", "1")  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     assert "Scored 6 of 12 rows" in scored.stdout
     assert "6 rows not scored (--limit); export asks what to do with them." in scored.stdout
 
-    status = cli("status", "--db", str(db))
+    status = cli_here("status", "--db", str(db))
     assert status.returncode == 0
     assert "12 rows (alpaca, json)" in status.stdout
     # a --limit run is done with the rows it was asked for, not with the dataset
     assert f"run 1 (done, --limit 6) {tiny_model_path}: 6 of 12 rows scored, 6 not scored, 0 failed" in status.stdout
 
     out = tmp_path / "curated.json"
-    exported = cli("export", "--db", str(db), "--out", str(out), "--all-rows", "--include-scores", "--gamma", "0",
+    exported = cli_here("export", "--db", str(db), "--out", str(out), "--all-rows", "--include-scores", "--gamma", "0",
                    "--unscored", "keep")  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert "6 of 12 rows are not scored (rows 6, 7, 8, 9, 10 and 1 more): written unchanged" in exported.stdout
@@ -67,20 +72,20 @@ def test_score_export_status_round_trip(tmp_path, gsm8k_file, tiny_model_path):
 
     jsonl = tmp_path / "curated.jsonl"
     args = ("export", "--db", str(db), "--out", str(jsonl), "--gamma", "1", "--eta", "1")
-    assert cli(*args, "--unscored", "keep").returncode == 0
+    assert cli_here(*args, "--unscored", "keep").returncode == 0
     kept = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["instruction"] for r in kept] == [s["instruction"] for s in original[6:]]  # scored rows filtered
-    dropped = cli(*args, "--unscored", "drop")
+    dropped = cli_here(*args, "--unscored", "drop")
     assert dropped.returncode == 0 and jsonl.read_text() == ""
     assert "0 of 12 rows kept, 12 removed" in dropped.stdout and "left out (--unscored drop)" in dropped.stdout
 
 
-def test_export_refuses_unscored_rows_and_says_how_to_score_them(tmp_path, gsm8k_file, tiny_model_path):
+def test_export_refuses_unscored_rows_and_says_how_to_score_them(tmp_path, gsm8k_file, tiny_model_path, cli_here):
     db = tmp_path / "c.duckdb"
     args = ("--db", str(db), "--model", str(tiny_model_path), "--profile", "fast", "--no-propose")
-    assert cli("score", str(gsm8k_file), *args, "--limit", "4").returncode == 0
+    assert cli_here("score", str(gsm8k_file), *args, "--limit", "4").returncode == 0
     out = tmp_path / "curated.json"
-    refused = cli("export", "--db", str(db), "--out", str(out))
+    refused = cli_here("export", "--db", str(db), "--out", str(out))
     command = f"python -m clear_core score {gsm8k_file} {' '.join(args)}"
     assert_one_line_error(
         refused,
@@ -92,28 +97,29 @@ def test_export_refuses_unscored_rows_and_says_how_to_score_them(tmp_path, gsm8k
     )
     assert not out.exists()
 
-    status = cli("status", "--db", str(db)).stdout
+    status = cli_here("status", "--db", str(db)).stdout
     assert f"to score the rest: {command}" in status
     # the command that both messages give scores the rest, in the same run; then the export goes through
-    rest = subprocess.run([sys.executable, *command.split()[1:]], cwd=REPO, capture_output=True, text=True)
+    assert command.startswith("python -m clear_core score ")
+    rest = cli_here(*command.split()[3:])
     assert rest.returncode == 0, rest.stderr
     assert (
         f"run 1 (done) {tiny_model_path}: 12 of 12 rows scored, 0 not scored, 0 failed"
-        in cli("status", "--db", str(db)).stdout
+        in cli_here("status", "--db", str(db)).stdout
     )
-    exported = cli("export", "--db", str(db), "--out", str(out))
+    exported = cli_here("export", "--db", str(db), "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     assert "not scored" not in exported.stdout and out.exists()
 
 
-def test_export_and_status_of_a_database_never_scored(tmp_path, gsm8k_file):
+def test_export_and_status_of_a_database_never_scored(tmp_path, gsm8k_file, cli_here):
     db = tmp_path / "c.duckdb"
     with Store(db) as store:
         workspace.import_file(store, gsm8k_file)
-    status = cli("status", "--db", str(db))
+    status = cli_here("status", "--db", str(db))
     assert "no scoring run yet: 12 rows not scored" in status.stdout
     assert f"to score them: python -m clear_core score {gsm8k_file} --db {db}" in status.stdout
-    assert_one_line_error(cli("export", "--db", str(db), "--out", str(tmp_path / "o.json")), "12 of 12 rows")
+    assert_one_line_error(cli_here("export", "--db", str(db), "--out", str(tmp_path / "o.json")), "12 of 12 rows")
 
 
 # -- a database that cannot be written, or is held by another process ---------------------------------------
@@ -200,20 +206,20 @@ def lock_holder():
 
 
 def test_status_and_export_while_another_process_holds_the_database(tmp_path, gsm8k_file, tiny_model_path,
-                                                                   lock_holder):  # fmt: skip
+                                                                   lock_holder, cli_here):  # fmt: skip
     db = tmp_path / "c.duckdb"
     args = ("--db", str(db), "--model", str(tiny_model_path), "--samples", "0", "--no-propose")
-    assert cli("score", str(gsm8k_file), *args, "--limit", "5").returncode == 0
+    assert cli_here("score", str(gsm8k_file), *args, "--limit", "5").returncode == 0
     holder = lock_holder(db)
 
-    status = cli("status", "--db", str(db))
+    status = cli_here("status", "--db", str(db))
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
     assert lines[0].startswith(f"{db} is open in another process (PID {holder.pid})")
     assert "decisions are not shown" in lines[0]
     assert lines[1] == f"  run-1 (done) {tiny_model_path}: 5 of the 5 rows it was given scored"
 
-    exported = cli("export", "--db", str(db), "--out", str(tmp_path / "c.json"))
+    exported = cli_here("export", "--db", str(db), "--out", str(tmp_path / "c.json"))
     assert_one_line_error(exported, f"{db} is open in another process (PID {holder.pid})", "Export page")
 
 
@@ -230,20 +236,22 @@ def test_status_and_export_while_another_process_holds_the_database(tmp_path, gs
         ("hello", "data.txt", ["data.txt"]),
     ],
 )
-def test_bad_input_exits_with_one_line_naming_the_place(tmp_path, content, name, fragments):
+def test_bad_input_exits_with_one_line_naming_the_place(tmp_path, content, name, fragments, cli_here):
     path = tmp_path / name
     path.write_text(content)
     db = tmp_path / "c.duckdb"
-    result = cli("score", str(path), "--db", str(db))
+    result = cli_here("score", str(path), "--db", str(db))
     assert_one_line_error(result, *fragments)
     if db.exists():
-        status = cli("status", "--db", str(db))
+        status = cli_here("status", "--db", str(db))
         assert "no datasets" in status.stdout  # nothing half-imported
 
 
-def test_missing_input_and_unknown_dataset(tmp_path):
-    assert_one_line_error(cli("score", str(tmp_path / "nope.json"), "--db", str(tmp_path / "c.duckdb")), "nope.json")
-    assert_one_line_error(cli("export", "--db", str(tmp_path / "none.duckdb"), "--out", "x.json"), "none.duckdb")
+def test_missing_input_and_unknown_dataset(tmp_path, cli_here):
+    assert_one_line_error(
+        cli_here("score", str(tmp_path / "nope.json"), "--db", str(tmp_path / "c.duckdb")), "nope.json"
+    )
+    assert_one_line_error(cli_here("export", "--db", str(tmp_path / "none.duckdb"), "--out", "x.json"), "none.duckdb")
 
 
 # -- the worker when the command that started it ends early ---------------------------------------------------
@@ -318,7 +326,7 @@ def test_a_failing_score_command_says_that_its_worker_keeps_scoring(tmp_path, ti
             wait_for_exit(worker)
 
 
-def test_rows_whose_scoring_failed_are_counted_and_named(tmp_path, gsm8k_file):
+def test_rows_whose_scoring_failed_are_counted_and_named(tmp_path, gsm8k_file, cli_here):
     db = tmp_path / "c.duckdb"
     with Store(db) as store:
         dataset_id = workspace.import_file(store, gsm8k_file)
@@ -327,23 +335,23 @@ def test_rows_whose_scoring_failed_are_counted_and_named(tmp_path, gsm8k_file):
         records[3] = {"row_index": 3, "error": "RuntimeError: CUDA out of memory"}
         store.add_scores(run_id, records)
         store.set_run_status(run_id, "done")
-    status = cli("status", "--db", str(db)).stdout
+    status = cli_here("status", "--db", str(db)).stdout
     assert "run 1 (done, --limit 9) some-model: 8 of 12 rows scored, 3 not scored, 1 failed" in status
     out = tmp_path / "c.json"
-    refused = cli("export", "--db", str(db), "--out", str(out))
+    refused = cli_here("export", "--db", str(db), "--out", str(out))
     assert_one_line_error(refused, "3 of 12 rows are not scored (rows 9, 10, 11) and 1 failed scoring (row 3)")
-    kept = cli("export", "--db", str(db), "--out", str(out), "--unscored", "drop", "--gamma", "0", "--eta", "1")
+    kept = cli_here("export", "--db", str(db), "--out", str(out), "--unscored", "drop", "--gamma", "0", "--eta", "1")
     assert kept.returncode == 0, kept.stderr
     assert "8 of 12 rows kept, 4 removed" in kept.stdout
     assert len(json.loads(out.read_text())) == 8
 
 
-def test_help_documents_the_new_options():
-    export_help = cli("export", "--help").stdout
+def test_help_documents_the_new_options(cli_here):
+    export_help = cli_here("export", "--help").stdout
     assert "--unscored [fail|keep|drop]" in export_help and "[default: fail]" in export_help
     assert "Export page" in export_help
-    assert "not scored and failed" in cli("status", "--help").stdout
-    assert "DB.work/" in cli("status", "--help").stdout
+    assert "not scored and failed" in cli_here("status", "--help").stdout
+    assert "DB.work/" in cli_here("status", "--help").stdout
 
 
 def test_importing_the_core_loads_no_torch():
@@ -374,13 +382,13 @@ def test_the_installed_clear_review_command_has_the_same_subcommands_and_shows_d
     assert wrong.returncode == 2 and "see: clear-review status --help" in wrong.stderr
 
 
-def test_score_reports_near_duplicates_and_stores_their_groups(tmp_path, gsm8k_file, tiny_model_path):
+def test_score_reports_near_duplicates_and_stores_their_groups(tmp_path, gsm8k_file, tiny_model_path, cli_here):
     rows = json.loads(gsm8k_file.read_text(encoding="utf-8"))
     rows[8]["output"] = rows[3]["output"].upper()
     gsm8k_file.write_text(json.dumps(rows), encoding="utf-8")
     db = tmp_path / "c.duckdb"
     args = ("--db", str(db), "--model", str(tiny_model_path), "--samples", "0", "--no-propose", "--limit", "1")
-    scored = cli("score", str(gsm8k_file), *args)
+    scored = cli_here("score", str(gsm8k_file), *args)
     assert scored.returncode == 0, scored.stderr
     assert "Near-duplicates: 2 rows have near-duplicate responses (1 group); 0 rows" in scored.stdout
     with Store(db) as store:

@@ -15,7 +15,7 @@ from tests.test_cli import cli
 pytestmark = pytest.mark.model
 
 
-def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedded_model_path):
+def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedded_model_path, cli_here):
     rows = gsm8k_records(20)
     rows[4]["output"] = "I'm sorry, but I can't help with that request."  # off-topic refusal
     rows[9]["output"] = rows[9]["output"][: len(rows[9]["output"]) // 3]  # truncated mid-answer
@@ -24,6 +24,7 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
     source.write_text(json.dumps(rows, indent=2))
     db = tmp_path / "c.duckdb"
 
+    # the score command and its worker as real processes; the exports read the database in this process (cli_here)
     # the default profile: auto picks fast for the embedded model on any device (k = 0, no self-reflection)
     scored = cli("score", str(source), "--db", str(db), timeout=1200)
     assert scored.returncode == 0, scored.stderr
@@ -58,7 +59,7 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
     assert scores["repetition"].between(0, 1).all()
 
     out = tmp_path / "curated.json"
-    exported = cli("export", "--db", str(db), "--out", str(out), "--include-scores", "--all-rows")
+    exported = cli_here("export", "--db", str(db), "--out", str(out), "--include-scores", "--all-rows")
     assert exported.returncode == 0, exported.stderr
     records = json.loads(out.read_text())
     assert len(records) == 20
@@ -74,7 +75,7 @@ def test_embedded_model_scores_real_rows_and_export_round_trips(tmp_path, embedd
             assert record["output"] == original["output"]
 
     curated = tmp_path / "curated_only.json"
-    assert cli("export", "--db", str(db), "--out", str(curated)).returncode == 0
+    assert cli_here("export", "--db", str(db), "--out", str(curated)).returncode == 0
     kept = json.loads(curated.read_text())
     assert len(kept) == sum(r["clear_kept"] for r in records)
     assert all(set(r) == {"instruction", "input", "output"} for r in kept)  # the input's own schema, no extras

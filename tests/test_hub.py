@@ -34,21 +34,21 @@ def scored_db(tmp_path, gsm8k_file):
     return path
 
 
-def test_a_folder_export_reads_back_with_load_from_disk(tmp_path, scored_db):
+def test_a_folder_export_reads_back_with_load_from_disk(tmp_path, scored_db, cli_here):
     from datasets import load_from_disk
 
     folder, jsonl = tmp_path / "curated", tmp_path / "curated.jsonl"
-    written = cli("export", "--db", str(scored_db), "--out", str(folder), "--include-scores")
+    written = cli_here("export", "--db", str(scored_db), "--out", str(folder), "--include-scores")
     assert written.returncode == 0, written.stderr
     assert f"to {folder} (datasets folder)" in written.stdout
-    assert cli("export", "--db", str(scored_db), "--out", str(jsonl), "--include-scores").returncode == 0
+    assert cli_here("export", "--db", str(scored_db), "--out", str(jsonl), "--include-scores").returncode == 0
     expected = [json.loads(line) for line in jsonl.read_text().splitlines()]
     rows = load_from_disk(str(folder)).to_list()
     assert len(rows) == 8 and rows == expected  # the same curated rows as the file export
     assert rows[[r["clear_action"] for r in rows].index("correct")]["output"] == "<b>72</b> clips\nin all."
 
     # --format datasets to the same folder replaces the earlier export whole, leaving no temporary folder behind
-    again = cli("export", "--db", str(scored_db), "--out", str(folder), "--format", "datasets", "--gamma", "0")
+    again = cli_here("export", "--db", str(scored_db), "--out", str(folder), "--format", "datasets", "--gamma", "0")
     assert again.returncode == 0, again.stderr
     assert len(load_from_disk(str(folder))) == 12
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
@@ -93,6 +93,6 @@ def test_an_unreachable_hub_is_named_within_the_timeout(monkeypatch):
         hub.push([{"a": 1}], "me/curated", token="hf_not_a_real_token")
 
 
-def test_export_needs_an_out_or_a_hub_repo(scored_db):
-    neither = cli("export", "--db", str(scored_db))
+def test_export_needs_an_out_or_a_hub_repo(scored_db, cli_here):
+    neither = cli_here("export", "--db", str(scored_db))
     assert neither.returncode == 2 and "Give --out FILE (or FOLDER), --push-to-hub REPO_ID, or both." in neither.stderr

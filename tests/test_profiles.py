@@ -11,7 +11,6 @@ from clear_core import EMBEDDED_MODEL, profiles, workspace
 from clear_core.confidence import ScoringConfig
 from clear_core.errors import InvalidInput
 from clear_core.store import Store
-from tests.test_cli import cli
 
 
 @pytest.mark.parametrize(
@@ -78,26 +77,26 @@ def test_stored_params_are_the_resolved_settings_and_runs_from_before_profiles_r
         assert ScoringConfig.from_params(store.get_run(new)["params"]) == profiles.resolve("fast").config
 
 
-def test_score_help_says_what_auto_picks_here():
-    text = " ".join(cli("score", "--help").stdout.split())
+def test_score_help_says_what_auto_picks_here(cli_here):
+    text = " ".join(cli_here("score", "--help").stdout.split())
     assert "--profile [auto|fast|paper]" in text and "[default: auto]" in text
     assert profiles.auto_help() in text
     assert "--self-reflection / --no-self-reflection" in text
 
 
-def test_a_run_stores_the_resolved_profile_and_resumes_with_it(tmp_path, gsm8k_file, tiny_model_path):
+def test_a_run_stores_the_resolved_profile_and_resumes_with_it(tmp_path, gsm8k_file, tiny_model_path, cli_here):
     """A run scored with --profile paper stores k = 5 and self-reflection; the command status gives for the rest
     names the profile (never auto), and runs in the same run; an auto run on this CPU stores fast's settings."""
     db = tmp_path / "c.duckdb"
     args = ("--db", str(db), "--model", str(tiny_model_path), "--device", "cpu")
-    paper = cli("score", str(gsm8k_file), *args, "--profile", "paper", "--limit", "2")
+    paper = cli_here("score", str(gsm8k_file), *args, "--profile", "paper", "--limit", "2")
     assert paper.returncode == 0, paper.stderr
     assert "Scoring profile: paper: k = 5, self-reflection, proposals on." in paper.stdout
-    status = cli("status", "--db", str(db)).stdout
+    status = cli_here("status", "--db", str(db)).stdout
     assert "--profile paper" in status and "--samples" not in status
-    rest = cli("score", str(gsm8k_file), *args, "--profile", "paper", "--limit", "3")
+    rest = cli_here("score", str(gsm8k_file), *args, "--profile", "paper", "--limit", "3")
     assert rest.returncode == 0, rest.stderr
-    auto = cli("score", str(gsm8k_file), *args, "--limit", "1", "--no-propose")
+    auto = cli_here("score", str(gsm8k_file), *args, "--limit", "1", "--no-propose")
     assert auto.returncode == 0, auto.stderr
     assert "Scoring profile: fast (auto: CPU): k = 0, no self-reflection, proposals off." in auto.stdout
     with Store(db) as store:

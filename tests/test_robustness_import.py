@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -223,10 +221,6 @@ def test_datasets_dict_folder_and_plain_folder_are_refused_with_what_to_give(tmp
 # -- the command line ----------------------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clear_core", *args], cwd=REPO, capture_output=True, text=True)
-
-
 @pytest.mark.parametrize(
     ("name", "content", "fragments"),
     [
@@ -234,11 +228,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
         ("deep.json", b"[" + b"[" * 5000 + b"]" * 5000 + b"]", ["deep.json: line 1, column 102", "nests more than"]),
     ],
 )
-def test_cli_refuses_hidden_causes_in_one_line_and_creates_no_database(tmp_path, name, content, fragments):
+def test_cli_refuses_hidden_causes_in_one_line_and_creates_no_database(tmp_path, name, content, fragments, cli_here):
     path = tmp_path / name
     path.write_bytes(content)
     db = tmp_path / "c.duckdb"
-    result = _cli("score", str(path), "--db", str(db))
+    result = cli_here("score", str(path), "--db", str(db))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert all(f in result.stderr for f in fragments), result.stderr
@@ -275,10 +269,10 @@ def test_cli_import_summary_counts_duplicates(tmp_path):
     )
 
 
-def test_cli_scores_a_datasets_folder_without_its_duplicates(tmp_path, datasets_folder, tiny_model_path):
+def test_cli_scores_a_datasets_folder_without_its_duplicates(tmp_path, datasets_folder, tiny_model_path, cli_here):
     db = tmp_path / "c.duckdb"
     common = ["--model", str(tiny_model_path), "--limit", "1", "--samples", "0", "--no-propose"]
-    result = _cli("score", str(datasets_folder), "--db", str(db), "--drop-duplicates", *common)
+    result = cli_here("score", str(datasets_folder), "--db", str(db), "--drop-duplicates", *common)
     assert result.returncode == 0, result.stderr
     assert "Read 4 rows of qa_ds (question_answer, datasets). Dropped 1 exact duplicate row (row 5)." in result.stdout
     assert "as Parquet unless you choose JSONL, JSON or CSV" in result.stdout

@@ -204,18 +204,6 @@ def test_a_cancel_or_a_full_disk_is_not_a_row_problem():
         engine.score_isolating(disk_full, None, _rows(4), None)
 
 
-@pytest.fixture
-def in_process_worker(monkeypatch):
-    """start_run runs the worker in this process (so a test can make the engine fail on a row), to completion."""
-
-    def start(run_dir, rows_stored=0):
-        handoff.write_attempt(run_dir, log_offset=0, rows_stored=rows_stored, started_at=time.time())
-        worker.run(run_dir)
-        return os.getpid()
-
-    monkeypatch.setattr(handoff, "start_worker", start)
-
-
 def test_a_row_the_engine_cannot_score_is_stored_as_failed_and_retried(
     tmp_path, tiny_model_path, monkeypatch, in_process_worker
 ):
