@@ -1,7 +1,8 @@
 """Two people on one server in a real browser (issue 9): an annotator and a lead sign in from two browser contexts,
 Review hands them different rows (the annotator's open row is skipped for the lead), each decides theirs, the
 annotator is refused a lead-only page, and the lead sees both decisions under the right names (on the rows and in
-the database). Same server, browser and offline rules as tests/test_browser.py; screenshots go to tests/artifacts/."""
+the database); the lead then undoes the annotator's decision on the Team page. Same server, browser and offline
+rules as tests/test_browser.py; screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -120,8 +121,24 @@ def test_an_annotator_and_a_lead_review_different_rows_in_two_browsers(team_serv
     expect(lee.get_by_text("Reviewing together")).to_be_visible()
     shot(lee, "team-5-lead-team-page")
 
+    # The lead undoes ann's decision on row 3 from the Team page (a lead may undo anyone's decision).
+    row = lee.get_by_role("spinbutton", name="Row", exact=True)
+    row.fill("3")
+    row.press("Enter")
+    settle(lee)
+    expect(lee.get_by_text(re.compile(r"^Removed by ann,"))).to_be_visible()
+    lee.get_by_text("Undo a decision").scroll_into_view_if_needed()
+    shot(lee, "team-6-lead-undo-a-decision")
+    lee.get_by_role("button", name="Undo").click()
+    settle(lee)
+    expect(lee.get_by_text("Nobody's decision on row 3 stands.")).to_be_visible()
+
     team_server.stop()  # frees the database file for reading
     with Store(team_server.db, read_only=True) as store:
         log = store.decision_log(1)
-    assert log[["row_index", "decision", "annotator"]].values.tolist() == [[3, "remove", "ann"], [5, "reject", "lee"]]
+    assert log[["row_index", "decision", "annotator"]].values.tolist() == [
+        [3, "remove", "ann"],
+        [5, "reject", "lee"],
+        [3, "undo", "lee"],
+    ]
     assert not requests.external(), f"the pages reached outside the app server: {requests.external()}"
