@@ -5,12 +5,15 @@ CLEAR's symbols: γ (gamma) is the Auto-Filter threshold on confidence, η (eta)
 correction confidence. They are stored per dataset, so moving them re-labels rows at once, without re-scoring.
 
 The page reads no row values: DuckDB counts the run's rows per cell of a small grid (``Store.threshold_grid``) and
-picks a stratified sample for the scatter (``Store.threshold_sample``), both cached until a row is scored or
-decided; moving γ or η re-counts the grid (``clear_core.histograms``). The browser gets bars, not points.
+per confidence bin (``Store.confidence_bins``, for the review budget) and picks a stratified sample for the scatter
+(``Store.threshold_sample``), all cached until a row is scored or decided or the calibration changes; moving γ or η
+re-counts the grid (``clear_core.histograms``). The browser gets bars, not points. The calibration section reads
+the reviewed rows' raw logits only (``Store.reviewed_labels``), as many as people have decided.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -26,12 +29,13 @@ from app_pages._components import (
     require_scores,
     safe_callback,
 )
-from clear_core import clear, histograms
+from clear_core import calibration, clear, histograms, metrics, runs, ui_state
 from clear_core.permissions import allowed
 from clear_core.store import REASON_DECISIONS
 from clear_core.ui_state import ACTION_LABELS, DECISION_LABELS, REASON_LABELS, SIGNAL_HELP
 
 COLORS = {"filter": "#d1495b", "correct": "#2a9d8f", "keep": "#8d99ae"}
+RELIABILITY_BINS = 5  # few bins: reviewers decide hundreds of rows, not the tens of thousands a fine chart needs
 REASON_COLORS = {"remove": "#d1495b", "reject": "#8d99ae"}
 SCATTER_POINTS = 2_000  # a stratified sample: each confidence decile, decided or not, keeps at least 60 points
 SCATTER_X = {
@@ -52,14 +56,27 @@ state = st.session_state
 
 
 @safe_callback
-def save(dataset_id: int) -> None:
-    get_store().set_thresholds(dataset_id, state.th_gamma, state.th_eta, actor=actor())
+def save(dataset_id: int, gamma: float | None = None) -> None:
+    """Save γ and η as the sliders show them, or γ = ``gamma`` (the review budget's), the slider following."""
+    gamma = state.th_gamma if gamma is None else gamma
+    get_store().set_thresholds(dataset_id, gamma, state.th_eta, actor=actor())
+    state.th_gamma = gamma
 
 
 @safe_callback
 def reset(dataset_id: int) -> None:
     state.th_gamma, state.th_eta = clear.DEFAULT_GAMMA, clear.DEFAULT_ETA
     save(dataset_id)
+
+
+@safe_callback
+def refit(run_id: int) -> None:
+    """Refit the run's calibration on reviewers' decisions (leads only: ``runs.refit_from_reviewers`` refuses
+    anyone else) and keep what to tell the lead for the next draw."""
+    store = get_store()
+    before = runs.current_calibration(store, run_id)
+    after = runs.refit_from_reviewers(store, run_id, actor=actor())
+    state.th_refit = ui_state.refit_outcome(before, after)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -72,6 +89,18 @@ def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
 def threshold_sample(path: str, run_id: int, version: tuple) -> pd.DataFrame:
     """``Store.threshold_sample`` of ``SCATTER_POINTS`` rows, kept while ``version`` stands."""
     return get_store().threshold_sample(run_id, SCATTER_POINTS)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def confidence_bins(path: str, run_id: int, version: tuple) -> pd.DataFrame:
+    """``Store.confidence_bins`` (at most ``histograms.BUDGET_BINS`` rows), kept while ``version`` stands."""
+    return get_store().confidence_bins(run_id, histograms.BUDGET_BINS)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def reviewed_labels(path: str, run_id: int, version: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``Store.reviewed_labels``: (raw logit, bad) of each reviewed row, kept while ``version`` stands."""
+    return get_store().reviewed_labels(run_id)
 
 
 def bars(grid: pd.DataFrame, actions, column: str, col: int, fig: go.Figure) -> None:
@@ -153,6 +182,72 @@ def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
     return fig
 
 
+def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad: float) -> go.Figure:
+    """Expected share of bad rows left against the share of rows reviewed (least confident first), γ marked."""
+    total = max(float(curve["rows"].max()) if len(curve) else 0.0, 1.0)  # no curve: no row has a confidence
+    fig = go.Figure(
+        go.Scatter(
+            x=curve["share"],
+            y=curve["bad_share_left"],
+            customdata=curve["rows"].round(),
+            mode="lines",
+            line={"color": "#457b9d", "width": 3},
+            hovertemplate="review the lowest %{x:.0%} (%{customdata:,} rows)<br>"
+            "about %{y:.1%} bad rows left<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[gamma_rows / total],
+            y=[gamma_bad],
+            mode="markers",
+            marker={"color": "#b23a48", "size": 11},
+            hovertemplate=f"rows below γ = {gamma:.2f}: %{{x:.0%}}<br>about %{{y:.1%}} bad rows left<extra></extra>",
+        )
+    )
+    fig.add_vline(
+        x=gamma_rows / total, line_dash="dash", line_color="#b23a48", annotation_text=f"rows below γ = {gamma:.2f}"
+    )
+    fig.update_layout(height=300, showlegend=False, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="rows reviewed, least confident first")
+    fig.update_yaxes(rangemode="tozero", tickformat=".0%", title_text="bad rows left in the rest (expected)")
+    return fig
+
+
+def reliability_chart(table: pd.DataFrame) -> go.Figure:
+    """Per confidence bin, the share of reviewed rows kept as they were (bars, labelled 'k of n kept') and the mean
+    calibrated confidence (diamonds): a calibrated confidence puts each diamond on its bar's top."""
+    filled = table[table["count"] > 0]
+    kept = (filled["observed_good_rate"] * filled["count"]).round().astype(int)
+    middle = (filled["bin_lower"] + filled["bin_upper"]) / 2
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=middle,
+                y=filled["observed_good_rate"],
+                width=0.9 / RELIABILITY_BINS,
+                text=[f"{k} of {n} kept" for k, n in zip(kept, filled["count"])],
+                textposition="outside",
+                marker_color="#8d99ae",
+                name="reviewers kept",
+                hovertemplate="confidence %{x:.1f}: %{y:.0%} kept<extra></extra>",
+            ),
+            go.Scatter(
+                x=middle,
+                y=filled["mean_confidence"],
+                mode="markers",
+                marker={"symbol": "diamond", "size": 11, "color": "#457b9d"},
+                name="mean confidence",
+                hovertemplate="mean confidence %{y:.2f}<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(height=260, margin={"t": 20, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.3})
+    fig.update_xaxes(range=[0, 1], title_text="calibrated confidence")
+    fig.update_yaxes(range=[0, 1.2], tickformat=".0%", title_text="share kept")
+    return fig
+
+
 def reason_table(counts: pd.DataFrame) -> pd.DataFrame:
     """``Store.reason_counts`` (one row per reason and decision) as one row per reason, a column per decision."""
     table = counts.pivot(index="reason", columns="decision", values="n").reindex(
@@ -208,7 +303,9 @@ store = get_store()
 dataset = require_dataset(store)
 run = require_scores(store, dataset)
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
-version = store.threshold_version(run_id)
+fitted = runs.current_calibration(store, run_id)
+# The calibration is part of what the cached numbers depend on: a refit re-maps every row's confidence.
+version = (*store.threshold_version(run_id), fitted.a, fitted.b)
 grid = threshold_grid(str(db_path()), run_id, version)
 n_scored = int(grid["n"].sum())
 st.title("Thresholds")
@@ -273,6 +370,69 @@ for column, action in zip(st.columns(3), clear.ACTIONS):
     )
 
 st.plotly_chart(histograms_figure(grid, actions, gamma, eta), config={"displaylogo": False})
+
+budget_side, calibration_side = st.columns(2, gap="large")
+with budget_side:
+    st.subheader("Review budget")
+    bins = confidence_bins(str(db_path()), run_id, version)
+    n_rated = int(bins["rows"].sum())  # scored rows with a confidence
+    gamma_rows = histograms.rows_below(bins, gamma)
+    gamma_bad = histograms.bad_share_left(bins, gamma_rows)
+    html_line(ui_state.budget_reading(gamma_rows, n_rated, gamma_bad, gamma=gamma), kind="line")
+    st.plotly_chart(
+        budget_chart(histograms.budget_curve(bins), gamma, gamma_rows, gamma_bad), config={"displaylogo": False}
+    )
+    state.setdefault("th_budget", round(gamma_rows))
+    state.th_budget = min(state.th_budget, n_rated)
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    budget = c1.number_input("I can review N rows", 0, n_rated, step=max(1, n_rated // 100), key="th_budget")
+    budget_gamma = histograms.gamma_for_budget(bins, budget)
+    budget_rows = histograms.rows_below(bins, budget_gamma)
+    fits = round(budget_rows) == round(gamma_rows)  # the current γ flags the same rows
+    c2.button(
+        f"Set γ to {gamma if fits else budget_gamma:.2f}",
+        on_click=save,
+        args=(dataset_id, budget_gamma),
+        disabled=locked or fits,
+        help="Only a lead sets γ." if locked else "The confidence of the budget's last row, on the slider's grid.",
+    )
+    if fits:
+        html_line(f"The current γ = {gamma:.2f} fits that budget.")
+    else:
+        budget_bad = histograms.bad_share_left(bins, budget_rows)
+        html_line(ui_state.budget_reading(budget_rows, n_rated, budget_bad, gamma=budget_gamma))
+with calibration_side:
+    st.subheader("Calibration")
+    html_line(ui_state.calibration_basis(fitted, saved=store.calibration(run_id) is not None), kind="line")
+    estimate = fitted.noise_share if fitted.source == "synthetic" else None  # the fit's own estimate
+    if estimate is None:
+        estimate = histograms.bad_share_left(bins, 0)  # mean(1 − confidence) over every scored row
+    html_line(ui_state.bad_rows_estimate(estimate, n_rated, fitted.source))
+    logits, bad = reviewed_labels(str(db_path()), run_id, version)
+    if len(logits):
+        confidence = fitted.confidence(logits)
+        table = calibration.reliability_against(confidence, ~bad, bins=RELIABILITY_BINS)
+        gap = metrics.expected_calibration_error(confidence, ~bad, bins=RELIABILITY_BINS)
+        st.plotly_chart(reliability_chart(table), config={"displaylogo": False})
+        n_good, n_bad = int((~bad).sum()), int(bad.sum())
+        html_line(
+            ui_state.reliability_reading(n_good, n_bad, gap, fitted.source, calibration.MIN_REVIEWED_EACH)
+            + " Reviewers see the least confident rows first, so the low bins fill first."
+        )
+    else:
+        html_line("No reviewed rows yet: as reviewers decide, a chart here compares confidence with what they kept.")
+    st.button(
+        "Refit from reviewers' decisions",
+        on_click=refit,
+        args=(run_id,),
+        disabled=locked,
+        help="Only a lead refits the calibration."
+        if locked
+        else f"Fits confidence to what reviewers kept and removed; needs {calibration.MIN_REVIEWED_EACH} of each.",
+    )
+    if outcome := state.pop("th_refit", None):
+        refitted, message = outcome
+        (st.success if refitted else st.info)(message, icon=":material/tune:")
 
 left, right = st.columns(2, gap="large")
 with left:

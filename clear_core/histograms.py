@@ -17,6 +17,10 @@ instead of re-reading a million rows (pure: no database, no Streamlit).
 and ``n``, how many rows fall in it. Counts from the grid equal the SQL's (``Store.action_counts``,
 ``Store.agreement_by_bucket``) for every γ and η on the 0.01 grid; for any other value ``on_grid`` says None and
 callers ask the store.
+
+The review budget reads ``Store.confidence_bins`` instead: rows and expected bad rows (Σ 1 − confidence) per
+``BUDGET_BINS`` equal-width confidence bins, from which "review the lowest X% (N rows) → about Y% bad rows left in
+the rest" and "the γ a budget of N rows allows" follow at any dataset size.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clear_core import clear
+from clear_core import calibration, clear
 
 STEPS = 100  # the sliders' resolution: thresholds k / STEPS
 BINS = 50  # histogram bars over [0, 1] (width 0.02, as the page has always drawn them)
 AGREEMENT_BUCKETS = 10
 GRID_COLUMNS = ("conf_step", "corr_step", "conf_bin", "corr_bin", "bucket", "decision", "n")
+BUDGET_BINS = 200  # Store.confidence_bins' bins: width 0.005, so every γ on the 0.01 grid is a bin edge
+BUDGET_POINTS = 101  # points of the review-budget curve: every 1% of rows reviewed
 
 
 def on_grid(value: float) -> int | None:
@@ -111,3 +117,52 @@ def agreement(grid: pd.DataFrame, actions: np.ndarray) -> pd.DataFrame:
     )
     out["agreement"] = (out["n_agree"] / out["n_decided"].where(out["n_decided"] > 0)).astype(float)
     return out
+
+
+# -- the review budget, from Store.confidence_bins (bin, rows, expected_bad) -----------------------------------
+
+
+def _cumulative(bins: pd.DataFrame, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and expected bad rows below each bin edge 0, 1/n_bins, ..., 1 (n_bins + 1 values each)."""
+    index = bins["bin"].to_numpy(dtype=np.int64)
+    rows = np.bincount(index, weights=bins["rows"].to_numpy(dtype=float), minlength=n_bins)
+    bad = np.bincount(index, weights=bins["expected_bad"].to_numpy(dtype=float), minlength=n_bins)
+    return np.concatenate([[0.0], np.cumsum(rows)]), np.concatenate([[0.0], np.cumsum(bad)])
+
+
+def rows_below(bins: pd.DataFrame, gamma: float, n_bins: int = BUDGET_BINS) -> float:
+    """Rows with confidence below γ: exact where γ is a bin edge (every γ on the 0.01 grid below 1; a confidence of
+    exactly 1.0 sits in the last bin), in proportion inside a bin otherwise."""
+    rows_cum, _ = _cumulative(bins, n_bins)
+    return float(np.interp(float(gamma) * n_bins, np.arange(n_bins + 1), rows_cum))
+
+
+def bad_share_left(bins: pd.DataFrame, reviewed: float, n_bins: int = BUDGET_BINS) -> float:
+    """Expected share of bad rows among the rows left after reviewing the ``reviewed`` least confident ones (a
+    bin's rows taken in proportion, as ``calibration.review_budget_from_bins`` does); 0 when none are left."""
+    rows_cum, bad_cum = _cumulative(bins, n_bins)
+    total = rows_cum[-1]
+    reviewed = min(max(float(reviewed), 0.0), total)
+    if total - reviewed <= 1e-9:
+        return 0.0
+    return float((bad_cum[-1] - np.interp(reviewed, rows_cum, bad_cum)) / (total - reviewed))
+
+
+def gamma_for_budget(bins: pd.DataFrame, budget: float, n_bins: int = BUDGET_BINS) -> float:
+    """The confidence at the budget's quantile on the sliders' 0.01 grid: the smallest γ that puts as many rows
+    below it as a budget of ``budget`` rows allows (never more)."""
+    rows_cum, _ = _cumulative(bins, n_bins)
+    at_steps = rows_cum[:: n_bins // STEPS]  # rows below k / STEPS, k = 0..STEPS
+    most = at_steps[np.searchsorted(at_steps, float(budget) + 1e-9, side="right") - 1]
+    return float(np.searchsorted(at_steps, most - 1e-9, side="left")) / STEPS
+
+
+def budget_curve(bins: pd.DataFrame, n_bins: int = BUDGET_BINS, points: int = BUDGET_POINTS) -> pd.DataFrame:
+    """``calibration.review_budget_from_bins`` as a frame: share (of rows reviewed, least confident first), rows
+    (how many that is) and bad_share_left (expected share of bad rows in the rest)."""
+    curve = calibration.review_budget_from_bins(
+        list(bins[["bin", "rows", "expected_bad"]].itertuples(index=False, name=None)), n_bins, points
+    )
+    frame = pd.DataFrame(curve, columns=["share", "bad_share_left"])
+    frame.insert(1, "rows", frame["share"] * float(bins["rows"].sum()))
+    return frame

@@ -428,3 +428,106 @@ def decided_before(history: pd.DataFrame, me: str, now: pd.Timestamp) -> list[st
         f"{ago((now - pd.Timestamp(line.decided_at)).total_seconds())}"
         for line in earlier.itertuples()
     ]
+
+
+# -- calibration and the review budget (the Thresholds page) ------------------------------------------------
+
+CALIBRATION_SOURCES = {
+    "shipped": "the shipped map",
+    "synthetic": "the fit on corrupted copies",
+    "reviewers": "the earlier fit on reviewers' decisions",
+}
+
+
+def percent(share: float) -> str:
+    """A share as a percentage that keeps small ones visible: '0%', '<0.1%', '3.4%', '23%'."""
+    if share <= 0:
+        return "0%"
+    if share < 0.001:
+        return "<0.1%"
+    return f"{share:.1%}" if share < 0.0995 else f"{share:.0%}"
+
+
+def budget_reading(reviewed: float, total: int, bad_share_left: float, gamma: float | None = None) -> str:
+    """The review budget in one line: 'Reviewing the lowest 12% (1,234 rows) leaves about 3.4% bad rows in the
+    rest.' ``reviewed``: rows reviewed, least confident first, of ``total``; with ``gamma``, they are the rows
+    below it: 'Reviewing the 1,234 rows below γ = 0.50 (the lowest 12%) leaves ...'."""
+    n = round(reviewed)
+    bad = f"about {percent(bad_share_left)} bad rows" if bad_share_left >= 0.001 else "almost no bad rows"
+    if total <= 0:
+        return "No scored rows yet."
+    if n <= 0:
+        below = f"No row is below γ = {gamma:.2f}. " if gamma is not None else ""
+        return f"{below}Reviewing no rows leaves {bad} among all {rows_text(total)}."
+    if n >= total:
+        below = f"below γ = {gamma:.2f} " if gamma is not None else ""
+        return f"Reviewing all {rows_text(total)} {below}leaves no row unreviewed."
+    if gamma is not None:
+        lowest = f"the lowest {percent(n / total)}"
+        return f"Reviewing the {rows_text(n)} below γ = {gamma:.2f} ({lowest}) leaves {bad} in the rest."
+    return f"Reviewing the lowest {percent(n / total)} ({rows_text(n)}) leaves {bad} in the rest."
+
+
+def _decisions_text(n_good: int, n_bad: int) -> str:
+    return f"{n_good:,} kept as they were, {n_bad:,} removed or corrected"
+
+
+def calibration_basis(fitted, saved: bool) -> str:
+    """What the confidence is calibrated on (``fitted``: calibration.Calibration; ``saved``: the run saved one, so
+    a shipped map there is a synthetic fit that fell back, and its note says why)."""
+    if fitted.source == "synthetic":
+        return (
+            f"Calibrated on {fitted.n_bad:,} corrupted copies of this dataset's own rows against {fitted.n_good:,} "
+            "of its rows, so confidence reads as P(good) on this dataset."
+        )
+    if fitted.source == "reviewers":
+        return (
+            f"Calibrated on reviewers' {fitted.n_good + fitted.n_bad:,} decisions "
+            f"({_decisions_text(fitted.n_good, fitted.n_bad)}), with the earlier map as a prior."
+        )
+    if saved and fitted.note:
+        return (
+            "The shipped map, fitted on the project's dev datasets: calibrating on this dataset failed "
+            f"({fitted.note})."
+        )
+    return "The shipped map, fitted on the project's dev datasets: on this dataset confidence may not read as P(good)."
+
+
+def bad_rows_estimate(share: float, total: int, source: str) -> str:
+    """The estimated share and number of bad rows among ``total`` scored ones, hedged for the shipped map."""
+    count = f"about {round(share * total):,} of the {rows_text(total)} scored"
+    if source == "shipped":
+        return f"If it does, {percent(share)} of the rows are bad: {count}."
+    return f"Estimated share of bad rows: {percent(share)}, {count}."
+
+
+def reliability_reading(n_good: int, n_bad: int, gap: float, source: str, min_each: int) -> str:
+    """The reliability chart in words: how far the calibrated confidence is from the share of reviewed rows kept
+    (``gap``: the count-weighted mean difference, ECE), or that there are too few decisions to say."""
+    n = n_good + n_bad
+    if min(n_good, n_bad) < min_each:
+        return (
+            f"{rows_text(n)} reviewed so far ({_decisions_text(n_good, n_bad)}): too few to judge the calibration; "
+            f"it takes {min_each} of each."
+        )
+    verdict = "close" if gap <= 0.05 else "somewhat off" if gap <= 0.15 else "off"
+    points = round(gap * 100)
+    points = "under 1 point" if points < 1 else "1 point" if points == 1 else f"{points} points"
+    text = (
+        f"On the {rows_text(n)} reviewed, confidence and the share kept differ by {points} on average "
+        f"(ECE {gap:.2f}): {verdict}."
+    )
+    if source == "reviewers":
+        text += " The map was fitted on these decisions, so this is its best case."
+    return text
+
+
+def refit_outcome(before, after) -> tuple[bool, str]:
+    """(refitted?, what to tell the lead) after ``runs.refit_from_reviewers`` turned ``before`` into ``after``."""
+    if after.source == "reviewers":
+        return True, (
+            f"Refitted on reviewers' {after.n_good + after.n_bad:,} decisions "
+            f"({_decisions_text(after.n_good, after.n_bad)}), replacing {CALIBRATION_SOURCES[before.source]}: "
+            "every row's confidence, the counts and the charts use it now."
+        )
+    return False, f"Not refitted: {after.note}. Confidence keeps {CALIBRATION_SOURCES[before.source]}."

@@ -74,7 +74,7 @@ def test_thresholds_plots_the_counts_per_reason(app_db, app):
         store.record_decision(dataset_id, 3, "remove", reason="unsafe", note="n", actor=alice)
     at = app(THRESHOLDS)
     assert not at.exception and not at.error
-    assert len(at.get("plotly_chart")) == 4  # histograms, agreement, signals and the reasons
+    assert len(at.get("plotly_chart")) == 5  # histograms, review budget, agreement, signals and the reasons
     table = next(d.value for d in at.dataframe if "Reason" in d.value.columns).set_index("Reason")
     assert list(table.index) == ["Wrong", "Truncated", "Off-topic", "Unsafe", "Format", "Other"]
     assert table.loc["Wrong", ["Removed", "Kept original"]].tolist() == [2, 1]
