@@ -177,7 +177,10 @@ def main() -> None:
     if permissions.allowed(_session.actor(), "view_audit"):  # the page itself refuses anyone else too
         pages.append(st.Page("app_pages/team.py", title="Team", icon=":material/groups:", url_path="team"))
     page = st.navigation(pages, position="top")
-    show_callback_error()
+    # A callback's error shows on the page drawn next; the hidden home page ("", also what an address not in the
+    # navigation gets, e.g. the Team page of a lead just made an annotator) only forwards, so it waits for Review.
+    if page.url_path:
+        show_callback_error()
     if page.url_path != "review" and _session.name() and st.session_state.get("dataset_id") is not None:
         store.release(st.session_state.dataset_id, actor=_session.actor())  # leaving Review gives its open row back
     with guard(f"the {page.title} page"):

@@ -586,8 +586,14 @@ head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
 html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
 n_decided, n_rows = store.review_progress(run_id)
 done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
+# The lead's menus (Bulk accept; Apply to all and its undo) are not drawn for an annotator at all; were a click to
+# reach their callbacks anyway, the store would refuse it.
+may_bulk = allowed(actor(), "bulk_accept") or allowed(actor(), "bulk_decide")
 with bulk:
-    bulk_popover(dataset_id, run_id, gamma, eta)
+    if may_bulk:
+        bulk_popover(dataset_id, run_id, gamma, eta)
+    else:
+        st.caption(":material/groups: Bulk actions are a lead's.")
 if run["status"] == "running":
     st.fragment(run_every=2)(live_status)(run_id, scored)
 
@@ -607,8 +613,9 @@ state.review_pages = n_pages(total, PAGE_SIZE)
 if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
     state.review_page = page_number = state.review_pages
     page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
-with left:
-    query_actions(dataset_id, query, total)
+if may_bulk:
+    with left:
+        query_actions(dataset_id, query, total)
 
 if page_df.empty:
     empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None

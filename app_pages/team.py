@@ -115,6 +115,7 @@ else:
     st.dataframe(
         table,
         hide_index=True,
+        placeholder="",  # no dataset, run or row (a sign-in, an import, γ/η): a blank cell, not Streamlit's "None"
         column_config={
             "acted_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "actor": "Who",

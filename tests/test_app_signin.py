@@ -45,6 +45,10 @@ def button(at, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def popovers(at) -> list[str]:
+    return [p.proto.popover.label for p in at.get("popover")]
+
+
 def sidebar_lines(at) -> list[str]:
     return [h.value for h in at.sidebar.get("html")]
 
@@ -98,8 +102,9 @@ def test_an_annotator_reviews_and_is_refused_every_lead_only_action(team_db, app
     with pytest.raises(ValueError, match="Known pages"):
         at.switch_page("app_pages/team.py")  # not in the navigation; the page refuses anyone but a lead too
     at.switch_page("app_pages/review.py").run()
-    assert button(at, "Accept 1 proposals as ann").disabled and button(at, "Remove 12 rows").disabled
-    assert at.checkbox(key="group_confirm").disabled
+    assert not popovers(at)  # Bulk accept and "Apply to all N rows" are a lead's: not drawn at all
+    assert not [w for w in at.slider if w.key == "bulk_threshold"] and not at.checkbox
+    assert [c.value for c in at.caption if "lead" in c.value] == [":material/groups: Bulk actions are a lead's."]
     button(at, "Reject").click().run()  # reviewing is an annotator's work
     with Store(path) as store:
         assert store.current_decisions(dataset_id)["annotator"].tolist() == ["ann"]
@@ -137,6 +142,7 @@ def test_a_lead_made_annotator_is_refused_by_the_server_at_the_next_click(team_d
 
     at = sign_in(app(), "lena")
     at.switch_page("app_pages/review.py").run()
+    assert popovers(at) == ["Bulk accept", "Apply to all 12 rows"]  # a lead's menus, drawn for a lead
     at.slider(key="bulk_threshold").set_value(0.5).run()
     as_annotator_click(at, lambda a: button(a, "Accept 2 proposals as lena").click().run(), "accept proposals in bulk")
     at.checkbox(key="group_confirm").check().run()

@@ -238,11 +238,15 @@ def test_a_lead_undoes_an_annotators_decision_on_the_team_page(team_mode, app):
         ["ann", "annotator", "decide"],
         [activity["actor"].iloc[2], "lead", "import"],  # recorded with the action (the command line's user)
     ]
+    # The import has no run and no row: those cells are blank, not Streamlit's default "None".
+    assert activity[["run_id", "row_index"]].iloc[2].isna().all()
+    assert at.dataframe[1].proto.HasField("placeholder") and at.dataframe[1].proto.placeholder == ""
 
 
 def test_an_annotator_is_refused_undoing_someone_elses_decision(team_mode, app, monkeypatch):
     """The Undo drawn for lena the lead; the users file then makes her an annotator: her click reaches the store as
-    an annotator's and is refused there, and the decision stands. (The Team page is a lead's: she lands on Review.)"""
+    an annotator's and is refused there, and the decision stands. The Team page is a lead's, so she lands on Review,
+    and the refusal is shown there."""
     path, dataset_id, run_id = team_mode
     calls = []
     undo_decision = Store.undo_decision
@@ -263,8 +267,12 @@ def test_an_annotator_is_refused_undoing_someone_elses_decision(team_mode, app, 
     write_team(path, lena="annotator")
     at.button(key=f"team_undo_{decided}").click().run()
     assert not at.exception
-    assert calls == [("lena", "annotator", "lena (annotator) may not undo other people's decisions; ask a lead.")]
+    refusal = "lena (annotator) may not undo other people's decisions; ask a lead."
+    assert calls == [("lena", "annotator", refusal)]
+    assert [e.value for e in at.error] == [refusal]
     with Store(path) as store:
         assert store.decision_log(dataset_id)["decision"].tolist() == ["remove"]
         assert store.current_decisions(dataset_id)["annotator"].tolist() == ["ann"]
     assert current_row(at) == 3  # Review, the page every role has
+    at.run()
+    assert not at.error  # shown once
