@@ -639,7 +639,6 @@ class Store:
             "apply_decisions": bool(policy.apply_decisions),
             "only_reviewed": bool(policy.only_reviewed),
             "unscored_drop": policy.unscored == "drop",
-            "whitespace": _WHITESPACE,
             "lo": 0,
             "hi": 2**62,
         }
@@ -2178,7 +2177,7 @@ def _curated_sql(with_scores: bool = False) -> str:
     rule in Python): its scoring ('scored', 'unscored', 'failed'), the current human decision (when
     $apply_decisions), the automatic action (when $apply_auto; a correction needs a proposal that is not blank),
     then action, final_response, source ('human', 'auto', 'none') and kept (see ``export.ExportPolicy``)."""
-    usable = "trim(coalesce(proposed_response, ''), $whitespace) <> ''"
+    usable = f"coalesce(regexp_matches(proposed_response, '{_NOT_BLANK}'), FALSE)"
     action = clear.action_sql("confidence", f"CASE WHEN {usable} THEN correction_confidence END", "$gamma", "$eta")
     named = ("confidence", "correction_confidence", "proposed_response")
     extra = "".join(f", s.{f}" for f in SCORE_FIELDS if f not in named) if with_scores else ""
