@@ -20,7 +20,9 @@ checkout, with tests/app_server.py as the browser tests start it) and one browse
   draws; the newer one writes it when Build is clicked, which this does); then the same for JSONL, CSV, Parquet.
 - after each: the server's RSS and its peak so far (VmHWM), from /proc.
 - ``--sessions 2``: the same journey in a second browser session while the first stays open (issue 11's memory
-  goal: a 1M-row dataset open in two sessions, every page, every export format).
+  goal: a 1M-row dataset open in two sessions, every page, every export format). Review opens on "All rows", so
+  a later session first sets Review status to "Not reviewed" (untimed): otherwise it opens on the rows the first
+  session accepted, and accepting one again leaves the count of reviewed rows unchanged.
 
 The browser may reach only the app server (as in the tests). Nothing is asserted; numbers are printed, and with
 ``--json FILE`` appended as one record. Run it under ``flock /tmp/heavy.lock``: one heavy job at a time.
@@ -118,7 +120,7 @@ def journey(server: Server, n_rows: int, accepts: int, sessions: int) -> dict:
             prefix = "" if session == 1 else f"s{session}_"
             steps: dict = {}
             try:
-                session_steps(server, context, n_rows, accepts, steps)
+                session_steps(server, context, n_rows, accepts, steps, only_undecided=session > 1)
             except Exception as exc:  # keep what was measured; say where it stopped
                 steps["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 print(f"  session {session} stopped: {steps['error']}", flush=True)
@@ -142,8 +144,12 @@ def route(r, refused: list[str]) -> None:
         r.abort()
 
 
-def session_steps(server: Server, context, n_rows: int, accepts: int, result: dict) -> None:
-    """The journey in one session, each measurement written into ``result`` as it is taken."""
+def session_steps(server: Server, context, n_rows: int, accepts: int, result: dict, only_undecided: bool) -> None:
+    """The journey in one session, each measurement written into ``result`` as it is taken. With
+    ``only_undecided`` (every session after the first), Review status is set to "Not reviewed" before the accepts:
+    Review opens on "All rows", least confident first, so a later session would open on the rows the first one
+    already accepted, and accepting one again records a decision that leaves the count of reviewed rows as it is.
+    The select is then blurred: while it has the focus, key A is typed into it instead of reaching the shortcut."""
     from playwright.sync_api import expect
 
     def memory(after: str) -> None:
@@ -173,6 +179,13 @@ def session_steps(server: Server, context, n_rows: int, accepts: int, result: di
     expect(heading(page)).to_be_visible()
     run_over(page)
     result["review_reload_s"] = time.perf_counter() - t0
+    if only_undecided:  # untimed: the rows nobody has decided, as a second reviewer would filter them
+        page.get_by_label("Review status").click()
+        page.get_by_role("option", name="Not reviewed", exact=True).click()
+        run_over(page, started=True)
+        expect(heading(page)).to_be_visible()
+        # the select keeps the focus, and a key typed into it is text, not a shortcut: give the focus back
+        page.evaluate("document.activeElement && document.activeElement.blur()")
 
     times = []
     for _ in range(accepts):
