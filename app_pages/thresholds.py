@@ -304,8 +304,7 @@ dataset = require_dataset(store)
 run = require_scores(store, dataset)
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
 fitted = runs.current_calibration(store, run_id)
-# The calibration is part of what the cached numbers depend on: a refit re-maps every row's confidence.
-version = (*store.threshold_version(run_id), fitted.a, fitted.b)
+version = store.threshold_version(run_id)  # a refit of the calibration changes it too
 grid = threshold_grid(str(db_path()), run_id, version)
 n_scored = int(grid["n"].sum())
 st.title("Thresholds")

@@ -1332,13 +1332,15 @@ class Store:
 
     def threshold_version(self, run_id: int) -> tuple:
         """What the Thresholds page's counts depend on, cheap to read: (scored rows, latest scored_at, latest
-        decision_id of the dataset). Equal versions mean equal ``threshold_grid`` and ``threshold_sample``."""
+        decision_id of the dataset, latest calibration, which rewrites every confidence). Equal versions mean equal
+        ``threshold_grid`` and ``threshold_sample``."""
         with self._cursor() as cursor:
             return tuple(
                 cursor.execute(
                     "SELECT (SELECT count(*) FROM scores WHERE run_id = $run_id), "
                     "(SELECT max(scored_at) FROM scores WHERE run_id = $run_id), "
-                    "(SELECT max(decision_id) FROM decisions WHERE dataset_id = $dataset_id)",
+                    "(SELECT max(decision_id) FROM decisions WHERE dataset_id = $dataset_id), "
+                    "(SELECT count(*) FROM calibrations WHERE run_id = $run_id)",
                     {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
                 ).fetchall()[0]
             )
