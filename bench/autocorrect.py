@@ -6,9 +6,10 @@
 `score` draws real dev rows (a third each from GSM8K, Self-Instruct and GPTeacher codegen; never holdout/), corrupts
 `--fraction` of them with every recipe of clear_core.noise, and scores them in this process with the embedded model
 (engine.score_batches, `ScoringConfig(samples=0, self_reflection=False, propose=True)`, the run's form model fitted on
-the rows as a run fits it). The same rows then get today's proposals: HEAD's `_propose` (greedy rewrite, judge,
-min(1, 2·judge)·(1 − confidence)), run on the same signals. Each row's signals and both proposals go to
-`--cache` as JSON Lines, so a seed can be scored in parts (`--part`, `--parts`) and reported without the model.
+the rows as a run fits it). The same rows then get the proposals of before issue 8 (`legacy_propose`: greedy
+rewrite, judge, min(1, 2·judge)·(1 − confidence)) on the same signals, reusing the new engine's rewrites where it
+made one. Each row's signals and both proposals go to `--cache` as JSON Lines, so a seed can be scored in parts
+(`--part`, `--parts`) and reported without the model.
 
 `report` prints, for each way of offering, on noisy rows: how many proposals are offered (correction confidence >
 η = clear.DEFAULT_ETA) and the share of them closer to the clean original than the noisy response was
@@ -74,19 +75,24 @@ def build_rows(n: int, fraction: float, seed: int) -> list[dict]:
     ]
 
 
-def legacy_propose(lm, rows, prefixes, scored: list[RowSignals], config: ScoringConfig) -> None:
-    """HEAD's engine._propose (before issue 8), verbatim: the greedy rewrite, judged, for every doubtful row."""
+def legacy_propose(lm, rows, prefixes, scored: list[RowSignals], config: ScoringConfig, known: dict) -> None:
+    """engine._propose as it was before issue 8: the greedy rewrite, judged, for every doubtful row. ``known``: row
+    index -> a rewrite the new engine already generated from the same prompt (greedy, the same cap), reused instead
+    of generating it again (the CPU is shared; only rows the new engine continued are generated here)."""
     todo = [i for i, s in enumerate(scored) if s.confidence < config.propose_below]
     if not todo:
         return
-    greedy = engine.generate(
+    missing = [i for i in todo if rows[i]["row_index"] not in known]
+    fresh = engine.generate(
         lm,
-        [prefixes[i] for i in todo],
+        [prefixes[i] for i in missing],
         samples=0,
         greedy=True,
         max_new_tokens=config.max_new_tokens,
         max_batch_size=config.batch_size,
     ).greedy
+    generated = dict(zip(missing, fresh))
+    greedy = [generated[i] if i in generated else known[rows[i]["row_index"]] for i in todo]
     judged = engine._judge(lm, [rows[i] for i in todo], greedy)
     for i, proposal, judge_prob in zip(todo, greedy, judged):
         scored[i].proposed_response = proposal
@@ -95,7 +101,7 @@ def legacy_propose(lm, rows, prefixes, scored: list[RowSignals], config: Scoring
 
 
 def score_part(lm, rows: list[dict], form: FormModel) -> list[dict]:
-    """Score rows with the new engine and with HEAD's proposals; one cache record per row."""
+    """Score rows with the new engine and with the old proposals; one cache record per row."""
     captured: dict[int, engine.Proposal | None] = {}
     new_propose = engine._propose
 
@@ -115,11 +121,13 @@ def score_part(lm, rows: list[dict], form: FormModel) -> list[dict]:
         for r in rows
     ]
     engine._propose = capture
+    started = time.time()
     try:
         after = {s["row_index"]: s for batch in engine.score_batches(lm, inputs, CONFIG, form=form) for s in batch}
     finally:
         engine._propose = new_propose
-    # before: the same signals, HEAD's proposals, in the same length-sorted batches
+    print(f"new engine: {len(rows)} rows in {time.time() - started:.0f} s", file=sys.stderr)
+    # before: the same signals, the old proposals, in the same length-sorted batches
     before: dict[int, RowSignals] = {}
     extras: dict[int, dict] = {}  # row_index -> the before proposal's own confidence and checks
     ordered = sorted(inputs, key=lambda r: len(r["prompt"]) + len(r["response"]))
@@ -131,7 +139,8 @@ def score_part(lm, rows: list[dict], form: FormModel) -> list[dict]:
             RowSignals(**{k: v for k, v in after[r["row_index"]].items() if k in fields if k not in PROPOSAL_FIELDS})
             for r in batch
         ]
-        legacy_propose(lm, batch, prefixes, signals, CONFIG)
+        known = {k: p.text for k, p in captured.items() if p is not None and not p.continues}
+        legacy_propose(lm, batch, prefixes, signals, CONFIG, known)
         texts = [s.proposed_response for s in signals]
         todo = [j for j, t in enumerate(texts) if t is not None]
         own = engine.proposal_signals(
