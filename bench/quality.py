@@ -136,10 +136,18 @@ def shipped_confidences(scores: pd.DataFrame, combiner: Combiner) -> pd.DataFram
     records = scores.to_dict("records")
     out["confidence"] = [combined_confidence(r, combiner) for r in records]
     out["correction_confidence"] = [
-        np.nan if pd.isna(r["judge_prob"]) else correction_confidence(r["judge_prob"], c)
+        np.nan if pd.isna(r["judge_prob"]) else correction_confidence(r["judge_prob"], c, _proposal(r, combiner))
         for r, c in zip(records, out["confidence"])
     ]
     return out
+
+
+def _proposal(record: dict, combiner: Combiner) -> float | None:
+    """The proposal's own confidence under `combiner`'s Platt map (None for rows scored before it was stored)."""
+    logit = record.get("proposal_raw_logit")
+    if logit is None or pd.isna(logit):
+        return None
+    return 1.0 / (1.0 + math.exp(-(combiner.platt_a * logit + combiner.platt_b)))
 
 
 def calibrate(combiner: Combiner, scores: pd.DataFrame, good: np.ndarray) -> Combiner:

@@ -277,6 +277,7 @@ class RowSignals:
     prompt_copy: float | None = None  # checks.prompt_copy: about 1 when the response echoes the prompt
     form_score: float | None = None  # form.FormModel.score: 0 typical of the dataset, negative when odd; None: no model
     raw_logit: float | None = None  # the combiner's logit before any calibration
+    proposal_raw_logit: float | None = None  # the same for the offered proposal (its confidence, once calibrated)
     proposed_response: str | None = None
     judge_prob: float | None = None
     confidence: float = field(default=0.0)

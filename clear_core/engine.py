@@ -167,6 +167,7 @@ def _propose(
         scored[i].proposed_response = out[i].text
         scored[i].judge_prob = judge_prob
         scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence, out[i].confidence)
+        scored[i].proposal_raw_logit = raw_logit(out[i].signals)  # so a calibration maps it as it maps the response
     return out
 
 

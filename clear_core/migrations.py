@@ -240,6 +240,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE scores ADD COLUMN prompt_copy DOUBLE;
         ALTER TABLE scores ADD COLUMN form_score DOUBLE;
         ALTER TABLE scores ADD COLUMN raw_logit DOUBLE;
+        ALTER TABLE scores ADD COLUMN proposal_raw_logit DOUBLE;
         CREATE INDEX scores_row_index ON scores (row_index);
         CREATE TABLE calibration_rows (
             run_id BIGINT NOT NULL,

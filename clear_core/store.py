@@ -75,6 +75,7 @@ SCORE_FIELDS = (
     "prompt_copy",
     "form_score",
     "raw_logit",
+    "proposal_raw_logit",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
 # A score row whose `error` is set is a row the worker could not score ("ExceptionType: message"): every signal is
@@ -2145,7 +2146,8 @@ _AUDIT_SQL = """
 # Effective decisions of $dataset_id: the latest non-undo decision per row that no undo points at.
 def _apply_calibration(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str) -> None:
     """Recompute confidence = σ(a·raw_logit + b) and the correction confidence (``confidence.correction_confidence``
-    in SQL) of the run's rows matching the SQL condition ``rows``, with the run's latest calibration, if it has one."""
+    in SQL, the proposal's confidence mapped the same way from proposal_raw_logit) of the run's rows matching the SQL
+    condition ``rows``, with the run's latest calibration, if it has one."""
     latest = cursor.execute(
         "SELECT a, b FROM calibrations WHERE run_id = ? ORDER BY fitted_at DESC, rowid DESC LIMIT 1", [run_id]
     ).fetchall()
@@ -2157,7 +2159,8 @@ def _apply_calibration(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str
         UPDATE scores SET
             confidence = 1 / (1 + exp(-greatest(least($a * raw_logit + $b, 50), -50))),
             correction_confidence = CASE WHEN judge_prob IS NULL THEN NULL
-                ELSE least(1, 2 * judge_prob) * (1 - 1 / (1 + exp(-greatest(least($a * raw_logit + $b, 50), -50)))) END
+                ELSE least(1, 2 * judge_prob) * (1 - 1 / (1 + exp(-greatest(least($a * raw_logit + $b, 50), -50))))
+                     * coalesce(1 / (1 + exp(-greatest(least($a * proposal_raw_logit + $b, 50), -50))), 1) END
         WHERE run_id = $run_id AND raw_logit IS NOT NULL AND {rows}
         """,
         {"a": a, "b": b, "run_id": run_id},

@@ -98,6 +98,11 @@ def test_a_saved_calibration_applies_to_stored_rows_and_to_rows_stored_later(tmp
         confidence = 1 / (1 + np.exp(-2.0))
         assert row["confidence"] == pytest.approx(confidence)
         assert row["correction_confidence"] == pytest.approx(0.8 * (1 - confidence))
+        # a proposal's own confidence is mapped the same way and multiplies the correction confidence
+        store.add_scores(run_id, [{"row_index": 1, "raw_logit": 0.5, "judge_prob": 0.4, "proposal_raw_logit": 1.0}])
+        row = store.scores(run_id).set_index("row_index").loc[1]
+        proposal = 1 / (1 + np.exp(-3.0))
+        assert row["correction_confidence"] == pytest.approx(0.8 * (1 - confidence) * proposal)
 
 
 def test_reviewers_refit_is_a_leads_action_and_needs_decisions_of_both_kinds(tmp_path):
