@@ -167,4 +167,7 @@ def curate(
     records: list[dict[str, Any]] = export.to_records(
         dataset.schema, dataset.file_format, curated, include_scores, mapping=dataset.mapping
     )
+    if not records:  # every row filtered: still ``data``'s own columns, so code downstream finds them
+        first = dataset.rows[0].record if dataset.rows else {}
+        return pd.DataFrame(columns=list(first) if isinstance(first, dict) else None)
     return pd.DataFrame(records)

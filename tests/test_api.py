@@ -49,7 +49,8 @@ def test_the_readme_example_runs_and_returns_scores_and_the_curated_set(tmp_path
         assert out["prompt"] == score_row["prompt"]
         expected = score_row["proposed_response"] if score_row["action"] == "correct" else score_row["response"]
         assert out["response"] == expected
-    written = [json.loads(line) for line in (tmp_path / "curated.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "curated.jsonl").read_text().splitlines()
+    written = [json.loads(line) for line in lines if line]  # pandas writes an empty frame as one blank line
     assert written == curated.to_dict("records")
 
 
@@ -57,7 +58,8 @@ def test_curate_at_thresholds_that_filter_everything_or_nothing(tiny_model_path)
     rows = [{"question": r["instruction"], "answer": r["output"]} for r in gsm8k_records(3)]
     scores = clear_core.score(rows, model=str(tiny_model_path), device="cpu", samples=0, propose=False)
     assert scores["correction_confidence"].isna().all() and scores["proposed_response"].isna().all()
-    assert len(clear_core.curate(rows, scores, gamma=1.0)) == 0  # every confidence is below 1
+    nothing = clear_core.curate(rows, scores, gamma=1.0)  # every confidence is below 1
+    assert len(nothing) == 0 and list(nothing.columns) == ["question", "answer"]  # the data's own columns still
     everything = clear_core.curate(rows, scores, gamma=0.0, include_scores=True)
     assert everything[["question", "answer"]].to_dict("records") == rows
     assert list(everything["clear_confidence"]) == pytest.approx(list(scores["confidence"]))
