@@ -144,6 +144,7 @@ SAMPLE_ROWS = 2000
 FORM_MIN_ROWS = 50
 CALIBRATION_COPIES = 32  # corrupted copies scored with each run of a dataset of at least CALIBRATION_MIN_ROWS rows
 CALIBRATION_MIN_ROWS = 2 * calibration.MIN_ORIGINALS
+CALIBRATION_SAMPLE = 5000  # the dataset's scored rows a synthetic fit reads at most
 
 
 def _calibration_rows(store: Store, run_id: int, sample) -> list[dict]:
@@ -180,14 +181,16 @@ def recalibrate(store: Store, run_id: int) -> calibration.Calibration | None:
     """Fit the run's calibration on its corrupted copies when enough are scored and there is news since the last fit
     (more copies, or a quarter more of the dataset's rows); a run whose map reviewers fitted keeps it. Returns the
     new calibration, or None when nothing changed."""
+    n_originals, n_copies, _ = store.calibration_counts(run_id)  # counted first: every ingest asks
+    if n_copies < calibration.MIN_SYNTHETIC or n_originals < calibration.MIN_ORIGINALS:
+        return None
     current = store.calibration(run_id)
     if current is not None and current["source"] == "reviewers":
         return None
-    originals, corrupted = store.calibration_inputs(run_id)
-    if len(corrupted) < calibration.MIN_SYNTHETIC or len(originals) < calibration.MIN_ORIGINALS:
+    sampled = min(n_originals, CALIBRATION_SAMPLE)  # what calibration_inputs will read
+    if current is not None and current["n_bad"] == n_copies and sampled < 1.25 * current["n_good"]:
         return None
-    if current is not None and current["n_bad"] == len(corrupted) and len(originals) < 1.25 * current["n_good"]:
-        return None
+    originals, corrupted = store.calibration_inputs(run_id, sample=CALIBRATION_SAMPLE)
     shipped = calibration.shipped(DEFAULT_COMBINER.platt_a, DEFAULT_COMBINER.platt_b)
     fitted = calibration.fit_synthetic(originals, corrupted, shipped)
     # a fallback is saved too, with the counts it saw, so the page can say why and the next ingest does not refit
@@ -353,7 +356,7 @@ def progress(store: Store, run_id: int) -> RunProgress:
     if run["status"] == "running":  # rows this worker has yet to handle, and those it could not score
         handled = int(worker.get("rows_done", 0))
         wanted = done + int(worker.get("rows_failed", 0)) + int(worker.get("rows_total", 0)) - handled
-        wanted -= len(store.calibration_rows(run_id, unscored_only=True))  # copies to score are not dataset rows
+        wanted -= store.calibration_counts(run_id)[2]  # copies still to score are not dataset rows
     elif run["status"] == "pending":
         wanted = done + store.unscored_count(run_id)
     else:

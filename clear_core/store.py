@@ -1057,6 +1057,20 @@ class Store:
             )
         return len(values)
 
+    def calibration_counts(self, run_id: int) -> tuple[int, int, int]:
+        """(the run's scored rows with a raw logit, its scored corrupted copies, its copies still to score): counted
+        without reading them, so an ingest or a progress poll can tell whether there is anything to do."""
+        with self._cursor() as cursor:
+            return tuple(
+                int(v)
+                for v in cursor.execute(
+                    "SELECT (SELECT count(raw_logit) FROM scores WHERE run_id = $run_id), "
+                    "(SELECT count(raw_logit) FROM calibration_rows WHERE run_id = $run_id), "
+                    "(SELECT count(*) - count(raw_logit) FROM calibration_rows WHERE run_id = $run_id)",
+                    {"run_id": run_id},
+                ).fetchall()[0]
+            )
+
     def calibration_inputs(self, run_id: int, sample: int = 5000) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits of up to ``sample`` of the run's scored rows, raw logits of its scored corrupted copies)."""
         with self._cursor() as cursor:
