@@ -166,6 +166,20 @@ def synthetic_scores(n: int) -> list[dict]:
     return records
 
 
+def import_with_synthetic_run(db, source, n_rows: int) -> tuple[int, int]:
+    """Import ``source`` into ``db`` and store ``synthetic_scores`` for its rows as a finished run; returns
+    (dataset_id, run_id). What the browser tests start their servers on."""
+    from clear_core import workspace
+    from clear_core.store import Store
+
+    with Store(db) as store:
+        dataset_id = workspace.import_file(store, source)
+        run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
+        store.add_scores(run_id, synthetic_scores(n_rows))
+        store.set_run_status(run_id, "done")
+    return dataset_id, run_id
+
+
 @pytest.fixture(scope="session")
 def app_db_template(tmp_path_factory) -> tuple[Path, int, int]:
     """`app_db`'s database, built once per session through the store (import, run, scores), closed; each test gets

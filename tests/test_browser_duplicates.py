@@ -9,10 +9,9 @@ from urllib.parse import quote
 
 import pytest
 
-from clear_core import workspace
 from clear_core.store import Store
 from tests import test_browser
-from tests.conftest import synthetic_scores
+from tests.conftest import import_with_synthetic_run
 from tests.test_app_duplicates import with_duplicates
 from tests.test_browser import ANNOTATOR, running_server, settle, shot
 
@@ -26,11 +25,7 @@ DUPLICATES = [8, 10]  # of row 3, the refusal and the least confident row (tests
 
 def seed(db, source) -> None:
     """Import the file with duplicates and store synthetic scores for every row, as a finished run."""
-    with Store(db) as store:
-        dataset_id = workspace.import_file(store, source)
-        run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
-        store.add_scores(run_id, synthetic_scores(N_ROWS))
-        store.set_run_status(run_id, "done")
+    import_with_synthetic_run(db, source, N_ROWS)
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import re
 import pytest
 from argon2 import PasswordHasher
 
-from clear_core import accounts, workspace
+from clear_core import accounts
 from clear_core.store import Store
 from tests import test_browser
-from tests.conftest import synthetic_scores
+from tests.conftest import import_with_synthetic_run
 from tests.test_browser import CHROMIUM, Requests, current_row, open_page, running_server, settle, shot
 
 pytestmark = test_browser.pytestmark
@@ -25,11 +25,7 @@ PASSWORDS = {"ann": "ann-password", "lee": "lee-password"}
 
 def seed(db, source) -> None:
     """The 12-row file with a finished synthetic run, and a users file: lee is a lead, ann an annotator."""
-    with Store(db) as store:
-        dataset_id = workspace.import_file(store, source)
-        run_id = store.create_run(dataset_id, "synthetic", {"samples": 0})
-        store.add_scores(run_id, synthetic_scores(N_ROWS))
-        store.set_run_status(run_id, "done")
+    import_with_synthetic_run(db, source, N_ROWS)
     users = accounts.Users()
     for name, role in (("lee", "lead"), ("ann", "annotator")):
         users = accounts.add_user(users, name, role, PASSWORDS[name])
