@@ -239,6 +239,10 @@ def ingest(store: Store, run_id: int) -> int:
     directory = Path(run["work_dir"])
     if not directory.exists():
         return 0
+    # The worker's state is read before the chunks are listed: a worker that says it stopped has written its last
+    # chunk, so the listing below is complete. Read after, a worker finishing in between would end the run with
+    # its last chunk left unread.
+    state = backends.of_run(directory).state(directory) if run["status"] == "running" else None
     added = 0
     batch: list[Path] = []
     records: list[dict] = []
@@ -250,8 +254,7 @@ def ingest(store: Store, run_id: int) -> int:
             batch, records = [], []
     if batch:
         added += _store_chunks(store, run_id, batch, records)
-    if run["status"] == "running":
-        state = backends.of_run(directory).state(directory)
+    if state is not None:
         if state == "dead" and handoff.cancel_requested(directory):
             state = "cancelled"  # a worker stopped by Cancel while still starting up dies before it can say so
         if state != "running":

@@ -134,3 +134,28 @@ def test_add_scores_refuses_values_of_the_wrong_type_and_writes_nothing(tmp_path
         with pytest.raises(NotFoundError):
             store.add_scores(run_id + 1, [scored(0)])
         assert store.scores(run_id).empty
+
+
+def test_a_worker_finishing_while_its_chunks_are_listed_does_not_end_the_run_short(run, monkeypatch):
+    """The worker writes its last chunk and says done just after ingest listed the chunks (the race CI met once):
+    the run stays running until the next ingest has read that chunk, and then ends done with every row."""
+    store, run_id, directory = run
+    store.set_run_status(run_id, "running")
+    write_chunks(directory, [[scored(i) for i in range(20)]])
+    handoff.write_progress(directory, status="running", rows_done=20, rows_total=40)
+    listing = handoff.pending_chunks
+
+    def list_then_finish(run_dir):
+        found = listing(run_dir)
+        if not (directory / "chunks" / "last.done").exists():  # the worker finishes once, right after this listing
+            (directory / "chunks" / "last.done").touch()
+            handoff.write_chunk(directory, [scored(i) for i in range(20, 40)])
+            handoff.write_progress(directory, status="done", rows_done=40, rows_total=40)
+        return found
+
+    monkeypatch.setattr(handoff, "pending_chunks", list_then_finish)
+    assert runs.ingest(store, run_id) == 20
+    assert store.get_run(run_id)["status"] == "running"  # the last chunk is still to be read
+    assert runs.ingest(store, run_id) == 20
+    assert store.get_run(run_id)["status"] == "done"
+    assert store.scored_count(run_id) == 40
