@@ -131,6 +131,25 @@ def _covered(text: list[str], other: list[str]) -> float:
     return sum(g in grams for g in mine) / len(mine)
 
 
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {v: k for k, v in _PAIRS.items()}
+# One-line string literals and inline code; a single quote between letters is an apostrophe ("Michael's"), not one.
+_QUOTED = re.compile(r"\"[^\"\n]*\"|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])|`[^`\n]*`")
+
+
+def unclosed_brackets(text: str) -> int:
+    """How many brackets ( [ { and markdown code fences the text opens and never closes: code or a formula cut
+    off mid-way. Brackets inside one-line quotes are ignored, and a closer without its opener ("1)" in a list) is
+    not counted. 0 for any complete text; a model's stop probability misses a cut at the end of a statement."""
+    depth: list[str] = []
+    for ch in _QUOTED.sub("", text.replace("```", "")):
+        if ch in _PAIRS:
+            depth.append(ch)
+        elif ch in _CLOSERS and depth and depth[-1] == _CLOSERS[ch]:
+            depth.pop()
+    return len(depth) + text.count("```") % 2
+
+
 def proposal_problem(prompt: str, proposal: str | None, *, cut_off: bool) -> str | None:
     """Why a proposed correction must not be offered, or None when it passes: the checks a response gets, applied to
     the model's own answer. A 135M model's greedy answer often loops until the token cap or repeats the question;

@@ -199,17 +199,21 @@ COMBINER_FEATURES = (
     "arithmetic_errors",
     "prompt_echo",
     "form_score",
+    "left_open",
 )
 
 
 def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
-    """The combiner's inputs, derived from raw signals: the log of the stop probability (clipped at 1e-6), and how
-    far the prompt copy share is above one half (answers often quote part of their prompt; an echo is nearly all)."""
+    """The combiner's inputs, derived from raw signals: the log of the stop probability (clipped at 1e-6), how
+    far the prompt copy share is above one half (answers often quote part of their prompt; an echo is nearly all),
+    and whether any bracket or code fence is left open (1) or not (0)."""
     stop = raw.get("stop_prob")
     copy = raw.get("prompt_copy")
+    unclosed = raw.get("unclosed_brackets")
     derived = {
         "log_stop_prob": None if _missing(stop) else math.log(max(stop, 1e-6)),
         "prompt_echo": None if _missing(copy) else max(0.0, copy - 0.5) * 2.0,
+        "left_open": None if _missing(unclosed) else float(unclosed > 0),
     }
     return {name: derived[name] if name in derived else raw.get(name) for name in COMBINER_FEATURES}
 
@@ -275,6 +279,7 @@ class RowSignals:
     self_reflection: float | None  # None when the run asks no self-reflection questions (profile fast)
     consistency: float | None = None
     prompt_copy: float | None = None  # checks.prompt_copy: about 1 when the response echoes the prompt
+    unclosed_brackets: int | None = None  # checks.unclosed_brackets: brackets and code fences left open (cut off)
     form_score: float | None = None  # form.FormModel.score: 0 typical of the dataset, negative when odd; None: no model
     raw_logit: float | None = None  # the combiner's logit before any calibration
     proposal_raw_logit: float | None = None  # the same for the offered proposal (its confidence, once calibrated)

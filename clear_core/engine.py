@@ -83,6 +83,7 @@ def score_rows(
             repetition=checks.repetition(row["response"]),
             arithmetic_errors=checks.arithmetic_errors(row["response"]),
             prompt_copy=checks.prompt_copy(row["prompt"], row["response"]),
+            unclosed_brackets=checks.unclosed_brackets(row["response"]),
             form_score=form.score(row["response"]) if form is not None else None,
         )
         signals.confidence_bsdetector = bsdetector_confidence(signals.consistency, signals.self_reflection, config.beta)
@@ -212,6 +213,7 @@ def proposal_signals(
             "repetition": checks.repetition(t),
             "arithmetic_errors": checks.arithmetic_errors(t),
             "prompt_copy": checks.prompt_copy(r["prompt"], t),
+            "unclosed_brackets": checks.unclosed_brackets(t),
             "form_score": form.score(t, leave_out=False) if form is not None else None,  # not fitted on it
         }
         for r, t, lk in zip(rows, texts, likelihood)

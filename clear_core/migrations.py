@@ -269,6 +269,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        14,
+        # checks.unclosed_brackets: brackets and code fences a response leaves open (code cut off at the end of a
+        # statement, where the stop probability sees nothing wrong). An input of the combiner's completeness factor.
+        """
+        DROP INDEX scores_row_index;
+        ALTER TABLE scores ADD COLUMN unclosed_brackets INTEGER;
+        CREATE INDEX scores_row_index ON scores (row_index);
+        """,
+    ),
 ]
 
 

@@ -76,6 +76,7 @@ SCORE_FIELDS = (
     "form_score",
     "raw_logit",
     "proposal_raw_logit",
+    "unclosed_brackets",
 )
 NUMERIC_SCORE_FIELDS = tuple(f for f in SCORE_FIELDS if f != "proposed_response")
 # A score row whose `error` is set is a row the worker could not score ("ExceptionType: message"): every signal is

@@ -36,6 +36,8 @@ SIGNAL_HELP = {
     "repetition": "Share of the response's sentences and lines that repeat an earlier one (a generation loop).",
     "arithmetic_errors": "Equations like '96 + 125 = 222' in the response whose stated result is wrong "
     "(empty: none to check).",
+    "unclosed_brackets": "Brackets ( [ { and code fences the response opens and never closes (code or a formula "
+    "cut off mid-way).",
     "n_response_tokens": "Response length in tokens.",
     "judge_prob": "Probability that the model's proposal is better than the response.",
     "correction_confidence": "Confidence that the proposal should replace the response (compared with η).",

@@ -59,3 +59,14 @@ def test_prompt_copy_is_high_for_an_echo_and_low_for_an_answer_that_quotes_its_i
     assert checks.prompt_copy(prompt, "I flew from Paris to Rome") < 0.5  # quotes the input, but not the prompt
     assert checks.prompt_copy(prompt, "Rome.") == 0.0
     assert checks.prompt_copy("", "anything") == 0.0
+
+
+def test_unclosed_brackets_counts_what_a_cut_leaves_open_and_nothing_in_complete_text():
+    assert checks.unclosed_brackets("int f(int n) {\n    for (int i") == 2  # cut inside the loop header
+    assert checks.unclosed_brackets('lines=$(cat "$file" |') == 1
+    assert checks.unclosed_brackets("```python\nx = [1, 2,") == 2  # the list and the code fence
+    assert checks.unclosed_brackets("def f(x):\n    return {'a': [x]}\n") == 0
+    assert checks.unclosed_brackets("```python\nprint('(')\n```") == 0  # a bracket inside a string
+    assert checks.unclosed_brackets("1) mix 2) bake. It's (very) easy, isn't it?") == 0  # closers alone are fine
+    assert checks.unclosed_brackets("if 1 + (Michael's age - 1) x 2 = 15 then Michael's age = 8") == 0  # apostrophes
+    assert checks.unclosed_brackets("") == 0

@@ -16,6 +16,7 @@ from clear_core.confidence import (
     combined_confidence,
     correction_confidence,
     final_number_tokens,
+    is_cut_off,
     observed_consistency,
     option_score,
 )
@@ -90,6 +91,16 @@ def test_a_cut_short_looping_or_miscalculated_response_is_doubtful_however_likel
     )
     for flaw in ({"stop_prob": 1e-4}, {"repetition": 0.75}, {"arithmetic_errors": 1}):
         assert combined_confidence({**excellent, **flaw}) < 0.5, flaw
+
+
+def test_code_cut_at_the_end_of_a_statement_is_cut_off_though_the_model_would_stop_there():
+    """`stop_prob` sees nothing wrong with code that stops after a complete line inside an open block; the open
+    bracket does, and makes the row cut off (so Auto-Correct asks for a continuation)."""
+    ends_a_line = {**BASE_SIGNALS, "logprob_mean": -0.3, "pmi": 2.5, "consistency": 0.9, "stop_prob": 0.99}
+    assert not is_cut_off({**ends_a_line, "unclosed_brackets": 0})
+    assert not is_cut_off(ends_a_line)  # rows scored before the check: nothing changes
+    assert is_cut_off({**ends_a_line, "unclosed_brackets": 1})
+    assert combined_confidence({**ends_a_line, "unclosed_brackets": 2}) < combined_confidence(ends_a_line) - 0.3
 
 
 def test_logistic_score_ignores_missing_signals():
