@@ -66,6 +66,7 @@ SIGNALS = {
     "final_number_logprob": lambda d: d["final_number_logprob"],
     "repetition (negated)": lambda d: -d["repetition"],
     "arithmetic_errors (negated)": lambda d: -d["arithmetic_errors"],
+    "unclosed_brackets (negated)": lambda d: -d["unclosed_brackets"],
 }
 
 
