@@ -1407,7 +1407,8 @@ class Store:
         Columns: row_index, numeric score fields, response_length, decision and ``weight`` (rows of its stratum
         per sampled row). Rows without a confidence cannot be placed and are left out, as failed rows are. Two
         passes over the scores and no sort of them: the strata's sizes, then a hash filter that keeps a few more
-        rows than each stratum's share (trimmed here); response_length is read for the chosen rows only."""
+        rows than each stratum's share (trimmed here, a join with the strata's rates); response_length is read for the
+        chosen rows only."""
         params = {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)}
         decile = "least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9)"
         scored = f"""
@@ -1424,16 +1425,15 @@ class Store:
             # keep each row with probability (quota + margin) / n: fewer than quota is a > 4 sigma event
             strata["keep"] = np.minimum(1.0, (strata["quota"] + 4 * np.sqrt(strata["quota"]) + 10) / strata["n"])
             rates = [[int(d), bool(x), float(k)] for d, x, k in strata[["decile", "decided", "keep"]].to_numpy()]
+            # a join with the strata's rates, not a subquery per row: 0.1 s instead of 0.5 s at 1M rows
             picked = cursor.execute(
                 f"""
                 WITH rates AS (SELECT r[1]::BIGINT AS decile, r[2]::BOOLEAN AS decided, r[3]::DOUBLE AS keep
-                               FROM (SELECT unnest($rates) AS r))
-                SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
-                       {decile} AS decile, c.decision IS NOT NULL AS decided, hash(s.row_index) AS h
-                {scored}
-                  AND hash(s.row_index) <= (SELECT keep FROM rates r
-                                            WHERE r.decile = {decile} AND r.decided = (c.decision IS NOT NULL))
-                                           * 18446744073709551615
+                               FROM (SELECT unnest($rates) AS r)),
+                v AS (SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
+                             {decile} AS decile, c.decision IS NOT NULL AS decided, hash(s.row_index) AS h
+                      {scored})
+                SELECT v.* FROM v JOIN rates USING (decile, decided) WHERE v.h <= rates.keep * 18446744073709551615
                 """,
                 {**params, "rates": rates},
             ).df()
@@ -1957,26 +1957,43 @@ class Store:
     ) -> pd.DataFrame:
         """The other rows of ``row_index``'s duplicate group (``kind`` 'response' or 'prompt'), by row_index:
         row_index, prompt, response, the run's confidence and proposed_response (NULL without ``run_id``) and the
-        current decision. Empty when the row has no duplicates."""
+        current decision. Empty when the row has no duplicates.
+
+        Two phases, as ``review_queue``: the group's keys from ``duplicate_groups`` alone, then text, scores and
+        decisions of those rows by key (an IN list of constants, which migration 12's row_index indexes answer).
+        One query joining the group to ``rows`` read every prompt and response of the dataset: 270 ms per call at
+        1M rows, and Review draws two per row."""
         if kind not in DUPLICATE_KINDS:
             raise InvalidInput(f"Unknown duplicate kind {kind!r}; expected one of {', '.join(DUPLICATE_KINDS)}.")
         self._ensure_duplicates(dataset_id)
-        return self._df(
-            f"""
-            SELECT g.row_index, r.prompt, r.response, s.confidence, s.proposed_response, c.decision
-            FROM duplicate_groups g
-            JOIN rows r ON r.dataset_id = g.dataset_id AND r.row_index = g.row_index
-            LEFT JOIN scores s ON s.run_id = $run_id AND s.row_index = g.row_index
-            LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = g.row_index
-            WHERE g.dataset_id = $dataset_id AND g.kind = $kind AND g.row_index <> $row_index
-              AND g.group_id = (
-                  SELECT group_id FROM duplicate_groups
-                  WHERE dataset_id = $dataset_id AND kind = $kind AND row_index = $row_index
-              )
-            ORDER BY g.row_index
-            """,
-            {"dataset_id": dataset_id, "row_index": int(row_index), "kind": kind, "run_id": run_id},
-        )
+        params = {"dataset_id": dataset_id, "row_index": int(row_index), "kind": kind}
+        with self._cursor() as cursor:
+            keys = cursor.execute(
+                """
+                SELECT row_index FROM duplicate_groups
+                WHERE dataset_id = $dataset_id AND kind = $kind AND row_index <> $row_index
+                  AND group_id = (
+                      SELECT group_id FROM duplicate_groups
+                      WHERE dataset_id = $dataset_id AND kind = $kind AND row_index = $row_index
+                  )
+                """,
+                params,
+            ).fetchall()
+            in_list = ", ".join(str(int(k)) for (k,) in keys) or "NULL"  # ints from the table: nothing to escape
+            return cursor.execute(
+                f"""
+                WITH r AS (SELECT row_index, prompt, response FROM rows
+                           WHERE dataset_id = $dataset_id AND row_index IN ({in_list})),
+                s AS (SELECT row_index, confidence, proposed_response FROM scores
+                      WHERE run_id = $run_id AND row_index IN ({in_list}))
+                SELECT r.row_index, r.prompt, r.response, s.confidence, s.proposed_response, c.decision
+                FROM r
+                LEFT JOIN s USING (row_index)
+                LEFT JOIN ({_CURRENT_DECISIONS}) c USING (row_index)
+                ORDER BY r.row_index
+                """,
+                {"dataset_id": dataset_id, "run_id": run_id},
+            ).df()
 
     def decide_duplicates(
         self,
