@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages import _session
 from app_pages._components import (
     actor,
     annotator,
@@ -19,6 +20,7 @@ from app_pages._components import (
     require_scores,
     run_progress,
     safe_callback,
+    show_callback_error,
     text_block,
 )
 from clear_core import clear, dedupe
@@ -276,7 +278,8 @@ def query_actions(dataset_id: int, query: ReviewQuery, total: int) -> None:
                 key="group_decision",
                 horizontal=True,
             )
-            n = get_store().review_count(query, decision)
+            # every decision but accept takes every row the filters select: the queue's own count, not a second one
+            n = get_store().review_count(query, decision) if decision == "accept" else total
             st.caption(group_dry_run(decision, n, total))
             may = bool(annotator()) and allowed(actor(), "bulk_accept" if decision == "accept" else "bulk_decide")
             wording = group_wording(decision, n)
@@ -575,74 +578,93 @@ def row_detail(dataset_id: int, run_id: int, row: pd.Series, others: list[str] |
 
 # -- the page -----------------------------------------------------------------------------------------------
 
-store = get_store()
-dataset = require_dataset(store)
-run = require_scores(store, dataset)
-dataset_id, run_id = dataset["dataset_id"], run["run_id"]
-gamma, eta = store.get_thresholds(dataset_id)
-scored = run_progress(store, run_id).rows_done if run["status"] == "running" else run["n_scored"]
 
-head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
-html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
-n_decided, n_rows = store.review_progress(run_id)
-done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
-# The lead's menus (Bulk accept; Apply to all and its undo) are not drawn for an annotator at all; were a click to
-# reach their callbacks anyway, the store would refuse it.
-may_bulk = allowed(actor(), "bulk_accept") or allowed(actor(), "bulk_decide")
-with bulk:
-    if may_bulk:
-        bulk_popover(dataset_id, run_id, gamma, eta)
-    else:
-        st.caption(":material/groups: Bulk actions are a lead's.")
-if run["status"] == "running":
-    st.fragment(run_every=2)(live_status)(run_id, scored)
+def draw() -> None:
+    """The whole page: header and progress, filters, the queue and the current row."""
+    store = get_store()
+    dataset = require_dataset(store)
+    run = require_scores(store, dataset)
+    dataset_id, run_id = dataset["dataset_id"], run["run_id"]
+    gamma, eta = store.get_thresholds(dataset_id)
+    scored = run_progress(store, run_id).rows_done if run["status"] == "running" else run["n_scored"]
 
-chosen = filters(gamma, eta)
-overlap = store.review_settings(dataset_id)["overlap"]
-if overlap > 1 and annotator():  # blind review: filters, sorts and the queue read this reviewer's decisions only
-    chosen["decided_by"] = annotator()
-    if chosen["status"] == "undecided":  # rows still waiting for this reviewer
-        chosen.update(status=None, reviewer=annotator(), overlap=overlap)
-left, right = st.columns([2, 3], gap="medium")
-sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
-order_by, ascending = SORTS[sort]
-query = ReviewQuery(run_id, gamma, eta, **chosen, order_by=order_by, ascending=ascending)
-page_number = state.get("review_page", 1)
-page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
-state.review_pages = n_pages(total, PAGE_SIZE)
-if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
-    state.review_page = page_number = state.review_pages
+    head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
+    html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
+    n_decided, n_rows = store.review_progress(run_id)
+    done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
+    # The lead's menus (Bulk accept; Apply to all and its undo) are not drawn for an annotator at all; were a click
+    # to reach their callbacks anyway, the store would refuse it.
+    may_bulk = allowed(actor(), "bulk_accept") or allowed(actor(), "bulk_decide")
+    with bulk:
+        if may_bulk:
+            bulk_popover(dataset_id, run_id, gamma, eta)
+        else:
+            st.caption(":material/groups: Bulk actions are a lead's.")
+    if run["status"] == "running":
+        st.fragment(run_every=2)(live_status)(run_id, scored)
+
+    chosen = filters(gamma, eta)
+    overlap = store.review_settings(dataset_id)["overlap"]
+    if overlap > 1 and annotator():  # blind review: filters, sorts and the queue read this reviewer's decisions only
+        chosen["decided_by"] = annotator()
+        if chosen["status"] == "undecided":  # rows still waiting for this reviewer
+            chosen.update(status=None, reviewer=annotator(), overlap=overlap)
+    left, right = st.columns([2, 3], gap="medium")
+    sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
+    order_by, ascending = SORTS[sort]
+    query = ReviewQuery(run_id, gamma, eta, **chosen, order_by=order_by, ascending=ascending)
+    page_number = state.get("review_page", 1)
     page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
-if may_bulk:
+    state.review_pages = n_pages(total, PAGE_SIZE)
+    if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
+        state.review_page = page_number = state.review_pages
+        page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
+    if may_bulk:
+        with left:
+            query_actions(dataset_id, query, total)
+
+    if page_df.empty:
+        empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
+        failed = run.get("n_failed") or 0
+        if failed and query.status != "failed":
+            rows_word = "1 row" if failed == 1 else f"{failed:,} rows"
+            empty = (empty or "No rows match these filters.") + (
+                f" {rows_word} could not be scored: choose “{STATUS_FILTERS['failed']}” under Review status to see why."
+            )
+        st.info(empty or "No rows match these filters.", icon=":material/filter_alt_off:")
+        st.stop()
+
+    rows = [int(i) for i in page_df["row_index"]]
+    if state.get("review_row") not in rows:  # the page picks the row: one nobody else has open
+        state.review_row = rows[free_position(rows, state.get("review_pos", 0), busy(dataset_id, rows))]
+    position = rows.index(state.review_row)
+    state.review_rows, state.review_pos = rows, position
+    # The row shown is leased to this reviewer (their other open row goes back); a lease ends on their decision or
+    # expiry.
+    opened = store.claim(dataset_id, state.review_row, actor=actor()) if annotator() else {"others": []}
+
     with left:
-        query_actions(dataset_id, query, total)
+        queue(page_df, position)
+        navigation(dataset_id)
+        st.caption(f"{total:,} rows match · page {page_number} of {state.review_pages}")
+        if state.review_pages > 1:
+            st.pagination(
+                state.review_pages, key="review_page", on_change=lambda: state.update(review_row=None, review_pos=0)
+            )
+    with right:
+        row_detail(dataset_id, run_id, page_df.iloc[position], opened["others"])
 
-if page_df.empty:
-    empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
-    failed = run.get("n_failed") or 0
-    if failed and query.status != "failed":
-        rows_word = "1 row" if failed == 1 else f"{failed:,} rows"
-        empty = (empty or "No rows match these filters.") + (
-            f" {rows_word} could not be scored: choose “{STATUS_FILTERS['failed']}” under Review status to see why."
-        )
-    st.info(empty or "No rows match these filters.", icon=":material/filter_alt_off:")
-    st.stop()
 
-rows = [int(i) for i in page_df["row_index"]]
-if state.get("review_row") not in rows:  # the page picks the row: one nobody else has open
-    state.review_row = rows[free_position(rows, state.get("review_pos", 0), busy(dataset_id, rows))]
-position = rows.index(state.review_row)
-state.review_rows, state.review_pos = rows, position
-# The row shown is leased to this reviewer (their other open row goes back); a lease ends on their decision or expiry.
-opened = store.claim(dataset_id, state.review_row, actor=actor()) if annotator() else {"others": []}
+@st.fragment
+def page() -> None:
+    """Review as one fragment: a decision, a move or a filter reruns this page only, not the app around it (the
+    sidebar's dataset list and run progress: 70-130 ms of store calls per rerun at 1M rows). What the sidebar and
+    navigation show does not change with them; a new dataset or page is a full run, which draws this anew."""
+    if _session.users_file() is not None and _session.current_user() is None:
+        st.rerun()  # signed out meanwhile (team mode): the whole app, which shows the sign-in page
+    show_callback_error()  # a full run's app.py has shown it already; a fragment run shows it here
+    with guard("the Review page"):
+        draw()
 
-with left:
-    queue(page_df, position)
-    navigation(dataset_id)
-    st.caption(f"{total:,} rows match · page {page_number} of {state.review_pages}")
-    if state.review_pages > 1:
-        st.pagination(
-            state.review_pages, key="review_page", on_change=lambda: state.update(review_row=None, review_pos=0)
-        )
-with right:
-    row_detail(dataset_id, run_id, page_df.iloc[position], opened["others"])
+
+page()
