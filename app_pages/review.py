@@ -62,6 +62,17 @@ state = st.session_state
 # -- moving through the queue ---------------------------------------------------------------------------------
 
 
+def notify(message: str, icon: str) -> None:
+    """A toast for the page to show once it is drawn: callbacks run inside the page's fragment, where an element drawn
+    by the callback itself is unsupported (Streamlit warns on every decision)."""
+    state.setdefault("review_toasts", []).append((message, icon))
+
+
+def show_toasts() -> None:
+    for message, icon in state.pop("review_toasts", []):
+        st.toast(message, icon=icon)
+
+
 def busy(dataset_id: int, rows: list[int]) -> dict[int, list[str]]:
     """Rows of ``rows`` that other reviewers have open (and that need nobody else), to skip: none in local mode's
     one-person case or before a name is entered."""
@@ -122,12 +133,12 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
     state.review_editing = None
     reason = f" ({REASON_LABELS[why['reason']].lower()})" if why.get("reason") else ""
     clear_reason()
-    st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
+    notify(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
     rows, position = state.review_rows, state.review_pos
     reason_kept = state.get("review_reason_filter", "any") in ("any", why.get("reason"))  # still matches the filter
     earlier = decided_before(get_store().row_decisions(dataset_id, row_index), annotator(), _utc_now())
     if earlier:  # someone decided this row while it was open here: both stay in the log, the latest counts
-        st.toast(f"Row {row_index}: {'; '.join(earlier)}. Yours is the latest, so it counts.", icon=":material/group:")
+        notify(f"Row {row_index}: {'; '.join(earlier)}. Yours is the latest, so it counts.", icon=":material/group:")
     if position + 1 < len(rows):
         position = free_position(rows, position + 1, busy(dataset_id, rows), +1)
         state.review_row = rows[position]
@@ -142,11 +153,11 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
 def undo(dataset_id: int) -> None:
     undone = get_store().undo_last_decision(dataset_id, actor())
     if undone is None:
-        st.toast("You have no decision left to undo.", icon=":material/info:")
+        notify("You have no decision left to undo.", icon=":material/info:")
         return
     state.review_row = int(undone["row_index"])
     state.review_editing = None
-    st.toast(
+    notify(
         f"Undid “{DECISION_LABELS[undone['decision']].lower()}” on row {undone['row_index']}.", icon=":material/undo:"
     )
 
@@ -155,7 +166,7 @@ def undo(dataset_id: int) -> None:
 def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
     """Accept every undecided proposal above the chosen correction confidence (worked out at the click)."""
     n = get_store().accept_proposals(bulk_accept_query(run_id, gamma, state.bulk_threshold), actor=actor())
-    st.toast(f"Accepted {n:,} proposals.", icon=":material/done_all:")
+    notify(f"Accepted {n:,} proposals.", icon=":material/done_all:")
 
 
 @safe_callback
@@ -163,13 +174,13 @@ def decide_all(query: ReviewQuery, decision: str) -> None:
     """Record ``decision`` on every row the filters select (worked out at the click), as one group."""
     _, n = get_store().decide_query(query, decision, actor=actor())
     state.group_confirm = False
-    st.toast(f"{group_wording(decision, n)}: done, as one group.", icon=":material/select_all:")
+    notify(f"{group_wording(decision, n)}: done, as one group.", icon=":material/select_all:")
 
 
 @safe_callback
 def undo_group(group_id: int) -> None:
     n = get_store().undo_group(group_id, actor=actor())
-    st.toast(f"Undid the group: {n:,} rows are back to their earlier decisions.", icon=":material/undo:")
+    notify(f"Undid the group: {n:,} rows are back to their earlier decisions.", icon=":material/undo:")
 
 
 @safe_callback
@@ -177,7 +188,7 @@ def decide_duplicates(dataset_id: int, run_id: int, row_index: int, others: tupl
     """Record the chosen decision on each of the row's near-duplicates, in one transaction."""
     decision = state[f"dup_decision_{row_index}"]
     n = get_store().decide_duplicates(dataset_id, others, decision, run_id=run_id, actor=actor())
-    st.toast(
+    notify(
         f"{DUPLICATE_CHOICES[decision]}: recorded on {n} duplicate{'s' * (n != 1)} of row {row_index}. "
         "Undo takes them back one at a time.",
         icon=":material/content_copy:",
@@ -663,6 +674,7 @@ def page() -> None:
     if _session.users_file() is not None and _session.current_user() is None:
         st.rerun()  # signed out meanwhile (team mode): the whole app, which shows the sign-in page
     show_callback_error()  # a full run's app.py has shown it already; a fragment run shows it here
+    show_toasts()
     with guard("the Review page"):
         draw()
 
