@@ -301,7 +301,7 @@ def scatter(sample: pd.DataFrame, actions, x: str) -> go.Figure:
 
 store = get_store()
 dataset = require_dataset(store)
-run = require_scores(store, dataset)
+run = require_scores(store, dataset, counts=False)  # the grid counts the scored rows
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
 fitted = runs.current_calibration(store, run_id)
 version = store.threshold_version(run_id)  # a refit of the calibration changes it too

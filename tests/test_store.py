@@ -448,6 +448,10 @@ def test_find_resumable_and_latest_run(store):
     store.set_run_status(second, "cancelled")
     assert store.find_resumable_run(dataset_id, "m", {"k": 3, "seed": 0})["run_id"] == second
     assert store.latest_run(dataset_id)["run_id"] == second
+    bare = store.latest_run(dataset_id, counts=False)  # the same run, without counting its scores
+    counted = store.latest_run(dataset_id)
+    assert bare == {k: v for k, v in counted.items() if k not in ("n_scored", "n_failed")}
+    assert "n_scored" not in bare and counted["n_scored"] == 0
     runs = store.list_runs(dataset_id)
     assert runs["run_id"].tolist() == [second, first]
     assert runs["params"].tolist() == [{"k": 3, "seed": 0}] * 2
