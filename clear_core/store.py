@@ -1363,10 +1363,22 @@ class Store:
                 ).fetchall()[0]
             )
 
-    def threshold_grid(self, run_id: int) -> pd.DataFrame:
+    def threshold_grid(self, run_id: int, rows: str = "all") -> pd.DataFrame:
         """The run's scored rows counted per cell of ``histograms``' grid (conf_step, corr_step, conf_bin,
         corr_bin, bucket, decision, n), in one pass in DuckDB: a few thousand cells from which the Thresholds page
-        re-counts actions, histograms and agreement for any γ/η on the 0.01 grid without reading rows again."""
+        re-counts actions, histograms and agreement for any γ/η on the 0.01 grid without reading rows again.
+
+        ``rows``: 'all' (each row with its current decision), 'scores' (every row as undecided: what depends on
+        the scores alone, 0.2-0.3 s at 1M rows) or 'decided' (only the rows with a current decision, a join with
+        the few decisions). ``histograms.with_decisions(grid('scores'), grid('decided'))`` equals ``grid('all')``,
+        so a page can keep the first part until the scores change and re-count only the second after a decision."""
+        if rows not in ("all", "scores", "decided"):
+            raise InvalidInput(f"Unknown grid rows {rows!r}; expected 'all', 'scores' or 'decided'.")
+        decisions = {
+            "all": f"LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
+            "scores": "LEFT JOIN (SELECT NULL::BIGINT AS row_index, NULL::VARCHAR AS decision) c ON FALSE",
+            "decided": f"JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
+        }[rows]
         steps, bins, buckets = histograms.STEPS, histograms.BINS, histograms.AGREEMENT_BUCKETS
         # conf_step / corr_step: floor/ceil of 100·x, then corrected by the very comparisons the action rule makes
         # (x >= k/100, x > k/100), so a value on a threshold lands on the right side whatever 100·x rounds to.
@@ -1376,7 +1388,7 @@ class Store:
                 SELECT CASE WHEN NOT isnan(s.confidence) THEN s.confidence END AS x,
                        CASE WHEN NOT isnan(s.correction_confidence) THEN s.correction_confidence END AS y,
                        c.decision
-                FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+                FROM scores s {decisions}
                 WHERE s.run_id = $run_id AND s.error IS NULL
             ), k AS (
                 SELECT x, y, decision, CAST(least(greatest(floor(x * {steps}), 0), {steps}) AS INTEGER) AS fx,
@@ -1398,7 +1410,7 @@ class Store:
                    decision, count(*) AS n
             FROM k GROUP BY ALL ORDER BY ALL
             """,
-            {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
+            {"run_id": run_id, **({"dataset_id": self._dataset_of_run(run_id)} if rows != "scores" else {})},
         )
 
     def threshold_sample(self, run_id: int, size: int = 2_000, floor: int = 60) -> pd.DataFrame:
