@@ -85,10 +85,11 @@ def threshold_grid_part(path: str, run_id: int, rows: str, version: tuple) -> pd
     return get_store().threshold_grid(run_id, rows)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
 def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.threshold_grid``, from its scores part, kept until the scores change (0.2-0.3 s at 1M rows), and
-    its decided rows, re-counted after each decision (``Store.threshold_version``: the decision is its third
-    field)."""
+    """``Store.threshold_grid``, kept while ``version`` stands, put together from its scores part, kept until the
+    scores change (0.2-0.3 s at 1M rows), and its decided rows, re-counted after each decision
+    (``Store.threshold_version``: the decision is its third field)."""
     scores = threshold_grid_part(path, run_id, "scores", scores_version(version))
     return histograms.with_decisions(scores, threshold_grid_part(path, run_id, "decided", version))
 

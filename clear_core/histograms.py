@@ -72,6 +72,8 @@ def with_decisions(scores: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
     """The grid of ``Store.threshold_grid`` from its two parts: ``scores`` (every row as undecided, rows='scores')
     and ``decided`` (the decided rows alone, rows='decided'). Each decided row leaves its cell's undecided count
     for its decision's cell; cells left empty are dropped; sorted as the store sorts (every column, NULL last)."""
+    if decided.empty:
+        return scores.copy()
     cells = list(GRID_COLUMNS[:5])
     moved = decided.groupby(cells, dropna=False, as_index=False)["n"].sum().rename(columns={"n": "moved"})
     undecided = scores.merge(moved, on=cells, how="left")
@@ -79,8 +81,7 @@ def with_decisions(scores: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
     undecided = undecided[undecided["n"] > 0].drop(columns="moved")
     grid = pd.concat([undecided, decided], ignore_index=True)[list(GRID_COLUMNS)]
     grid = grid.sort_values(list(GRID_COLUMNS), na_position="last", kind="stable")
-    types = {**scores.dtypes.to_dict(), **({} if decided.empty else {"decision": decided["decision"].dtype})}
-    return grid.astype(types).reset_index(drop=True)
+    return grid.astype({**scores.dtypes.to_dict(), "decision": decided["decision"].dtype}).reset_index(drop=True)
 
 
 def histogram(grid: pd.DataFrame, actions: np.ndarray, column: str) -> pd.DataFrame:
