@@ -571,8 +571,22 @@ class Store:
             _audit(cursor, actor, "import", dataset_id=int(dataset_id), detail={"name": ds.name, "file": source})
         return int(dataset_id)
 
-    def list_datasets(self) -> pd.DataFrame:
-        """Every dataset, newest first, with its latest run and counts of rows, scored rows and decided rows."""
+    def list_datasets(self, counts: bool = True) -> pd.DataFrame:
+        """Every dataset, newest first, with its latest run and counts of rows, scored rows and decided rows
+        (``counts=False``: without ``n_scored`` and ``n_decided``, which read every score of the latest runs; the
+        sidebar, drawn on every page, needs names and sizes only)."""
+        if not counts:
+            return self._df(
+                """
+                WITH latest AS (SELECT dataset_id, max(run_id) AS run_id FROM runs GROUP BY dataset_id)
+                SELECT d.dataset_id, d.name, d.source_path, d.file_format, d.schema, d.content_hash, d.n_rows,
+                       d.created_at, latest.run_id AS latest_run_id, runs.status AS latest_run_status
+                FROM datasets d
+                LEFT JOIN latest USING (dataset_id)
+                LEFT JOIN runs ON runs.run_id = latest.run_id
+                ORDER BY d.dataset_id DESC
+                """
+            )
         return self._df(
             f"""
             WITH latest AS (SELECT dataset_id, max(run_id) AS run_id FROM runs GROUP BY dataset_id),
@@ -841,9 +855,10 @@ class Store:
         record["params"] = _loads(record.pop("params_json"))
         return record
 
-    def get_run(self, run_id: int) -> dict[str, Any]:
-        """One run as a dict (``params`` decoded, plus ``n_scored`` and ``n_failed``); NotFoundError if absent."""
-        row = self._one(self._RUNS_SQL + " WHERE run_id = ?", [run_id])
+    def get_run(self, run_id: int, counts: bool = True) -> dict[str, Any]:
+        """One run as a dict (``params`` decoded, plus ``n_scored`` and ``n_failed`` unless ``counts=False``: see
+        ``latest_run``); NotFoundError if absent."""
+        row = self._one((self._RUNS_SQL if counts else "SELECT * FROM runs") + " WHERE run_id = ?", [run_id])
         if row is None:
             raise NotFoundError(f"There is no scoring run with id {run_id}.")
         return self._run_record(row)

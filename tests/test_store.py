@@ -378,6 +378,9 @@ def test_list_datasets_counts(scored):
     listed = store.list_datasets().set_index("dataset_id").loc[dataset_id]
     assert (listed["n_rows"], listed["latest_run_id"], listed["n_scored"], listed["n_decided"]) == (10, run_id, 10, 2)
     assert listed["latest_run_status"] == "pending"
+    bare = store.list_datasets(counts=False)  # the sidebar's: the same datasets and runs, nothing counted
+    pd.testing.assert_frame_equal(bare, store.list_datasets().drop(columns=["n_scored", "n_decided"]))
+    assert store.get_run(run_id, counts=False) == store.latest_run(dataset_id, counts=False)
 
 
 def test_delete_dataset_removes_everything(store):
