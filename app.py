@@ -101,7 +101,7 @@ def sidebar(store: Store, user) -> None:
     with st.sidebar:
         st.markdown("### :material/fact_check: CLEAR Review")
         who(user)
-        datasets = store.list_datasets()
+        datasets = store.list_datasets(counts=False)
         if datasets.empty:
             st.caption("No dataset yet: import one on the Data page.")
         else:
@@ -109,7 +109,7 @@ def sidebar(store: Store, user) -> None:
             names = {int(r.dataset_id): f"{r.name} · {r.n_rows:,} rows" for r in datasets.itertuples()}
             st.selectbox("Dataset", list(names), key="dataset_id", format_func=names.get, on_change=remember_dataset)
         dataset_id = st.session_state.get("dataset_id")
-        run = store.latest_run(dataset_id) if dataset_id is not None and not datasets.empty else None
+        run = store.latest_run(dataset_id, counts=False) if dataset_id is not None and not datasets.empty else None
         if run is not None:
             progress = run_progress(store, run["run_id"])
             rows = f"{progress.rows_done:,} of {progress.rows_total:,} rows scored"

@@ -142,9 +142,10 @@ def require_dataset(store: Store) -> dict:
     return dataset
 
 
-def require_scores(store: Store, dataset: dict) -> dict:
-    """The dataset's latest run when it has scored rows, else a pointer to the Run page and a stop."""
-    run = store.latest_run(dataset["dataset_id"])
+def require_scores(store: Store, dataset: dict, counts: bool = True) -> dict:
+    """The dataset's latest run, else a pointer to the Run page and a stop; ``counts=False``: without ``n_scored``
+    and ``n_failed`` (``Store.latest_run``)."""
+    run = store.latest_run(dataset["dataset_id"], counts=counts)
     if run is None:
         st.info("This dataset has not been scored yet. Start a run on the Run page.", icon=":material/info:")
         st.page_link("app_pages/run.py", label="Go to Run", icon=":material/play_circle:")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages import _session
 from app_pages._components import (
     actor,
     annotator,
@@ -19,6 +20,7 @@ from app_pages._components import (
     require_scores,
     run_progress,
     safe_callback,
+    show_callback_error,
     text_block,
 )
 from clear_core import clear, dedupe
@@ -58,6 +60,17 @@ state = st.session_state
 
 
 # -- moving through the queue ---------------------------------------------------------------------------------
+
+
+def notify(message: str, icon: str) -> None:
+    """A toast for the page to show once it is drawn: callbacks run inside the page's fragment, where an element drawn
+    by the callback itself is unsupported (Streamlit warns on every decision)."""
+    state.setdefault("review_toasts", []).append((message, icon))
+
+
+def show_toasts() -> None:
+    for message, icon in state.pop("review_toasts", []):
+        st.toast(message, icon=icon)
 
 
 def busy(dataset_id: int, rows: list[int]) -> dict[int, list[str]]:
@@ -120,12 +133,12 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
     state.review_editing = None
     reason = f" ({REASON_LABELS[why['reason']].lower()})" if why.get("reason") else ""
     clear_reason()
-    st.toast(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
+    notify(f"Row {row_index}: {DECISION_LABELS[decision].lower()}{reason}.", icon=":material/check:")
     rows, position = state.review_rows, state.review_pos
     reason_kept = state.get("review_reason_filter", "any") in ("any", why.get("reason"))  # still matches the filter
     earlier = decided_before(get_store().row_decisions(dataset_id, row_index), annotator(), _utc_now())
     if earlier:  # someone decided this row while it was open here: both stay in the log, the latest counts
-        st.toast(f"Row {row_index}: {'; '.join(earlier)}. Yours is the latest, so it counts.", icon=":material/group:")
+        notify(f"Row {row_index}: {'; '.join(earlier)}. Yours is the latest, so it counts.", icon=":material/group:")
     if position + 1 < len(rows):
         position = free_position(rows, position + 1, busy(dataset_id, rows), +1)
         state.review_row = rows[position]
@@ -140,11 +153,11 @@ def decide(dataset_id: int, run_id: int, row_index: int, decision: str, edit_key
 def undo(dataset_id: int) -> None:
     undone = get_store().undo_last_decision(dataset_id, actor())
     if undone is None:
-        st.toast("You have no decision left to undo.", icon=":material/info:")
+        notify("You have no decision left to undo.", icon=":material/info:")
         return
     state.review_row = int(undone["row_index"])
     state.review_editing = None
-    st.toast(
+    notify(
         f"Undid “{DECISION_LABELS[undone['decision']].lower()}” on row {undone['row_index']}.", icon=":material/undo:"
     )
 
@@ -153,7 +166,7 @@ def undo(dataset_id: int) -> None:
 def accept_many(dataset_id: int, run_id: int, gamma: float) -> None:
     """Accept every undecided proposal above the chosen correction confidence (worked out at the click)."""
     n = get_store().accept_proposals(bulk_accept_query(run_id, gamma, state.bulk_threshold), actor=actor())
-    st.toast(f"Accepted {n:,} proposals.", icon=":material/done_all:")
+    notify(f"Accepted {n:,} proposals.", icon=":material/done_all:")
 
 
 @safe_callback
@@ -161,13 +174,13 @@ def decide_all(query: ReviewQuery, decision: str) -> None:
     """Record ``decision`` on every row the filters select (worked out at the click), as one group."""
     _, n = get_store().decide_query(query, decision, actor=actor())
     state.group_confirm = False
-    st.toast(f"{group_wording(decision, n)}: done, as one group.", icon=":material/select_all:")
+    notify(f"{group_wording(decision, n)}: done, as one group.", icon=":material/select_all:")
 
 
 @safe_callback
 def undo_group(group_id: int) -> None:
     n = get_store().undo_group(group_id, actor=actor())
-    st.toast(f"Undid the group: {n:,} rows are back to their earlier decisions.", icon=":material/undo:")
+    notify(f"Undid the group: {n:,} rows are back to their earlier decisions.", icon=":material/undo:")
 
 
 @safe_callback
@@ -175,7 +188,7 @@ def decide_duplicates(dataset_id: int, run_id: int, row_index: int, others: tupl
     """Record the chosen decision on each of the row's near-duplicates, in one transaction."""
     decision = state[f"dup_decision_{row_index}"]
     n = get_store().decide_duplicates(dataset_id, others, decision, run_id=run_id, actor=actor())
-    st.toast(
+    notify(
         f"{DUPLICATE_CHOICES[decision]}: recorded on {n} duplicate{'s' * (n != 1)} of row {row_index}. "
         "Undo takes them back one at a time.",
         icon=":material/content_copy:",
@@ -276,7 +289,8 @@ def query_actions(dataset_id: int, query: ReviewQuery, total: int) -> None:
                 key="group_decision",
                 horizontal=True,
             )
-            n = get_store().review_count(query, decision)
+            # every decision but accept takes every row the filters select: the queue's own count, not a second one
+            n = get_store().review_count(query, decision) if decision == "accept" else total
             st.caption(group_dry_run(decision, n, total))
             may = bool(annotator()) and allowed(actor(), "bulk_accept" if decision == "accept" else "bulk_decide")
             wording = group_wording(decision, n)
@@ -460,13 +474,23 @@ def editor(dataset_id: int, run_id: int, row: pd.Series) -> None:
             st.button("Cancel", on_click=lambda: state.update(review_editing=None))
 
 
+def similarities(text: str, others) -> list[float]:
+    """``dedupe.similarity`` of ``text`` to each of ``others``, each distinct text shingled once: a group of exact
+    duplicates (133 rows each at 1M rows of cycled GSM8K) costs one shingling, not 2 per row."""
+    mine, found = dedupe.shingles(text), {}
+    for other in others:
+        if other not in found:
+            found[other] = dedupe.jaccard(mine, dedupe.shingles(other))
+    return [found[other] for other in others]
+
+
 def duplicate_table(others: pd.DataFrame, text: str, kind: str) -> pd.DataFrame:
     """The rows of a duplicate group for a table: row, similarity to the current row's text, confidence, current
     decision and the start of their text (a table shows it verbatim, never as Markdown)."""
     return pd.DataFrame(
         {
             "Row": others["row_index"].astype(int),
-            "Similarity": [dedupe.similarity(text, other) for other in others[kind]],
+            "Similarity": similarities(text, list(others[kind])),
             "Confidence": others["confidence"],
             "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in others["decision"]],
             kind.capitalize(): [shorten(t, 120) for t in others[kind]],
@@ -575,74 +599,96 @@ def row_detail(dataset_id: int, run_id: int, row: pd.Series, others: list[str] |
 
 # -- the page -----------------------------------------------------------------------------------------------
 
-store = get_store()
-dataset = require_dataset(store)
-run = require_scores(store, dataset)
-dataset_id, run_id = dataset["dataset_id"], run["run_id"]
-gamma, eta = store.get_thresholds(dataset_id)
-scored = run_progress(store, run_id).rows_done if run["status"] == "running" else run["n_scored"]
 
-head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
-html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
-n_decided, n_rows = store.review_progress(run_id)
-done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
-# The lead's menus (Bulk accept; Apply to all and its undo) are not drawn for an annotator at all; were a click to
-# reach their callbacks anyway, the store would refuse it.
-may_bulk = allowed(actor(), "bulk_accept") or allowed(actor(), "bulk_decide")
-with bulk:
-    if may_bulk:
-        bulk_popover(dataset_id, run_id, gamma, eta)
-    else:
-        st.caption(":material/groups: Bulk actions are a lead's.")
-if run["status"] == "running":
-    st.fragment(run_every=2)(live_status)(run_id, scored)
+def draw() -> None:
+    """The whole page: header and progress, filters, the queue and the current row."""
+    store = get_store()
+    dataset = require_dataset(store)
+    run = require_scores(store, dataset, counts=False)  # counted below only when the queue is empty
+    dataset_id, run_id = dataset["dataset_id"], run["run_id"]
+    gamma, eta = store.get_thresholds(dataset_id)
+    scored = run_progress(store, run_id).rows_done if run["status"] == "running" else None
 
-chosen = filters(gamma, eta)
-overlap = store.review_settings(dataset_id)["overlap"]
-if overlap > 1 and annotator():  # blind review: filters, sorts and the queue read this reviewer's decisions only
-    chosen["decided_by"] = annotator()
-    if chosen["status"] == "undecided":  # rows still waiting for this reviewer
-        chosen.update(status=None, reviewer=annotator(), overlap=overlap)
-left, right = st.columns([2, 3], gap="medium")
-sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
-order_by, ascending = SORTS[sort]
-query = ReviewQuery(run_id, gamma, eta, **chosen, order_by=order_by, ascending=ascending)
-page_number = state.get("review_page", 1)
-page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
-state.review_pages = n_pages(total, PAGE_SIZE)
-if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
-    state.review_page = page_number = state.review_pages
+    head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
+    html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
+    n_decided, n_rows = store.review_progress(run_id)
+    done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
+    # The lead's menus (Bulk accept; Apply to all and its undo) are not drawn for an annotator at all; were a click
+    # to reach their callbacks anyway, the store would refuse it.
+    may_bulk = allowed(actor(), "bulk_accept") or allowed(actor(), "bulk_decide")
+    with bulk:
+        if may_bulk:
+            bulk_popover(dataset_id, run_id, gamma, eta)
+        else:
+            st.caption(":material/groups: Bulk actions are a lead's.")
+    if run["status"] == "running":
+        st.fragment(run_every=2)(live_status)(run_id, scored)
+
+    chosen = filters(gamma, eta)
+    overlap = store.review_settings(dataset_id)["overlap"]
+    if overlap > 1 and annotator():  # blind review: filters, sorts and the queue read this reviewer's decisions only
+        chosen["decided_by"] = annotator()
+        if chosen["status"] == "undecided":  # rows still waiting for this reviewer
+            chosen.update(status=None, reviewer=annotator(), overlap=overlap)
+    left, right = st.columns([2, 3], gap="medium")
+    sort = left.selectbox("Order", list(SORTS), key="review_sort", on_change=reset_page, persist_state="session")
+    order_by, ascending = SORTS[sort]
+    query = ReviewQuery(run_id, gamma, eta, **chosen, order_by=order_by, ascending=ascending)
+    page_number = state.get("review_page", 1)
     page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
-if may_bulk:
+    state.review_pages = n_pages(total, PAGE_SIZE)
+    if page_df.empty and page_number > 1:  # the queue shrank under the page we were on
+        state.review_page = page_number = state.review_pages
+        page_df, total = store.review_queue(query, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
+    if may_bulk:
+        with left:
+            query_actions(dataset_id, query, total)
+
+    if page_df.empty:
+        run = store.get_run(run_id)  # with its counts
+        scored = run["n_scored"] if scored is None else scored
+        empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
+        failed = run.get("n_failed") or 0
+        if failed and query.status != "failed":
+            rows_word = "1 row" if failed == 1 else f"{failed:,} rows"
+            empty = (empty or "No rows match these filters.") + (
+                f" {rows_word} could not be scored: choose “{STATUS_FILTERS['failed']}” under Review status to see why."
+            )
+        st.info(empty or "No rows match these filters.", icon=":material/filter_alt_off:")
+        st.stop()
+
+    rows = [int(i) for i in page_df["row_index"]]
+    if state.get("review_row") not in rows:  # the page picks the row: one nobody else has open
+        state.review_row = rows[free_position(rows, state.get("review_pos", 0), busy(dataset_id, rows))]
+    position = rows.index(state.review_row)
+    state.review_rows, state.review_pos = rows, position
+    # The row shown is leased to this reviewer (their other open row goes back); a lease ends on their decision or
+    # expiry.
+    opened = store.claim(dataset_id, state.review_row, actor=actor()) if annotator() else {"others": []}
+
     with left:
-        query_actions(dataset_id, query, total)
+        queue(page_df, position)
+        navigation(dataset_id)
+        st.caption(f"{total:,} rows match · page {page_number} of {state.review_pages}")
+        if state.review_pages > 1:
+            st.pagination(
+                state.review_pages, key="review_page", on_change=lambda: state.update(review_row=None, review_pos=0)
+            )
+    with right:
+        row_detail(dataset_id, run_id, page_df.iloc[position], opened["others"])
 
-if page_df.empty:
-    empty = "No rows are scored yet; they appear here as the run scores them." if scored == 0 else None
-    failed = run.get("n_failed") or 0
-    if failed and query.status != "failed":
-        rows_word = "1 row" if failed == 1 else f"{failed:,} rows"
-        empty = (empty or "No rows match these filters.") + (
-            f" {rows_word} could not be scored: choose “{STATUS_FILTERS['failed']}” under Review status to see why."
-        )
-    st.info(empty or "No rows match these filters.", icon=":material/filter_alt_off:")
-    st.stop()
 
-rows = [int(i) for i in page_df["row_index"]]
-if state.get("review_row") not in rows:  # the page picks the row: one nobody else has open
-    state.review_row = rows[free_position(rows, state.get("review_pos", 0), busy(dataset_id, rows))]
-position = rows.index(state.review_row)
-state.review_rows, state.review_pos = rows, position
-# The row shown is leased to this reviewer (their other open row goes back); a lease ends on their decision or expiry.
-opened = store.claim(dataset_id, state.review_row, actor=actor()) if annotator() else {"others": []}
+@st.fragment
+def page() -> None:
+    """Review as one fragment: a decision, a move or a filter reruns this page only, not the app around it (the
+    sidebar's dataset list and run progress: 70-130 ms of store calls per rerun at 1M rows). What the sidebar and
+    navigation show does not change with them; a new dataset or page is a full run, which draws this anew."""
+    if _session.users_file() is not None and _session.current_user() is None:
+        st.rerun()  # signed out meanwhile (team mode): the whole app, which shows the sign-in page
+    show_callback_error()  # a full run's app.py has shown it already; a fragment run shows it here
+    show_toasts()
+    with guard("the Review page"):
+        draw()
 
-with left:
-    queue(page_df, position)
-    navigation(dataset_id)
-    st.caption(f"{total:,} rows match · page {page_number} of {state.review_pages}")
-    if state.review_pages > 1:
-        st.pagination(
-            state.review_pages, key="review_page", on_change=lambda: state.update(review_row=None, review_pos=0)
-        )
-with right:
-    row_detail(dataset_id, run_id, page_df.iloc[position], opened["others"])
+
+page()

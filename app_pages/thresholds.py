@@ -80,9 +80,23 @@ def refit(run_id: int) -> None:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
+def threshold_grid_part(path: str, run_id: int, rows: str, version: tuple) -> pd.DataFrame:
+    """``Store.threshold_grid(run_id, rows)``, kept while ``version`` stands: a few KB."""
+    return get_store().threshold_grid(run_id, rows)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
 def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.threshold_grid``, kept while ``version`` (``Store.threshold_version``) stands: a few KB."""
-    return get_store().threshold_grid(run_id)
+    """``Store.threshold_grid``, kept while ``version`` stands, put together from its scores part, kept until the
+    scores change (0.2-0.3 s at 1M rows), and its decided rows, re-counted after each decision
+    (``Store.threshold_version``: the decision is its third field)."""
+    scores = threshold_grid_part(path, run_id, "scores", scores_version(version))
+    return histograms.with_decisions(scores, threshold_grid_part(path, run_id, "decided", version))
+
+
+def scores_version(version: tuple) -> tuple:
+    """What of ``Store.threshold_version`` the scores alone depend on: all but the latest decision."""
+    return version[:2] + version[3:]
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -93,7 +107,8 @@ def threshold_sample(path: str, run_id: int, version: tuple) -> pd.DataFrame:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def confidence_bins(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.confidence_bins`` (at most ``histograms.BUDGET_BINS`` rows), kept while ``version`` stands."""
+    """``Store.confidence_bins`` (at most ``histograms.BUDGET_BINS`` rows), kept while ``version`` (a
+    ``scores_version``: the bins count scores only) stands."""
     return get_store().confidence_bins(run_id, histograms.BUDGET_BINS)
 
 
@@ -301,7 +316,7 @@ def scatter(sample: pd.DataFrame, actions, x: str) -> go.Figure:
 
 store = get_store()
 dataset = require_dataset(store)
-run = require_scores(store, dataset)
+run = require_scores(store, dataset, counts=False)  # the grid counts the scored rows
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
 fitted = runs.current_calibration(store, run_id)
 version = store.threshold_version(run_id)  # a refit of the calibration changes it too
@@ -373,7 +388,7 @@ st.plotly_chart(histograms_figure(grid, actions, gamma, eta), config={"displaylo
 budget_side, calibration_side = st.columns(2, gap="large")
 with budget_side:
     st.subheader("Review budget")
-    bins = confidence_bins(str(db_path()), run_id, version)
+    bins = confidence_bins(str(db_path()), run_id, scores_version(version))
     n_rated = int(bins["rows"].sum())  # scored rows with a confidence
     gamma_rows = histograms.rows_below(bins, gamma)
     gamma_bad = histograms.bad_share_left(bins, gamma_rows)

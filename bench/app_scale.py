@@ -3,10 +3,14 @@
     flock /tmp/heavy.lock .venv/bin/python bench/app_scale.py --rows 100000
     flock /tmp/heavy.lock .venv/bin/python bench/app_scale.py --rows 100000 --root /tmp/base11d   # the old code
     flock /tmp/heavy.lock .venv/bin/python bench/app_scale.py --rows 1000000 --accepts 2
+    flock /tmp/heavy.lock .venv/bin/python bench/app_scale.py --rows 1000000 --db /tmp/app/app_1000000.duckdb \
+        --only-review   # a database built once, copied for each run; Review's accepts and Thresholds only
 
 ``--root`` is the checkout whose app runs (default: this tree); its code builds the database too, through
 bench/scale.py's import and setup steps (the same data as there: GSM8K rows cycled, synthetic scores through
-``Store.add_scores``, the least confident rows with a proposal). Then one server (``streamlit run app.py`` in that
+``Store.add_scores``, the least confident rows with a proposal). ``--db FILE`` takes a database built that way
+before (bench/scale.py's ``--step import`` and ``--step setup``) instead, copied so that every run starts from the
+same file; ``--only-review`` stops after Thresholds (no Export). Then one server (``streamlit run app.py`` in that
 checkout, with tests/app_server.py as the browser tests start it) and one browser session:
 
 - Review first load: the address typed in until the row and 'Reviewed 0 of N rows' are on screen and the script
@@ -103,7 +107,7 @@ def heading(page):
     return page.locator("h4").filter(has_text=re.compile(r"^Row \d+"))
 
 
-def journey(server: Server, n_rows: int, accepts: int, sessions: int) -> dict:
+def journey(server: Server, n_rows: int, accepts: int, sessions: int, only_review: bool = False) -> dict:
     """The timed journey in one browser session, then (``sessions`` > 1) the same in more sessions while the
     first stays open; the server's memory after each step of each session."""
     from playwright.sync_api import expect, sync_playwright
@@ -120,7 +124,9 @@ def journey(server: Server, n_rows: int, accepts: int, sessions: int) -> dict:
             prefix = "" if session == 1 else f"s{session}_"
             steps: dict = {}
             try:
-                session_steps(server, context, n_rows, accepts, steps, only_undecided=session > 1)
+                session_steps(
+                    server, context, n_rows, accepts, steps, only_undecided=session > 1, only_review=only_review
+                )
             except Exception as exc:  # keep what was measured; say where it stopped
                 steps["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                 print(f"  session {session} stopped: {steps['error']}", flush=True)
@@ -144,7 +150,9 @@ def route(r, refused: list[str]) -> None:
         r.abort()
 
 
-def session_steps(server: Server, context, n_rows: int, accepts: int, result: dict, only_undecided: bool) -> None:
+def session_steps(
+    server: Server, context, n_rows: int, accepts: int, result: dict, only_undecided: bool, only_review: bool = False
+) -> None:
     """The journey in one session, each measurement written into ``result`` as it is taken. With
     ``only_undecided`` (every session after the first), Review status is set to "Not reviewed" before the accepts:
     Review opens on "All rows", least confident first, so a later session would open on the rows the first one
@@ -210,6 +218,8 @@ def session_steps(server: Server, context, n_rows: int, accepts: int, result: di
     result["thresholds_js_heap_gb"] = metrics["JSHeapUsedSize"] / 2**30
     memory("thresholds")
 
+    if only_review:
+        return
     t0 = time.perf_counter()
     page.get_by_role("link", name="Export", exact=True).click()
     expect(page.get_by_role("button", name=re.compile(r"^Download .*\.curated\."))).to_be_visible()
@@ -291,17 +301,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=1, help="browser sessions, one after another, all open")
     parser.add_argument("--work", type=Path, default=Path("/tmp/clear_app_scale"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--db", type=Path, help="a database built before (copied; --rows must be its size)")
+    parser.add_argument("--only-review", action="store_true", help="Review and Thresholds only, no Export")
     opts = parser.parse_args(argv)
 
     folder = opts.work / f"{opts.root.name}-{opts.rows}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
-    db = build_database(opts.root.resolve(), opts.rows, folder)
-    print(f"database built in {time.perf_counter() - t0:.0f} s ({db})", flush=True)
+    if opts.db:
+        db = folder / "app.duckdb"
+        shutil.copyfile(opts.db, db)
+        print(f"database copied from {opts.db} in {time.perf_counter() - t0:.0f} s", flush=True)
+    else:
+        db = build_database(opts.root.resolve(), opts.rows, folder)
+        print(f"database built in {time.perf_counter() - t0:.0f} s ({db})", flush=True)
     server = Server(opts.root.resolve(), db, folder / "server.log")
     try:
-        result = {"rows": opts.rows, "root": str(opts.root), **journey(server, opts.rows, opts.accepts, opts.sessions)}
+        result = {
+            "rows": opts.rows,
+            "root": str(opts.root),
+            **journey(server, opts.rows, opts.accepts, opts.sessions, opts.only_review),
+        }
     finally:
         server.stop()
     print(report(result, opts.sessions))

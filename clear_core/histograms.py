@@ -68,6 +68,22 @@ def counts_at(grid: pd.DataFrame, gamma: float, eta: float) -> dict[str, int] | 
     return {action: int(n[actions == action].sum()) for action in clear.ACTIONS}
 
 
+def with_decisions(scores: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
+    """The grid of ``Store.threshold_grid`` from its two parts: ``scores`` (every row as undecided, rows='scores')
+    and ``decided`` (the decided rows alone, rows='decided'). Each decided row leaves its cell's undecided count
+    for its decision's cell; cells left empty are dropped; sorted as the store sorts (every column, NULL last)."""
+    if decided.empty:
+        return scores.copy()
+    cells = list(GRID_COLUMNS[:5])
+    moved = decided.groupby(cells, dropna=False, as_index=False)["n"].sum().rename(columns={"n": "moved"})
+    undecided = scores.merge(moved, on=cells, how="left")
+    undecided["n"] = undecided["n"] - undecided["moved"].fillna(0).astype(undecided["n"].dtype)
+    undecided = undecided[undecided["n"] > 0].drop(columns="moved")
+    grid = pd.concat([undecided, decided], ignore_index=True)[list(GRID_COLUMNS)]
+    grid = grid.sort_values(list(GRID_COLUMNS), na_position="last", kind="stable")
+    return grid.astype({**scores.dtypes.to_dict(), "decision": decided["decision"].dtype}).reset_index(drop=True)
+
+
 def histogram(grid: pd.DataFrame, actions: np.ndarray, column: str) -> pd.DataFrame:
     """Bars of the ``column`` histogram ('conf_bin' or 'corr_bin') stacked by action: one row per (action, bar)
     with ``left`` (the bar's lower edge), ``n`` and ``action``; every action has all BINS bars (0 where empty)."""

@@ -233,7 +233,7 @@ def ingest(store: Store, run_id: int) -> int:
 
     Chunks go in oldest first, up to ``INGEST_BATCH_ROWS`` rows per transaction (``Store.add_scores``; a row in two
     chunks keeps the later record); each batch's files are deleted once it is committed."""
-    run = store.get_run(run_id)
+    run = store.get_run(run_id, counts=False)  # its status and folder; progress() counts
     if not run.get("work_dir"):
         return 0
     directory = Path(run["work_dir"])

@@ -378,6 +378,9 @@ def test_list_datasets_counts(scored):
     listed = store.list_datasets().set_index("dataset_id").loc[dataset_id]
     assert (listed["n_rows"], listed["latest_run_id"], listed["n_scored"], listed["n_decided"]) == (10, run_id, 10, 2)
     assert listed["latest_run_status"] == "pending"
+    bare = store.list_datasets(counts=False)  # the sidebar's: the same datasets and runs, nothing counted
+    pd.testing.assert_frame_equal(bare, store.list_datasets().drop(columns=["n_scored", "n_decided"]))
+    assert store.get_run(run_id, counts=False) == store.latest_run(dataset_id, counts=False)
 
 
 def test_delete_dataset_removes_everything(store):
@@ -448,6 +451,10 @@ def test_find_resumable_and_latest_run(store):
     store.set_run_status(second, "cancelled")
     assert store.find_resumable_run(dataset_id, "m", {"k": 3, "seed": 0})["run_id"] == second
     assert store.latest_run(dataset_id)["run_id"] == second
+    bare = store.latest_run(dataset_id, counts=False)  # the same run, without counting its scores
+    counted = store.latest_run(dataset_id)
+    assert bare == {k: v for k, v in counted.items() if k not in ("n_scored", "n_failed")}
+    assert "n_scored" not in bare and counted["n_scored"] == 0
     runs = store.list_runs(dataset_id)
     assert runs["run_id"].tolist() == [second, first]
     assert runs["params"].tolist() == [{"k": 3, "seed": 0}] * 2

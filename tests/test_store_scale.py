@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from clear_core import clear, histograms
+from clear_core.errors import InvalidInput
 from clear_core.permissions import Actor
 from clear_core.store import ReviewQuery, Store
 from tests.test_store import Dataset, Mapping, Row
@@ -201,6 +202,26 @@ def test_the_grid_counts_what_the_sql_counts_at_every_slider_position(queue_db):
             assert mine[columns].values.tolist() == sql[columns].values.tolist()
             assert np.allclose(mine["agreement"], sql["agreement"], equal_nan=True)
     assert histograms.counts_at(grid, 0.555, 0.7) is None and histograms.on_grid(0.1 + 0.2) is None
+
+
+def test_the_grid_is_its_scores_part_with_the_decided_rows_moved(queue_db, tmp_path):
+    """The Thresholds page keeps the grid of the scores alone and re-counts only the decided rows after a decision:
+    put together, the same frame as the grid of every row with its decision (every kind, one undone; none)."""
+    store, _, run_id = queue_db
+    scores, decided = store.threshold_grid(run_id, "scores"), store.threshold_grid(run_id, "decided")
+    assert scores["decision"].isna().all() and decided["decision"].notna().all()
+    assert decided["n"].sum() == store.review_progress(run_id)[0] and scores["n"].sum() == store.scored_count(run_id)
+    pd.testing.assert_frame_equal(histograms.with_decisions(scores, decided), store.threshold_grid(run_id))
+    with Store(tmp_path / "none.duckdb") as fresh:  # no decision at all: the decided part is empty
+        rows = [Row(i, {"i": i}, [{"role": "user", "content": f"q{i}"}], f"q{i}", f"r{i}") for i in range(3)]
+        ds = Dataset("n.jsonl", "/n.jsonl", "jsonl", "alpaca", Mapping(), rows, columns=["i"], content_hash="n")
+        fresh_run = fresh.create_run(fresh.add_dataset(ds), "m", {})
+        fresh.add_scores(fresh_run, [{"row_index": i, "confidence": i / 3} for i in range(3)])
+        parts = fresh.threshold_grid(fresh_run, "scores"), fresh.threshold_grid(fresh_run, "decided")
+        assert parts[1].empty
+        pd.testing.assert_frame_equal(histograms.with_decisions(*parts), fresh.threshold_grid(fresh_run))
+    with pytest.raises(InvalidInput, match="expected 'all', 'scores' or 'decided'"):
+        store.threshold_grid(run_id, "some")
 
 
 def test_histogram_bars_hold_each_value_in_its_bar(queue_db):
