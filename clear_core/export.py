@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import errno
+import functools
 import io
 import json
 import math
@@ -692,34 +693,62 @@ def _plain_jsonl_writer(tables: Iterator[pa.Table], out: BinaryIO, dataset: dict
             out.write(piece)
 
 
-def _plain_parquet_writer(
-    tables: Iterator[pa.Table], out: BinaryIO, dataset: dict, columns: list[str], types: dict[str, pa.DataType]
-) -> None:
-    """Parquet of a plain export whose columns are all text (``_text_columns``): each batch's stored JSON is
-    parsed by Arrow's JSON reader with the columns as strings, the changed responses put in, and the batch written
-    with the one schema known before the first row (so nothing is spilled)."""
+def _text_tables(
+    tables: Iterator[pa.Table], dataset: dict, columns: list[str], types: dict[str, pa.DataType]
+) -> Iterator[pa.Table]:
+    """The written columns of each batch of a plain export whose columns are all text (``_text_columns``): the
+    stored JSON parsed by Arrow's JSON reader with every column as a string, the changed responses put in."""
     response = _response_column(dataset)
     schema = pa.schema([(c, types[c]) for c in columns])
     parse = pa_json.ParseOptions(
         explicit_schema=pa.schema([(c, pa.string()) for c in columns]), unexpected_field_behavior="error"
     )
+    for table in tables:
+        if not table.num_rows:
+            continue
+        text = b"".join(_lines(table["record_json"]))
+        longest = pc.max(pc.binary_length(table["record_json"])).as_py()
+        options = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))  # a block holds whole lines
+        parsed = pa_json.read_json(pa.BufferReader(text), read_options=options, parse_options=parse)
+        parsed = parsed.combine_chunks()  # one chunk per column, as pa.array makes: the same Parquet pages
+        changed = pc.not_equal(table["final_response"], table["original_response"]).fill_null(True)
+        arrays = []
+        for c in columns:
+            if c == response:
+                arrays.append(pc.if_else(changed, table["final_response"], parsed[c]))
+            else:
+                arrays.append(parsed[c] if types[c] == pa.string() else pa.nulls(table.num_rows))
+        yield pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _plain_parquet_writer(tables: Iterator[pa.Table], out: BinaryIO, schema: pa.Schema) -> None:
+    """Parquet of ``_text_tables``, written with the one schema known before the first row (nothing spilled)."""
     with pq.ParquetWriter(out, schema) as writer:
         for table in tables:
-            if not table.num_rows:
-                continue
-            text = b"".join(_lines(table["record_json"]))
-            longest = pc.max(pc.binary_length(table["record_json"])).as_py()
-            options = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))
-            parsed = pa_json.read_json(pa.BufferReader(text), read_options=options, parse_options=parse)
-            parsed = parsed.combine_chunks()  # one chunk per column, as pa.array makes: the same pages
-            changed = pc.not_equal(table["final_response"], table["original_response"]).fill_null(True)
-            arrays = []
-            for c in columns:
-                if c == response:
-                    arrays.append(pc.if_else(changed, table["final_response"], parsed[c]))
-                else:
-                    arrays.append(parsed[c] if types[c] == pa.string() else pa.nulls(table.num_rows))
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            writer.write_table(table)
+
+
+def _plain_csv_writer(tables: Iterator[pa.Table], out: BinaryIO, columns: list[str]) -> None:
+    """CSV of ``_text_tables`` with the cells ``_csv_cell`` writes (null as an empty cell), a batch per call of
+    the csv module unless a row holds a lone "\r" (see ``_csv_bytes``)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    (quoting if any("\r" in c for c in columns) else writer).writerow(columns)
+    for table in tables:
+        cells = [pc.fill_null(col, "") if col.type == pa.string() else None for col in table.columns]
+        has_cr = [pc.match_substring(col, "\r") for col in cells if col is not None]
+        values = [[""] * table.num_rows if col is None else col.to_pylist() for col in cells]
+        if not any(pc.any(cr).as_py() for cr in has_cr):
+            writer.writerows(zip(*values, strict=True))
+        else:
+            rows_with_cr = functools.reduce(pc.or_, has_cr).to_pylist()
+            for row, cr in zip(zip(*values, strict=True), rows_with_cr, strict=True):
+                (quoting if cr else writer).writerow(row)
+        out.write(buffer.getvalue().encode("utf-8"))
+        buffer.seek(0)
+        buffer.truncate()
+    out.write(buffer.getvalue().encode("utf-8"))
 
 
 def _jsonl_writer(batches: Iterator[list], out: BinaryIO) -> None:
@@ -846,9 +875,14 @@ def write_curated(
             )
             return
         columns, kinds = _export_columns(store, dataset, run_id, policy) if fmt in ("csv", "parquet") else ([], {})
-        if fmt == "parquet" and (types := _text_columns(dataset, policy, columns, kinds)) is not None:
-            tables = counted(_curated_tables(store, dataset, run_id, policy, batch_rows))
-            _plain_parquet_writer(tables, out, dataset, columns, types)
+        if fmt in ("csv", "parquet") and (types := _text_columns(dataset, policy, columns, kinds)) is not None:
+            tables = _text_tables(
+                counted(_curated_tables(store, dataset, run_id, policy, batch_rows)), dataset, columns, types
+            )
+            if fmt == "csv":
+                _plain_csv_writer(tables, out, columns)
+            else:
+                _plain_parquet_writer(tables, out, pa.schema([(c, types[c]) for c in columns]))
             return
         batches = counted(
             curated_batches(store, dataset, run_id, policy, raw_json=fmt == "jsonl", batch_rows=batch_rows)

@@ -208,8 +208,9 @@ def text_store(tmp_path, n: int = 9) -> tuple[Store, int]:
 
 
 def test_text_columns_take_the_arrow_writers_and_write_the_same_files(tmp_path, monkeypatch):
-    """A plain export whose columns are all text is written by Arrow (JSON Lines copied, Parquet parsed by Arrow's
-    JSON reader) and gives the files of the in-memory export: JSONL byte for byte, Parquet value for value."""
+    """A plain export whose columns are all text is written from Arrow (JSON Lines copied; CSV and Parquet parsed
+    by Arrow's JSON reader) and gives the files of the in-memory export: JSONL and CSV byte for byte, Parquet value
+    for value."""
 
     def record_path(*args, **kwargs):
         raise AssertionError("the record-by-record writer ran")
@@ -217,7 +218,7 @@ def test_text_columns_take_the_arrow_writers_and_write_the_same_files(tmp_path, 
     store, dataset_id = text_store(tmp_path)
     with store:
         for policy in (POLICIES[0], POLICIES[3], POLICIES[4], POLICIES[5]):
-            for fmt in ("jsonl", "parquet"):
+            for fmt in ("jsonl", "csv", "parquet"):
                 old, _ = in_memory(store, dataset_id, policy, fmt)
                 plain = not (policy.all_rows or policy.include_scores)
                 with monkeypatch.context() as patched:
