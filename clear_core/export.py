@@ -571,6 +571,8 @@ def _record(columns: dict[str, list], i: int, schema: str, mapping: ColumnMappin
 def _stored_as_written(table: pa.Table) -> pa.ChunkedArray:
     """True where a plain export writes the row's stored JSON text as it is: nothing changed its response, and the
     text holds no NaN or Infinity (which ``json.dumps(allow_nan=False)`` refuses)."""
+    if "changed" in table.column_names:  # a records_only table
+        return pc.and_(pc.invert(table["changed"]), pc.invert(table["unsafe"]))
     same = pc.equal(table["final_response"], table["original_response"]).fill_null(False)
     return pc.and_(same, pc.invert(table["unsafe"]))
 
@@ -615,7 +617,13 @@ def curated_batches(
 
 
 def _curated_tables(
-    store: Any, dataset: dict[str, Any], run_id: int | None, policy: ExportPolicy, batch_rows: int
+    store: Any,
+    dataset: dict[str, Any],
+    run_id: int | None,
+    policy: ExportPolicy,
+    batch_rows: int,
+    *,
+    records_only: bool = False,
 ) -> Iterator[pa.Table]:
     return store.curated_batches(
         dataset["dataset_id"],
@@ -623,6 +631,7 @@ def _curated_tables(
         policy,
         all_rows=policy.all_rows,
         include_scores=policy.include_scores,
+        records_only=records_only,
         batch_rows=batch_rows,
     )
 
@@ -675,20 +684,25 @@ def _lines(text: pa.ChunkedArray | pa.Array) -> Iterator[memoryview]:
             yield memoryview(data)[ends[0] : ends[-1]]
 
 
-def _plain_jsonl_writer(tables: Iterator[pa.Table], out: BinaryIO, dataset: dict, policy: ExportPolicy) -> None:
-    """JSON Lines of a plain export: a row written as stored is its stored text, copied by Arrow; only the rows
-    whose response changed (or whose text holds NaN) are decoded and encoded again, as ``to_records`` does."""
+def _plain_jsonl_writer(tables: Iterator[pa.Table], out: BinaryIO, dataset: dict) -> None:
+    """JSON Lines of a plain export from ``records_only`` tables: a row written as stored is its stored text,
+    copied by Arrow; only the rows whose response changed (or whose text holds NaN) are decoded and encoded again,
+    as ``to_records`` does."""
     mapping = ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
     for table in tables:
         text = table["record_json"]
-        changed = pc.invert(_stored_as_written(table))
-        if pc.any(changed).as_py():
-            rows = table.filter(changed).to_pydict()
-            lines = [
-                json.dumps(_record(rows, i, dataset["schema"], mapping, policy), ensure_ascii=False, allow_nan=False)
-                for i in range(len(rows["record_json"]))
-            ]
-            text = pc.replace_with_mask(text.combine_chunks(), changed.combine_chunks(), pa.array(lines, pa.string()))
+        redone = pc.invert(_stored_as_written(table))
+        if pc.any(redone).as_py():
+            rows = table.filter(redone).to_pydict()
+            lines = []
+            for stored, changed, final in zip(
+                rows["record_json"], rows["changed"], rows["final_response"], strict=True
+            ):
+                record = json.loads(stored)
+                if changed:
+                    record = _with_response(dataset["schema"], record, final, mapping)
+                lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
+            text = pc.replace_with_mask(text.combine_chunks(), redone.combine_chunks(), pa.array(lines, pa.string()))
         for piece in _lines(text):
             out.write(piece)
 
@@ -711,11 +725,10 @@ def _text_tables(
         options = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))  # a block holds whole lines
         parsed = pa_json.read_json(pa.BufferReader(text), read_options=options, parse_options=parse)
         parsed = parsed.combine_chunks()  # one chunk per column, as pa.array makes: the same Parquet pages
-        changed = pc.not_equal(table["final_response"], table["original_response"]).fill_null(True)
         arrays = []
         for c in columns:
             if c == response:
-                arrays.append(pc.if_else(changed, table["final_response"], parsed[c]))
+                arrays.append(pc.if_else(table["changed"], table["final_response"], parsed[c]))
             else:
                 arrays.append(parsed[c] if types[c] == pa.string() else pa.nulls(table.num_rows))
         yield pa.Table.from_arrays(arrays, schema=schema)
@@ -870,15 +883,13 @@ def write_curated(
     def write(out: BinaryIO) -> None:
         plain = _plain_export(dataset["schema"], policy)
         if fmt == "jsonl" and plain:
-            _plain_jsonl_writer(
-                counted(_curated_tables(store, dataset, run_id, policy, batch_rows)), out, dataset, policy
-            )
+            tables = _curated_tables(store, dataset, run_id, policy, batch_rows, records_only=True)
+            _plain_jsonl_writer(counted(tables), out, dataset)
             return
         columns, kinds = _export_columns(store, dataset, run_id, policy) if fmt in ("csv", "parquet") else ([], {})
         if fmt in ("csv", "parquet") and (types := _text_columns(dataset, policy, columns, kinds)) is not None:
-            tables = _text_tables(
-                counted(_curated_tables(store, dataset, run_id, policy, batch_rows)), dataset, columns, types
-            )
+            tables = _curated_tables(store, dataset, run_id, policy, batch_rows, records_only=True)
+            tables = _text_tables(counted(tables), dataset, columns, types)
             if fmt == "csv":
                 _plain_csv_writer(tables, out, columns)
             else:
