@@ -742,26 +742,26 @@ def _plain_parquet_writer(tables: Iterator[pa.Table], out: BinaryIO, schema: pa.
 
 
 def _plain_csv_writer(tables: Iterator[pa.Table], out: BinaryIO, columns: list[str]) -> None:
-    """CSV of ``_text_tables`` with the cells ``_csv_cell`` writes (null as an empty cell), a batch per call of
-    the csv module unless a row holds a lone "\r" (see ``_csv_bytes``)."""
+    """CSV of ``_text_tables`` with the bytes the csv module writes (see ``_csv_bytes``), quoted by Arrow: a cell
+    is quoted (its quotes doubled) when it holds a comma, a quote or a newline, every cell of a row holding a
+    carriage return is quoted, a null is an empty cell, and the one empty cell of a one-column row is quoted."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
     quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     (quoting if any("\r" in c for c in columns) else writer).writerow(columns)
-    for table in tables:
-        cells = [pc.fill_null(col, "") if col.type == pa.string() else None for col in table.columns]
-        has_cr = [pc.match_substring(col, "\r") for col in cells if col is not None]
-        values = [[""] * table.num_rows if col is None else col.to_pylist() for col in cells]
-        if not any(pc.any(cr).as_py() for cr in has_cr):
-            writer.writerows(zip(*values, strict=True))
-        else:
-            rows_with_cr = functools.reduce(pc.or_, has_cr).to_pylist()
-            for row, cr in zip(zip(*values, strict=True), rows_with_cr, strict=True):
-                (quoting if cr else writer).writerow(row)
-        out.write(buffer.getvalue().encode("utf-8"))
-        buffer.seek(0)
-        buffer.truncate()
     out.write(buffer.getvalue().encode("utf-8"))
+    for table in tables:
+        cells = [pc.fill_null(col.cast(pa.string()), "") for col in table.columns]
+        carriage_return = functools.reduce(pc.or_, [pc.match_substring(c, "\r") for c in cells])
+        written = []
+        for cell in cells:
+            quote = pc.or_(pc.match_substring_regex(cell, '[\n",]'), carriage_return)
+            if len(cells) == 1:
+                quote = pc.or_(quote, pc.equal(cell, ""))
+            quoted = pc.binary_join_element_wise('"', pc.replace_substring(cell, '"', '""'), '"', "")
+            written.append(pc.if_else(quote, quoted, cell))
+        for piece in _lines(pc.binary_join_element_wise(*written, ",")):
+            out.write(piece)
 
 
 def _jsonl_writer(batches: Iterator[list], out: BinaryIO) -> None:

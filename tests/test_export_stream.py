@@ -172,9 +172,9 @@ def test_a_failed_streamed_write_leaves_nothing_behind(tmp_path):
         assert not list((tmp_path / "no").parent.glob(".*.tmp"))
 
 
-# Text that JSON escapes or that a byte-level copy could get wrong: quotes, backslashes, control characters, a line
-# separator, accents and a character outside the BMP; a key that needs quoting in a JSON path.
-TRICKY = ['say "hi"\\', "tab\there\nnew line\r\n", "\u2028 «é» 👍 \x00", "", "plain"]
+# Text that JSON or CSV escapes or that a byte-level copy could get wrong: quotes, backslashes, control characters,
+# a line separator, accents and a character outside the BMP, commas, a lone carriage return; a key with a quote.
+TRICKY = ['say "hi"\\', "tab\there\nnew line\r\n", "\u2028 «é» 👍 \x00", "", "plain", "a, b", "lone\rreturn"]
 
 
 def text_records(n: int) -> list[dict]:
