@@ -676,6 +676,8 @@ def _text_columns(dataset: dict[str, Any], policy: ExportPolicy, columns: list[s
 
 def _lines(text: pa.ChunkedArray | pa.Array) -> Iterator[memoryview]:
     """Each value of a string array followed by a newline, as contiguous bytes (no Python string per value)."""
+    if text.type != pa.string():  # the offsets read below are 32-bit (a batch's text is far under 2 GB)
+        text = text.cast(pa.string())
     joined = pc.binary_join_element_wise(text, "", "\n")
     for chunk in joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]:
         if len(chunk):
