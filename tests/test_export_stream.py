@@ -5,6 +5,7 @@ export.summarize counts."""
 from __future__ import annotations
 
 import json
+import random
 
 import pyarrow.parquet as pq
 import pytest
@@ -282,3 +283,32 @@ def test_a_store_opened_with_a_memory_limit_exports_the_same_files(tmp_path):
             for fmt in FORMATS:
                 export.write_curated(capped, dataset_id, POLICIES[0], tmp_path / f"o.{fmt}", fmt)
                 assert_same_file(expected[fmt], tmp_path / f"o.{fmt}", fmt, tmp_path)
+
+
+def test_random_text_takes_the_arrow_writers_and_writes_the_same_files(tmp_path):
+    """300 rows of seeded random text over every ASCII control character, quotes, commas, backslashes, separators
+    and characters outside the BMP: the Arrow writers write what the in-memory export writes."""
+    rng = random.Random(11)
+    alphabet = [chr(c) for c in range(0x80)] + ["\u2028", "\u2029", "\u00a0", "é", "\ufeff", "👍", "𝔘"]
+    text = lambda: "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))  # noqa: E731
+    records = [
+        {"prompt": text() + "?", "response": text() + "!", "extra": rng.choice([None, text()])} for _ in range(300)
+    ]
+    with Store(tmp_path / "s.duckdb") as store:
+        dataset_id = store.add_dataset(load_dataset(write_input(tmp_path / "in.jsonl", records)))
+        run_id = store.create_run(dataset_id, "synthetic", {})
+        store.add_scores(
+            run_id,
+            [
+                {"row_index": i, "confidence": 0.3, "correction_confidence": 0.9, "proposed_response": text() + "."}
+                for i in range(0, 300, 3)
+            ],
+        )
+        policy = ExportPolicy(gamma=0.1, eta=0.8, unscored="keep")
+        ds = store.get_dataset(dataset_id)
+        assert export._text_columns(ds, policy, *export._export_columns(store, ds, run_id, policy)) is not None
+        for fmt in ("jsonl", "csv", "parquet"):
+            old, counts = in_memory(store, dataset_id, policy, fmt)
+            assert counts["corrected"] == 100
+            export.write_curated(store, dataset_id, policy, tmp_path / f"o.{fmt}", fmt, batch_rows=64)
+            assert_same_file(old, tmp_path / f"o.{fmt}", fmt, tmp_path)
