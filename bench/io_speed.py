@@ -35,14 +35,15 @@ if step == "import":
         dataset_id = workspace.import_file(store, target)
         rows = store.get_dataset(dataset_id)["n_rows"]
 else:
+    from clear_core import export
     from clear_core.export import ExportPolicy
-    with Store(target, read_only=True) as store:
+    limit = getattr(export, "DUCKDB_MEMORY_LIMIT", None)  # what the export command opens the store with
+    with Store(target, read_only=True, **({"memory_limit": limit} if limit else {})) as store:
         dataset_id = int(store.list_datasets()["dataset_id"].max())
         policy = ExportPolicy(gamma=0.5, eta=0.8, unscored="keep")
         if hasattr(workspace, "export_plan"):  # the streamed export
             rows = workspace.export_plan(store, dataset_id, policy, step).write(extra)
         else:  # the code before it: everything in memory
-            from clear_core import export
             result = workspace.curated_export(store, dataset_id, policy, step)
             export.write_records(result.records, extra, step)
             rows = len(result.records)

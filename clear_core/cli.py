@@ -30,11 +30,14 @@ from clear_core.ui_state import duplicates_note
 
 
 @contextmanager
-def _open_store(db: str, lock_hint: str = "", reading: bool = False) -> Iterator[Store]:
+def _open_store(
+    db: str, lock_hint: str = "", reading: bool = False, memory_limit: str | None = None
+) -> Iterator[Store]:
     """``with _open_store(db) as store:``, closed on the way out. ``reading``: a database this user cannot write
-    opens read-only. ``lock_hint`` ends the message when another process holds the database."""
+    opens read-only. ``lock_hint`` ends the message when another process holds the database. ``memory_limit``: see
+    ``Store``."""
     try:
-        store = Store(db)
+        store = Store(db, memory_limit=memory_limit)
     except StoreLockedError as exc:
         if lock_hint:
             exc.add_note(lock_hint)
@@ -42,7 +45,7 @@ def _open_store(db: str, lock_hint: str = "", reading: bool = False) -> Iterator
     except StoreReadOnlyError:
         if not reading:
             raise
-        store = Store(db, read_only=True)
+        store = Store(db, read_only=True, memory_limit=memory_limit)
     with store:
         yield store
 
@@ -454,6 +457,7 @@ def export_command(
         "To export while the app is open, use its Export page (Download button); or close the app and run this "
         "command again.",
         reading=True,
+        memory_limit=export.DUCKDB_MEMORY_LIMIT,
     ) as store:
         ds = workspace.pick_dataset(store, dataset)
         folder = out_format == DATASETS_FORMAT or bool(out_path and not out_format and not Path(out_path).suffix)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import errno
+import functools
 import io
 import json
 import math
@@ -24,6 +25,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from clear_core.clear import decide
@@ -516,6 +519,9 @@ def write_records(
 # a batch at a time, so memory stays bounded. tests/test_export_stream.py checks both paths give the same files.
 
 BATCH_ROWS = 50_000  # rows per query and per write; a batch of long chat records stays well under 100 MB
+# DuckDB's memory in the export command (Store's memory_limit): without it DuckDB keeps every block the export reads
+# in its cache, +0.5 GB at a million rows; at 320 MB a million-row export peaks near 0.75 GB, interpreter included.
+DUCKDB_MEMORY_LIMIT = "320MB"
 
 
 class _JSONText(str):
@@ -526,6 +532,49 @@ class _JSONText(str):
 def _clean(value: Any) -> Any:
     """A score from the store as export writes it: NaN becomes None (as ``_plain`` does)."""
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _plain_export(schema: str, policy: ExportPolicy) -> bool:
+    """Records written as they are stored but for the response: no clear_* columns, no tasks to regroup."""
+    return not (policy.include_scores or policy.all_rows) and schema != "self_instruct"
+
+
+def _record(columns: dict[str, list], i: int, schema: str, mapping: ColumnMapping | None, policy: ExportPolicy):
+    """Row ``i`` of a ``store.curated_batches`` table (as ``to_pydict``) as ``to_records`` writes it; a
+    self-instruct record is one instance of its task (``curated_batches`` regroups them)."""
+    original, final = columns["original_response"][i], columns["final_response"][i]
+    record = json.loads(columns["record_json"][i])
+    if final != original:
+        record = _with_response(schema, record, final, mapping)
+    if not (policy.include_scores or policy.all_rows):
+        return record
+    row = CuratedRow(
+        row_index=columns["row_index"][i],
+        record=record,
+        original_response=original,
+        final_response=final,
+        action=columns["action"][i],
+        source=columns["source"][i],
+        kept=columns["kept"][i],
+        scores={name: _clean(columns[name][i]) for name in columns if name in _SCORE_COLUMNS},
+        decision=columns["decision"][i],
+        annotator=columns["annotator"][i],
+        reason=columns["reason"][i],
+        note=columns["note"][i],
+    )
+    extra = _annotations(row, policy.include_scores, policy.all_rows)
+    if schema == "self_instruct":
+        return {**record, "instances": [{**record["instances"][0], **extra}]}
+    return {**record, **extra}
+
+
+def _stored_as_written(table: pa.Table) -> pa.ChunkedArray:
+    """True where a plain export writes the row's stored JSON text as it is: nothing changed its response, and the
+    text holds no NaN or Infinity (which ``json.dumps(allow_nan=False)`` refuses)."""
+    if "changed" in table.column_names:  # a records_only table
+        return pc.and_(pc.invert(table["changed"]), pc.invert(table["unsafe"]))
+    same = pc.equal(table["final_response"], table["original_response"]).fill_null(False)
+    return pc.and_(same, pc.invert(table["unsafe"]))
 
 
 def curated_batches(
@@ -542,46 +591,17 @@ def curated_batches(
     is not decoded at all. Self-instruct instances are regrouped into their tasks across batches."""
     schema = dataset["schema"]
     mapping = ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
-    plain = not (policy.include_scores or policy.all_rows) and schema != "self_instruct"
+    raw_json = raw_json and _plain_export(schema, policy)
     task: dict[str, Any] | None = None  # the self-instruct task being regrouped
-    for table in store.curated_batches(
-        dataset["dataset_id"],
-        run_id,
-        policy,
-        all_rows=policy.all_rows,
-        include_scores=policy.include_scores,
-        batch_rows=batch_rows,
-    ):
+    for table in _curated_tables(store, dataset, run_id, policy, batch_rows):
         columns = table.to_pydict()
+        as_stored = _stored_as_written(table).to_pylist() if raw_json else None
         records: list[dict[str, Any]] = []
         for i, text in enumerate(columns["record_json"]):
-            original, final = columns["original_response"][i], columns["final_response"][i]
-            if raw_json and plain and final == original and not columns["unsafe"][i]:
+            if as_stored is not None and as_stored[i]:
                 records.append(_JSONText(text))
                 continue
-            record = json.loads(text)
-            if final != original:
-                record = _with_response(schema, record, final, mapping)
-            if policy.include_scores or policy.all_rows:
-                row = CuratedRow(
-                    row_index=columns["row_index"][i],
-                    record=record,
-                    original_response=original,
-                    final_response=final,
-                    action=columns["action"][i],
-                    source=columns["source"][i],
-                    kept=columns["kept"][i],
-                    scores={name: _clean(columns[name][i]) for name in columns if name in _SCORE_COLUMNS},
-                    decision=columns["decision"][i],
-                    annotator=columns["annotator"][i],
-                    reason=columns["reason"][i],
-                    note=columns["note"][i],
-                )
-                extra = _annotations(row, policy.include_scores, policy.all_rows)
-                if schema == "self_instruct":
-                    record = {**record, "instances": [{**record["instances"][0], **extra}]}
-                else:
-                    record = {**record, **extra}
+            record = _record(columns, i, schema, mapping, policy)
             if schema != "self_instruct":
                 records.append(record)
             elif task is not None and task["source"] == record["_source_index"]:
@@ -596,18 +616,154 @@ def curated_batches(
         yield [task["record"]]
 
 
+def _curated_tables(
+    store: Any,
+    dataset: dict[str, Any],
+    run_id: int | None,
+    policy: ExportPolicy,
+    batch_rows: int,
+    *,
+    records_only: bool = False,
+) -> Iterator[pa.Table]:
+    return store.curated_batches(
+        dataset["dataset_id"],
+        run_id,
+        policy,
+        all_rows=policy.all_rows,
+        include_scores=policy.include_scores,
+        records_only=records_only,
+        batch_rows=batch_rows,
+    )
+
+
 _SCORE_COLUMNS = frozenset(("confidence", "proposed_response", *SIGNALS))
 
 
-def _export_columns(store: Any, dataset: dict[str, Any], run_id: int | None, policy: ExportPolicy) -> list[str]:
-    """The columns of the export in order of first appearance, as ``_columns`` finds them in the records, read
-    from the stored JSON by the store (no record is decoded here)."""
-    keys, first_row_keys = store.curated_keys(dataset["dataset_id"], run_id, policy, all_rows=policy.all_rows)
+def _export_columns(
+    store: Any, dataset: dict[str, Any], run_id: int | None, policy: ExportPolicy
+) -> tuple[list[str], dict[str, set[str]]]:
+    """The columns of the export in order of first appearance, as ``_columns`` finds them in the records, and the
+    JSON types of each stored column's values (``Store.curated_keys``), read by the store (no record is decoded
+    here)."""
+    keys, first_row_keys, kinds = store.curated_keys(dataset["dataset_id"], run_id, policy, all_rows=policy.all_rows)
     if dataset["schema"] == "self_instruct":  # the annotations go inside each instance
-        return [k for k in keys if k not in _SELF_INSTRUCT_KEYS]
+        return [k for k in keys if k not in _SELF_INSTRUCT_KEYS], kinds
     blank = CuratedRow(0, {}, "", "", "", "", True)
     extra = [k for k in _annotations(blank, policy.include_scores, policy.all_rows) if k not in keys]
-    return [*keys[:first_row_keys], *extra, *keys[first_row_keys:]] if keys else []
+    return ([*keys[:first_row_keys], *extra, *keys[first_row_keys:]] if keys else []), kinds
+
+
+def _response_column(dataset: dict[str, Any]) -> str | None:
+    """The record key holding the response where it is a top-level column (not inside chat turns or instances)."""
+    if dataset["schema"] in RESPONSE_COLUMNS:
+        return RESPONSE_COLUMNS[dataset["schema"]]
+    if dataset["schema"] == "mapped" and dataset.get("mapping"):
+        return ColumnMapping(**dataset["mapping"]).response
+    return None
+
+
+def _text_columns(dataset: dict[str, Any], policy: ExportPolicy, columns: list[str], kinds: dict) -> dict | None:
+    """{column: Arrow type} when a plain export's columns are all text (or null): each column's type is then what
+    ``pa.array`` gives its values (string, or null where no record holds a text), and the rows can be parsed by
+    Arrow's JSON reader instead of Python; None when some column holds numbers, booleans or nested values."""
+    response = _response_column(dataset)
+    if not (_plain_export(dataset["schema"], policy) and columns and response in columns):
+        return None
+    if any(kinds[c] - {"VARCHAR", "NULL"} for c in columns) or kinds[response] == {"NULL"}:
+        return None
+    return {c: pa.string() if "VARCHAR" in kinds[c] else pa.null() for c in columns}
+
+
+def _lines(text: pa.ChunkedArray | pa.Array) -> Iterator[memoryview]:
+    """Each value of a string array followed by a newline, as contiguous bytes (no Python string per value)."""
+    if text.type != pa.string():  # the offsets read below are 32-bit (a batch's text is far under 2 GB)
+        text = text.cast(pa.string())
+    joined = pc.binary_join_element_wise(text, "", "\n")
+    for chunk in joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]:
+        if len(chunk):
+            _, offsets, data = chunk.buffers()
+            ends = np.frombuffer(offsets, dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+            yield memoryview(data)[ends[0] : ends[-1]]
+
+
+def _plain_jsonl_writer(tables: Iterator[pa.Table], out: BinaryIO, dataset: dict) -> None:
+    """JSON Lines of a plain export from ``records_only`` tables: a row written as stored is its stored text,
+    copied by Arrow; only the rows whose response changed (or whose text holds NaN) are decoded and encoded again,
+    as ``to_records`` does."""
+    mapping = ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
+    for table in tables:
+        text = table["record_json"]
+        redone = pc.invert(_stored_as_written(table))
+        if pc.any(redone).as_py():
+            rows = table.filter(redone).to_pydict()
+            lines = []
+            for stored, changed, final in zip(
+                rows["record_json"], rows["changed"], rows["final_response"], strict=True
+            ):
+                record = json.loads(stored)
+                if changed:
+                    record = _with_response(dataset["schema"], record, final, mapping)
+                lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
+            text = pc.replace_with_mask(text.combine_chunks(), redone.combine_chunks(), pa.array(lines, pa.string()))
+        for piece in _lines(text):
+            out.write(piece)
+
+
+def _text_tables(
+    tables: Iterator[pa.Table], dataset: dict, columns: list[str], types: dict[str, pa.DataType]
+) -> Iterator[pa.Table]:
+    """The written columns of each batch of a plain export whose columns are all text (``_text_columns``): the
+    stored JSON parsed by Arrow's JSON reader with every column as a string, the changed responses put in."""
+    response = _response_column(dataset)
+    schema = pa.schema([(c, types[c]) for c in columns])
+    parse = pa_json.ParseOptions(
+        explicit_schema=pa.schema([(c, pa.string()) for c in columns]), unexpected_field_behavior="error"
+    )
+    for table in tables:
+        if not table.num_rows:
+            continue
+        text = b"".join(_lines(table["record_json"]))
+        longest = pc.max(pc.binary_length(table["record_json"])).as_py()
+        options = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))  # a block holds whole lines
+        parsed = pa_json.read_json(pa.BufferReader(text), read_options=options, parse_options=parse)
+        parsed = parsed.combine_chunks()  # one chunk per column, as pa.array makes: the same Parquet pages
+        arrays = []
+        for c in columns:
+            if c == response:
+                arrays.append(pc.if_else(table["changed"], table["final_response"], parsed[c]))
+            else:
+                arrays.append(parsed[c] if types[c] == pa.string() else pa.nulls(table.num_rows))
+        yield pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _plain_parquet_writer(tables: Iterator[pa.Table], out: BinaryIO, schema: pa.Schema) -> None:
+    """Parquet of ``_text_tables``, written with the one schema known before the first row (nothing spilled)."""
+    with pq.ParquetWriter(out, schema) as writer:
+        for table in tables:
+            writer.write_table(table)
+
+
+def _plain_csv_writer(tables: Iterator[pa.Table], out: BinaryIO, columns: list[str]) -> None:
+    """CSV of ``_text_tables`` with the bytes the csv module writes (see ``_csv_bytes``), quoted by Arrow: a cell
+    is quoted (its quotes doubled) when it holds a comma, a quote or a newline, every cell of a row holding a
+    carriage return is quoted, a null is an empty cell, and the one empty cell of a one-column row is quoted."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    (quoting if any("\r" in c for c in columns) else writer).writerow(columns)
+    out.write(buffer.getvalue().encode("utf-8"))
+    for table in tables:
+        cells = [pc.fill_null(col.cast(pa.string()), "") for col in table.columns]
+        carriage_return = functools.reduce(pc.or_, [pc.match_substring(c, "\r") for c in cells])
+        written = []
+        for cell in cells:
+            quote = pc.or_(pc.match_substring_regex(cell, '[\n",]'), carriage_return)
+            if len(cells) == 1:
+                quote = pc.or_(quote, pc.equal(cell, ""))
+            quoted = pc.binary_join_element_wise('"', pc.replace_substring(cell, '"', '""'), '"', "")
+            written.append(pc.if_else(quote, quoted, cell))
+        for piece in _lines(pc.binary_join_element_wise(*written, ",")):
+            out.write(piece)
 
 
 def _jsonl_writer(batches: Iterator[list], out: BinaryIO) -> None:
@@ -715,17 +871,32 @@ def write_curated(
     fmt = resolve_format(fmt, dataset["file_format"], path)
     total, written = int(dataset["n_rows"]), 0
 
-    def counted(batches: Iterator[list]) -> Iterator[list]:
+    def counted(batches: Iterator) -> Iterator:
+        """The batches (record lists or tables) passed on, counting records and reporting progress."""
         nonlocal written
         done = 0
-        for records in batches:
-            written += len(records)
+        for batch in batches:
+            written += len(batch)
             done = min(total, done + batch_rows)
-            yield records
+            yield batch
             if progress is not None:
                 progress(done, total)
 
     def write(out: BinaryIO) -> None:
+        plain = _plain_export(dataset["schema"], policy)
+        if fmt == "jsonl" and plain:
+            tables = _curated_tables(store, dataset, run_id, policy, batch_rows, records_only=True)
+            _plain_jsonl_writer(counted(tables), out, dataset)
+            return
+        columns, kinds = _export_columns(store, dataset, run_id, policy) if fmt in ("csv", "parquet") else ([], {})
+        if fmt in ("csv", "parquet") and (types := _text_columns(dataset, policy, columns, kinds)) is not None:
+            tables = _curated_tables(store, dataset, run_id, policy, batch_rows, records_only=True)
+            tables = _text_tables(counted(tables), dataset, columns, types)
+            if fmt == "csv":
+                _plain_csv_writer(tables, out, columns)
+            else:
+                _plain_parquet_writer(tables, out, pa.schema([(c, types[c]) for c in columns]))
+            return
         batches = counted(
             curated_batches(store, dataset, run_id, policy, raw_json=fmt == "jsonl", batch_rows=batch_rows)
         )
@@ -734,10 +905,10 @@ def write_curated(
         elif fmt == "json":
             _json_writer(batches, out)
         elif fmt == "csv":
-            _csv_writer(batches, out, _export_columns(store, dataset, run_id, policy))
+            _csv_writer(batches, out, columns)
         else:
             with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as spill:
-                _parquet_writer(batches, out, _export_columns(store, dataset, run_id, policy), Path(spill))
+                _parquet_writer(batches, out, columns, Path(spill))
 
     try:
         _write_streamed(path, write)

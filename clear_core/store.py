@@ -54,6 +54,9 @@ class NotFoundError(StoreError, LookupError):
 
 
 # Score columns in the order of docs/architecture.md ("Score fields"), row_index excluded.
+# Rows per query of the whole-dataset curation queries (curation_summary, curated_keys): a window's join of rows,
+# scores and decisions takes about 0.1 GB at 250k rows, so a million rows never hold the whole join in memory.
+CURATION_WINDOW_ROWS = 250_000
 SCORE_FIELDS = (
     "confidence",
     "confidence_bsdetector",
@@ -395,7 +398,11 @@ def _score_table(records: Sequence[dict[str, Any]]) -> pa.Table:
 class Store:
     """The curation database in one DuckDB file; use as a context manager or call ``close()``."""
 
-    def __init__(self, path: str | os.PathLike[str], read_only: bool = False):
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, *, memory_limit: str | None = None):
+        """``memory_limit`` (e.g. '320MB') caps DuckDB's memory in this process, its cache of the file's blocks
+        included, which otherwise grows with every block a query reads (up to 80% of the machine's memory): what
+        a command that reads a whole large dataset once (export) passes. Work that does not fit spills to disk,
+        beside the database, or in the system's temporary folder for a read-only one."""
         self.path = str(path)
         self.read_only = read_only
         self._write_lock = _file_lock(self.path)
@@ -411,7 +418,10 @@ class Store:
         if self.path != ":memory:" and not read_only:
             _check_writable(self.path)
         try:
-            self._conn = duckdb.connect(self.path, read_only=read_only)
+            config = {} if memory_limit is None else {"memory_limit": memory_limit}
+            if memory_limit is not None and read_only:  # the database's folder may not be writable
+                config["temp_directory"] = os.path.join(tempfile.gettempdir(), "clear-review-duckdb")
+            self._conn = duckdb.connect(self.path, read_only=read_only, config=config)
         except duckdb.Error as exc:
             if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
                 raise StoreLockedError(_lock_message(self.path, exc)) from exc
@@ -659,50 +669,62 @@ class Store:
             "hi": 2**62,
         }
 
+    def _row_windows(self, dataset_id: int, size: int) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of ``size`` row indices covering the dataset: the curation queries run one window at a
+        time, so their joins and the blocks they read stay bounded whatever the dataset's size."""
+        n_rows = self._scalar("SELECT max(row_index) + 1 FROM rows WHERE dataset_id = ?", [dataset_id]) or 0
+        return [(lo, lo + size) for lo in range(0, int(n_rows), size)]
+
     def curation_summary(self, dataset_id: int, run_id: int | None, policy: Any) -> dict[str, Any]:
         """What ``policy`` makes of every row, counted in SQL as ``export.summarize`` counts it, plus ``changed``
         (rows dropped or rewritten), and ``unscored_rows``/``failed_rows``: the row indices nothing decided (no
         scores and no human decision), as ``export.pending_rows`` lists them. Raises ValueError as
         ``export.curate`` does for a decision that cannot be applied."""
         params = self._curation_params(dataset_id, run_id, policy)
-        with self._cursor() as cursor:
-            bad = _first(
-                cursor.execute(
-                    f"SELECT row_index, decision FROM ({_curated_sql()}) WHERE decision IN ('accept', 'edit') "
-                    "AND final_response IS NULL ORDER BY row_index LIMIT 1",
-                    params,
+        counts, pending = np.zeros(7, dtype=np.int64), []
+        for lo, hi in self._row_windows(dataset_id, CURATION_WINDOW_ROWS):
+            window = {**params, "lo": lo, "hi": hi}
+            with self._cursor() as cursor:
+                bad = _first(
+                    cursor.execute(
+                        f"SELECT row_index, decision FROM ({_curated_sql()}) WHERE decision IN ('accept', 'edit') "
+                        "AND final_response IS NULL ORDER BY row_index LIMIT 1",
+                        window,
+                    )
                 )
-            )
-            if bad is not None:
-                what = {
-                    "accept": "accepted but has no proposed response to accept",
-                    "edit": "edited but its decision has no final_response",
-                }[bad[1]]
-                raise ValueError(f"Row {bad[0]} was {what}.")
-            counts = cursor.execute(
-                f"""
-                SELECT count(*), count(*) FILTER (WHERE kept),
-                       count(*) FILTER (WHERE kept AND action = 'correct' AND source = 'auto'),
-                       count(*) FILTER (WHERE kept AND decision = 'accept'),
-                       count(*) FILTER (WHERE kept AND decision = 'edit'),
-                       count(*) FILTER (WHERE kept AND action = 'keep'),
-                       count(*) FILTER (WHERE NOT kept OR final_response IS DISTINCT FROM original_response)
-                FROM ({_curated_sql()})
-                """,
-                params,
-            ).fetchall()[0]
-            pending = cursor.execute(
-                f"SELECT row_index, scoring FROM ({_curated_sql()}) WHERE scoring <> 'scored' AND source <> 'human' "
-                "ORDER BY row_index",
-                params,
-            ).fetchnumpy()
+                if bad is not None:
+                    what = {
+                        "accept": "accepted but has no proposed response to accept",
+                        "edit": "edited but its decision has no final_response",
+                    }[bad[1]]
+                    raise ValueError(f"Row {bad[0]} was {what}.")
+                counts += cursor.execute(
+                    f"""
+                    SELECT count(*), count(*) FILTER (WHERE kept),
+                           count(*) FILTER (WHERE kept AND action = 'correct' AND source = 'auto'),
+                           count(*) FILTER (WHERE kept AND decision = 'accept'),
+                           count(*) FILTER (WHERE kept AND decision = 'edit'),
+                           count(*) FILTER (WHERE kept AND action = 'keep'),
+                           count(*) FILTER (WHERE NOT kept OR final_response IS DISTINCT FROM original_response)
+                    FROM ({_curated_sql()})
+                    """,
+                    window,
+                ).fetchall()[0]
+                pending.append(
+                    cursor.execute(
+                        f"SELECT row_index, scoring FROM ({_curated_sql()}) "
+                        "WHERE scoring <> 'scored' AND source <> 'human' ORDER BY row_index",
+                        window,
+                    ).fetchnumpy()
+                )
         names = ("total", "kept", "corrected_auto", "corrected_human", "edited", "unchanged", "changed")
         out: dict[str, Any] = {name: int(n) for name, n in zip(names, counts, strict=True)}
         out["removed"] = out["total"] - out["kept"]
         out["corrected"] = out["corrected_auto"] + out["corrected_human"]
-        scoring = pending["scoring"]
-        out["unscored_rows"] = pending["row_index"][scoring == "unscored"].tolist()
-        out["failed_rows"] = pending["row_index"][scoring == "failed"].tolist()
+        row_index = np.concatenate([p["row_index"] for p in pending]) if pending else np.zeros(0, np.int64)
+        scoring = np.concatenate([p["scoring"] for p in pending]) if pending else np.zeros(0, object)
+        out["unscored_rows"] = row_index[scoring == "unscored"].tolist()
+        out["failed_rows"] = row_index[scoring == "failed"].tolist()
         out["unscored"], out["failed"] = len(out["unscored_rows"]), len(out["failed_rows"])
         return out
 
@@ -729,29 +751,37 @@ class Store:
         *,
         all_rows: bool = False,
         include_scores: bool = False,
+        records_only: bool = False,
         batch_rows: int = 50_000,
     ) -> Iterator[pa.Table]:
         """The curated rows in row order, ``batch_rows`` row indices at a time (one query each, so memory stays
         bounded whatever the dataset's size), as Arrow tables: row_index, record_json, original_response,
         final_response, kept, action, source, scoring, decision, annotator, reason, note, ``unsafe`` (the record's
         JSON holds NaN or Infinity, which export refuses), and with ``include_scores`` every score field.
-        Only kept rows unless ``all_rows``; a decision that cannot be applied raises ValueError (see
-        ``curation_summary``, which callers run first)."""
+        ``records_only``: row_index, record_json, ``changed`` (the final response is not the stored one),
+        final_response where changed (else NULL) and unsafe, what an export without clear_* columns reads (a
+        third less to sort and pass on at a million rows). Only kept rows unless ``all_rows``; a decision that
+        cannot be applied raises ValueError (see ``curation_summary``, which callers run first)."""
         params = self._curation_params(dataset_id, run_id, policy)
         scores = f", {', '.join(SCORE_FIELDS)}" if include_scores else ""
-        n_rows = self._scalar("SELECT max(row_index) + 1 FROM rows WHERE dataset_id = ?", [dataset_id]) or 0
+        if records_only:
+            columns = """row_index, record_json, final_response IS DISTINCT FROM original_response AS changed,
+                CASE WHEN final_response IS DISTINCT FROM original_response THEN final_response END AS final_response"""
+        else:
+            columns = """row_index, record_json, original_response, final_response, kept, action, source, scoring,
+                decision, annotator, reason, note"""
+        # the regular expression runs only on the few records that hold the words at all
         sql = f"""
-            SELECT c.row_index, r.record_json, c.original_response, c.final_response, c.kept, c.action, c.source,
-                   c.scoring, c.decision, c.annotator, c.reason, c.note,
-                   regexp_matches(r.record_json, '[:,\\[]\\s*-?(NaN|Infinity)\\b') AS unsafe{scores}
-            FROM ({_curated_sql(include_scores)}) c
-            JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = c.row_index
-            WHERE c.kept OR $all_rows
-            ORDER BY c.row_index
+            SELECT {columns},
+                   (contains(record_json, 'NaN') OR contains(record_json, 'Infinity'))
+                   AND regexp_matches(record_json, '[:,\\[]\\s*-?(NaN|Infinity)\\b') AS unsafe{scores}
+            FROM ({_curated_sql(include_scores, with_record=True)})
+            WHERE kept OR $all_rows
+            ORDER BY row_index
         """
-        for lo in range(0, int(n_rows), batch_rows):
+        for lo, hi in self._row_windows(dataset_id, batch_rows):
             with self._cursor() as cursor:
-                window = {**params, "all_rows": bool(all_rows), "lo": lo, "hi": lo + batch_rows}
+                window = {**params, "all_rows": bool(all_rows), "lo": lo, "hi": hi}
                 table = cursor.sql(sql, params=window).to_arrow_table()
             yield table
 
@@ -766,28 +796,33 @@ class Store:
 
     def curated_keys(
         self, dataset_id: int, run_id: int | None, policy: Any, *, all_rows: bool = False
-    ) -> tuple[list[str], int]:
+    ) -> tuple[list[str], int, dict[str, set[str]]]:
         """The keys of the stored records that the export writes (kept rows, or all with ``all_rows``), in order of
-        first appearance, and how many of them the first such record holds (read by DuckDB's JSON functions)."""
+        first appearance; how many of them the first such record holds; and the JSON types each key's values take
+        in those records ('VARCHAR', 'NULL', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN', 'ARRAY', 'OBJECT'), read by
+        DuckDB's JSON functions. Records are grouped by their structure first, so the work in Python is per
+        distinct structure (one for a uniform file), not per row."""
         params = {**self._curation_params(dataset_id, run_id, policy), "all_rows": bool(all_rows)}
-        with self._cursor() as cursor:
-            rows = cursor.execute(
-                f"""
-                WITH written AS (
-                    SELECT c.row_index, json_keys(r.record_json) AS keys
-                    FROM ({_curated_sql()}) c JOIN rows r ON r.dataset_id = $dataset_id AND r.row_index = c.row_index
-                    WHERE c.kept OR $all_rows
-                ),
-                firsts AS (
-                    SELECT key, min(row_index * 1000000 + position) AS first, min(row_index) AS first_row
-                    FROM (SELECT row_index, unnest(keys) AS key, generate_subscripts(keys, 1) AS position FROM written)
-                    GROUP BY key
-                )
-                SELECT key, first_row = (SELECT min(row_index) FROM written) FROM firsts ORDER BY first
-                """,
-                params,
-            ).fetchall()
-        return [key for key, _ in rows], sum(1 for _, in_first in rows if in_first)
+        structures: dict[str, int] = {}  # each distinct structure with the first row that has it
+        for lo, hi in self._row_windows(dataset_id, CURATION_WINDOW_ROWS):
+            with self._cursor() as cursor:
+                found = cursor.execute(
+                    f"""
+                    SELECT json_structure(record_json) AS structure, min(row_index) AS first_row
+                    FROM ({_curated_sql(with_record=True)}) WHERE kept OR $all_rows
+                    GROUP BY structure ORDER BY first_row
+                    """,
+                    {**params, "lo": lo, "hi": hi},
+                ).fetchall()
+            for structure, first_row in found:
+                structures.setdefault(structure, first_row)  # windows come in row order
+        keys: dict[str, set[str]] = {}
+        for structure in sorted(structures, key=structures.__getitem__):
+            for key, kind in json.loads(structure).items():
+                kinds = keys.setdefault(key, set())
+                kinds.add(kind if isinstance(kind, str) else "ARRAY" if isinstance(kind, list) else "OBJECT")
+        first_row_keys = len(json.loads(min(structures, key=structures.__getitem__))) if structures else 0
+        return list(keys), first_row_keys, keys
 
     def delete_dataset(self, dataset_id: int) -> list[str]:
         """Delete a dataset with its rows, runs, scores, decisions and thresholds; returns the runs' work dirs.
@@ -2239,15 +2274,17 @@ _CURRENT_DECISIONS = """
 """
 
 
-def _curated_sql(with_scores: bool = False) -> str:
+def _curated_sql(with_scores: bool = False, with_record: bool = False) -> str:
     """Every row of $dataset_id with row_index in [$lo, $hi) as the export curates it (``export.curate``, the same
     rule in Python): its scoring ('scored', 'unscored', 'failed'), the current human decision (when
     $apply_decisions), the automatic action (when $apply_auto; a correction needs a proposal that is not blank),
-    then action, final_response, source ('human', 'auto', 'none') and kept (see ``export.ExportPolicy``)."""
+    then action, final_response, source ('human', 'auto', 'none') and kept (see ``export.ExportPolicy``).
+    ``with_record`` adds the stored record_json (read in the same scan of ``rows``)."""
     usable = f"coalesce(regexp_matches(proposed_response, '{_NOT_BLANK}'), FALSE)"
     action = clear.action_sql("confidence", f"CASE WHEN {usable} THEN correction_confidence END", "$gamma", "$eta")
     named = ("confidence", "correction_confidence", "proposed_response")
     extra = "".join(f", s.{f}" for f in SCORE_FIELDS if f not in named) if with_scores else ""
+    extra += ", r.record_json" if with_record else ""
     return f"""
         WITH dec AS (
             SELECT d.row_index, d.decision, d.final_response, d.annotator, d.reason, d.note
