@@ -14,7 +14,8 @@ code when comparing versions (the newer one upgrades a copy of it on first open;
 the store calls one draw makes, after one untimed warm-up; ``measure_queue(db_path, run_id)`` returns the same as
 a dict for other benches (bench/scale.py). Cases: the Review queue (``review_queue``, 50 rows: page 1 least
 confident first, the middle page, the last page, each filter of ``ReviewQuery``, each sort, two text searches
-redrawn and typed anew)
+redrawn and typed anew, three deep pages drawn with nothing kept from earlier draws, and a deep page redrawn after a
+decision, which writes: the decisions are undone after it)
 and ``review_count``; the Thresholds page's data (``Store.threshold_grid`` and ``threshold_sample`` where they
 exist, else the calls the older page made), with the size of the chart data it would send to the browser, and the
 re-count after moving γ/η. Heavy sizes: run under ``flock /tmp/heavy.lock``.
@@ -40,6 +41,7 @@ PAGE_SIZE = 50
 SCORE_CHUNK = 50_000
 N_DECISIONS = 1_000
 SEARCHES = ("zebra", "how many apples")  # a rare word (~1 row in 1,500) and a common phrase
+CACHES = ("_search_cache", "_order_cache", "_length_cache")  # what a Store keeps between draws (any version)
 
 
 def build(db_path: str, n_rows: int) -> tuple[int, int]:
@@ -148,6 +150,23 @@ def measure_queue(db_path: str, run_id: int | None = None, repeats: int = 3) -> 
 
             med, lo, hi, (_, n) = _median(first_draw, repeats)
             out[f"queue: search {search!r}, first draw"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
+        for name, (fields, offset) in {
+            "middle page": ({}, middle),
+            "status=undecided, middle": ({"status": "undecided"}, middle),
+            "sort response_length, middle": ({"order_by": "response_length"}, middle),
+        }.items():  # a sort or filter chosen anew: nothing the store keeps between draws (caches dropped)
+            query = ReviewQuery(run_id, gamma, eta, **fields)
+
+            def cold_draw(q=query, o=offset):
+                for cache in CACHES:
+                    store.__dict__.pop(cache, None)
+                return store.review_queue(q, limit=PAGE_SIZE, offset=o)
+
+            med, lo, hi, (_, n) = _median(cold_draw, repeats)
+            out[f"queue: {name}, first draw"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
+        out["queue: status=undecided, middle, after a decision"] = _after_decisions(
+            store, ReviewQuery(run_id, gamma, eta, status="undecided"), middle, repeats
+        )
         for name, fields in {
             "count, undecided": {"status": "undecided"},
             "count, search": {"search": SEARCHES[0]},
@@ -162,6 +181,26 @@ def measure_queue(db_path: str, run_id: int | None = None, repeats: int = 3) -> 
             med, lo, hi, _ = _median(lambda: _recount(grid, gamma + 0.05, eta - 0.05), repeats)
             out["thresholds: recount after moving γ/η"] = {"ms": med, "min": lo, "max": hi}
     return out
+
+
+def _after_decisions(store, query, offset: int, repeats: int) -> dict:
+    """The draw that follows a decision (timed: the draw only), as in review: a decision on the page's first row,
+    then the same page drawn again; the decisions are undone afterwards, so the database reads as before."""
+    from clear_core.permissions import Actor
+
+    lead = Actor("bench", "bench", "lead")
+    dataset_id = store._dataset_of_run(query.run_id)
+    times, n = [], 0
+    for k in range(repeats + 1):  # the first draw after the first decision is the warm-up
+        page, _ = store.review_queue(query, limit=PAGE_SIZE, offset=offset)
+        store.record_decision(dataset_id, int(page["row_index"].iloc[0]), "reject", run_id=query.run_id, actor=lead)
+        t0 = time.perf_counter()
+        _, n = store.review_queue(query, limit=PAGE_SIZE, offset=offset)
+        if k:
+            times.append((time.perf_counter() - t0) * 1000)
+    for _ in range(repeats + 1):
+        store.undo_last_decision(dataset_id, lead)
+    return {"ms": statistics.median(times), "min": min(times), "max": max(times), "n": int(n)}
 
 
 def _recount(grid, gamma: float, eta: float) -> None:
@@ -221,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in results.items():
         extra = f"  n={r['n']:,}" if "n" in r else ""
         extra += f"  {r['bytes'] / 1024:,.0f} KiB to the browser" if "bytes" in r else ""
-        print(f"{name:45s} {r['ms']:9.1f} ms  [{r['min']:.1f}-{r['max']:.1f}]{extra}")
+        print(f"{name:50s} {r['ms']:9.1f} ms  [{r['min']:.1f}-{r['max']:.1f}]{extra}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

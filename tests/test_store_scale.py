@@ -281,3 +281,100 @@ def test_a_search_is_found_again_after_new_scores_change_a_proposal(tmp_path):
     assert store.review_count(dataclasses.replace(query, status="undecided")) == 0
     assert store.review_count(dataclasses.replace(query, status="remove")) == 1
     store.close()
+
+
+# Queries whose pages _queue_keys assembles from a kept sorted order and the decisions of the moment.
+KEPT_ORDER_QUERIES = [
+    {},
+    {"status": "undecided"},
+    {"status": "decided", "order_by": "decided_at", "ascending": False},
+    {"status": "remove"},
+    {"reason": "wrong", "order_by": "decision"},
+    {"order_by": "decision", "ascending": False},
+    {"action": "correct", "status": "undecided"},
+    {"order_by": "action", "ascending": False},
+    {"order_by": "response_length", "ascending": False},
+    {"order_by": "response_length", "status": "decided"},
+    {"search": "walrus"},
+    {"search": "walrus", "status": "undecided", "order_by": "correction_confidence"},
+    {"status": "failed", "order_by": "decided_at"},
+    {"reviewer": "ann", "overlap": 2},
+    {"decided_by": "ann", "status": "decided"},
+    {"decided_by": "bob", "order_by": "decision"},
+]
+
+
+def sql_order(store: Store, query: ReviewQuery) -> list[int]:
+    """The rows ``query`` selects in its order, by the plain SQL definition (``_review_select``, which counts and
+    query-wide actions use), read afresh."""
+    select, params = store._review_select(query, "*")
+    with store._cursor() as cursor:
+        found = cursor.execute(f"SELECT row_index FROM ({select}) ORDER BY {query.order()}", params).fetchall()
+    return [i for (i,) in found]
+
+
+def test_pages_from_kept_orders_stay_exact_after_decisions_thresholds_scores_and_calibration(tmp_path):
+    """One store, its kept orders and searches warm, checked page by page against the SQL after each change."""
+    from clear_core.calibration import Calibration
+
+    rng = np.random.default_rng(3)
+    n = 90
+    rows = [
+        Row(i, {"i": i}, [{"role": "user", "content": f"q{i}"}], f"q{i} {WORDS[i % 8]}", "y" * (i * 7 % 23))
+        for i in range(n)
+    ]
+    store = Store(tmp_path / "k.duckdb")
+    dataset_id = store.add_dataset(Dataset("k", "/k", "jsonl", "alpaca", Mapping(), rows, content_hash="k"))
+    run_id = store.create_run(dataset_id, "m", {})
+    store.add_scores(
+        run_id,
+        [
+            {"row_index": i, "error": "RuntimeError: boom"}
+            if i % 19 == 4
+            else {
+                "row_index": i,
+                "raw_logit": float(rng.normal()),
+                "judge_prob": float(rng.random()),
+                "confidence": float(np.round(rng.random(), 2)),
+                "correction_confidence": float(np.round(rng.random(), 2)),
+                "proposed_response": "A Walrus." if i % 10 == 0 else f"p{i}",
+            }
+            for i in range(n)
+        ],
+    )
+    ann, bob = Actor("ann", "ann", "annotator"), Actor("bob", "bob", "annotator")
+
+    def check(step: str) -> None:
+        for fields in KEPT_ORDER_QUERIES:
+            reads_action = "action" in fields or fields.get("order_by") == "action"
+            for gamma, eta in ((0.5, 0.7), (0.3, 0.4)) if reads_action else ((0.5, 0.7),):  # the kept order's key
+                query = ReviewQuery(run_id, gamma, eta, **fields)
+                expected = sql_order(store, query)
+                pages = [store.review_queue(query, limit=25, offset=o) for o in range(0, len(expected) + 25, 25)]
+                got = [i for page, _ in pages for i in page["row_index"].tolist()]
+                assert got == expected, (step, gamma, eta, fields)
+                assert {total for _, total in pages} == {len(expected)}, (step, fields)
+
+    check("scored")
+    for i, kind in zip(range(0, n, 4), ("accept", "remove", "reject", "edit") * 10, strict=False):
+        if kind == "accept" and i % 19 == 4:  # a failed row has no proposal to accept
+            kind = "remove"
+        extra = {"reason": "wrong"} if kind in ("remove", "reject") else {}
+        extra = {"final_response": "Edited."} if kind == "edit" else extra
+        store.record_decision(dataset_id, i, kind, run_id=run_id, actor=ann, **extra)
+    for i in range(0, n, 6):  # bob decides some of ann's rows too: with overlap, both decisions stand
+        store.record_decision(dataset_id, i, "remove", run_id=run_id, actor=bob, reason="format")
+    check("decided")
+    store.undo_last_decision(dataset_id, bob)
+    store.undo_last_decision(dataset_id, ann)
+    check("undone")
+    group, _ = store.decide_query(ReviewQuery(run_id, 0.5, 0.7, max_confidence=0.2), "remove", actor=LEAD)
+    check("decided for a query")
+    store.undo_group(group, actor=LEAD)
+    check("query's decisions undone")
+    store.add_scores(run_id, [{"row_index": 5, "confidence": 0.01, "proposed_response": "Walrus again"}])
+    store.add_scores(run_id, [{"row_index": 4, "confidence": 0.99, "raw_logit": 1.0}])  # a failed row scored
+    check("new scores")
+    store.save_calibration(run_id, Calibration(2.0, -1.0, "synthetic"))
+    check("recalibrated")
+    store.close()
