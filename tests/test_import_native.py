@@ -185,13 +185,10 @@ def test_a_bad_line_deep_in_a_large_file_is_named_exactly_and_nothing_is_importe
         assert store._scalar("SELECT count(*) FROM rows") == 0
 
 
-def test_a_prompt_with_a_control_character_duckdb_escapes_otherwise_goes_to_the_python_reader(tmp_path, monkeypatch):
-    rows = [{"instruction": "unit\x1fseparator", "output": "a"}, {"instruction": "q", "output": "x\x1f"}]
+def test_a_control_character_duckdb_escapes_otherwise_goes_to_the_python_reader(tmp_path, monkeypatch):
+    rows = [{"instruction": "unit\x1fseparator", "output": "a"}, {"instruction": "q", "output": "x\x0b"}]
     path = _write(tmp_path / "data.jsonl", rows)
     assert data.load_dataset(path, staging_dir=tmp_path / "staged").jsonl_rows is None
-    rows = rows[1:]  # in the response only: stored as text, no JSON written
-    path = _write(tmp_path / "data.jsonl", rows)
-    assert data.load_dataset(path, staging_dir=tmp_path / "staged").jsonl_rows is not None
     _assert_same(*_both(tmp_path, monkeypatch, path))
 
 
