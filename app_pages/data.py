@@ -128,7 +128,7 @@ def do_import(path: str, mapping: tuple | None, name_key: str, drop_key: str) ->
     column_mapping = None if mapping is None else data.ColumnMapping(*mapping)
     drop = bool(st.session_state.get(drop_key))
     _, staged = inspection(path, (Path(path).stat().st_size, Path(path).stat().st_mtime_ns), mapping)
-    if staged is not None and staged.rows_file is not None and Path(staged.rows_file).exists():
+    if staged is not None and staged.staged:
         dataset = data.with_options(staged, name or None, drop_duplicates=drop)  # the file is not read again
     else:  # staged rows gone (imported before, or a day old): read the file
         dataset = data.load_dataset(path, column_mapping, name=name or None, drop_duplicates=drop)

@@ -38,9 +38,11 @@ import decimal
 import hashlib
 import json
 import math
+import os
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clear_core import store
 from clear_core.errors import ClearError
 
 FORMATS = {
@@ -216,14 +219,24 @@ class Dataset:
     duplicates_dropped: bool = False
     notices: list[str] = field(default_factory=list)  # what the import did that the user should know
     rows_file: str | None = None  # the rows staged as Parquet (load_dataset's staging_dir) instead of in ``rows``
-    staged_rows: int = 0  # how many rows rows_file holds, duplicates included
+    staged_rows: int = 0  # how many rows rows_file (or jsonl_rows) holds, duplicates included
+    # a plain JSON Lines file that Store.add_dataset reads with DuckDB itself, instead of rows or rows_file
+    jsonl_rows: store.JsonlRows | None = None
 
     @property
     def n_rows(self) -> int:
         """How many rows the dataset stores (duplicates left out when they are dropped)."""
-        if self.rows_file is None:
+        if self.rows_file is None and self.jsonl_rows is None:
             return len(self.rows)
         return self.staged_rows - (len(self.duplicates) if self.duplicates_dropped else 0)
+
+    @property
+    def staged(self) -> bool:
+        """Whether the rows wait outside memory (a staged file, or a JSON Lines file unchanged since its check) for
+        ``Store.add_dataset``."""
+        if self.jsonl_rows is not None:
+            return self.jsonl_rows.unchanged()
+        return self.rows_file is not None and Path(self.rows_file).exists()
 
 
 @dataclass(frozen=True)
@@ -1327,6 +1340,8 @@ def prepare(
     """``inspect`` and ``load_dataset`` in one reading of the file: its inspection, and the dataset when it has
     no problem (rows staged in ``staging_dir`` when given, see ``load_dataset``). ``with_options`` then names it
     and drops its duplicates, with no second reading."""
+    if staging_dir is not None and (native := _plain_jsonl(path, mapping)) is not None:
+        return Inspection([], native.duplicates, []), native
     stage_path = _stage_path(staging_dir)
     scan, problems = _scan(path, mapping, MAX_PROBLEMS, stage_path)
     if scan is None or problems:
@@ -1371,7 +1386,7 @@ def with_options(dataset: Dataset, name: str | None = None, *, drop_duplicates: 
     if not (drop_duplicates and dataset.duplicates):
         return dataset
     content_hash = hashlib.sha256(f"{dataset.content_hash} without duplicates".encode()).hexdigest()
-    if dataset.rows_file is not None:
+    if dataset.rows_file is not None or dataset.jsonl_rows is not None:
         return replace(dataset, duplicates_dropped=True, content_hash=content_hash)
     seen: set[bytes] = set()
     kept = [r for r in dataset.rows if (key := _duplicate_key(r.record)) not in seen and not seen.add(key)]
@@ -1393,8 +1408,11 @@ def load_dataset(
     of each (row_index is renumbered 0..n-1, and the content hash differs from the file kept whole).
     ``staging_dir``: the rows are written there as a Parquet file (``Dataset.rows_file``, for
     ``Store.add_dataset`` to read) instead of kept in ``Dataset.rows``, so that memory stays bounded whatever the
-    file's size; the caller deletes the file once it is stored.
+    file's size; the caller deletes the file once it is stored. A plain JSON Lines file in a flat schema is
+    checked by DuckDB instead and stages nothing (``Dataset.jsonl_rows``, see ``_plain_jsonl``).
     """
+    if staging_dir is not None and (native := _plain_jsonl(path, mapping)) is not None:
+        return with_options(native, name, drop_duplicates=drop_duplicates)
     stage_path = _stage_path(staging_dir)
     scan, problems = _scan(path, mapping, 1, stage_path)
     if problems:
@@ -1402,3 +1420,128 @@ def load_dataset(
             stage_path.unlink(missing_ok=True)
         raise problems[0].error()
     return with_options(_dataset(path, mapping, scan, stage_path), name, drop_duplicates=drop_duplicates)
+
+
+# -- plain JSON Lines, read by DuckDB -----------------------------------------------------------------------
+
+
+def _plain_jsonl(path: str | Path, mapping: ColumnMapping | None) -> Dataset | None:
+    """The dataset of a JSON Lines file in a flat schema whose every line DuckDB vouches for (``store.jsonl_check``:
+    the checks of ``_parse_record`` as set-based SQL), with its exact duplicates; None for any other file, or when a
+    line is unusual or has a problem: the Python reader then reads it, and names the file, line and column of the
+    first problem. The schema is told from the first line's keys, and checked again when later lines add columns
+    that change it. Exact duplicates are decided by ``_duplicate_key``, as the Python reader decides them, on the
+    rows whose prompt, extra and response repeat."""
+    path = str(path)
+    if mapping is not None or detect_format(path) != "jsonl":
+        return None
+    stat = os.stat(path)
+    with ThreadPoolExecutor(1) as pool:  # hashing releases the GIL: it runs beside DuckDB's scan
+        hashed = pool.submit(_jsonl_bytes, path)
+        checked = _jsonl_check(path, stat)
+        scanned = hashed.result()
+    if checked is None or scanned is None:
+        return None
+    schema, checked, columns = checked
+    if checked.bad:
+        return None
+    content_hash, n_lines = scanned
+    n_records = sum(count for _, _, count, _ in checked.groups)
+    duplicates, repeats = _jsonl_duplicates(path, checked.candidates, n_lines == n_records)
+    return Dataset(
+        name=Path(path).stem,
+        source_path=path,
+        file_format="jsonl",
+        schema=schema,
+        mapping=None,
+        rows=[],
+        content_hash=content_hash,
+        columns=columns,
+        duplicates=duplicates,
+        staged_rows=n_records,
+        jsonl_rows=replace(checked.rows, repeats=tuple(repeats)),
+    )
+
+
+def _jsonl_check(path: str, stat: os.stat_result) -> tuple[str, store.JsonlCheck, list[str]] | None:
+    """(schema, what DuckDB found, columns in order of first appearance) when every line is a plain JSON object
+    and the columns name a flat schema; None otherwise."""
+    schema = _first_line_schema(path)
+    for _ in range(2):
+        if schema not in FLAT_SCHEMAS:
+            return None
+        prompt, extra, response = FLAT_SCHEMAS[schema]
+        rows = store.JsonlRows(path, prompt, extra, response, stat.st_size, stat.st_mtime_ns)
+        checked = store.jsonl_check(rows)
+        if checked is None or not checked.groups:
+            return None
+        if not all(keys and plain and len(set(keys)) == len(keys) for keys, _, _, plain in checked.groups):
+            return None
+        columns = list(dict.fromkeys(key for keys, *_ in checked.groups for key in keys))
+        if detect_schema(columns) == schema:
+            break
+        schema = detect_schema(columns)  # a column met further on changes the schema: check again with it
+    else:
+        return None
+    return schema, checked, columns
+
+
+def _first_line_schema(path: str) -> str | None:
+    """The schema the keys of the file's first non-blank line name (None when it is not a JSON object)."""
+    with _open_without_bom(path) as file:
+        line = next((line for line in file if line.strip()), b"")
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return detect_schema(list(record)) if isinstance(record, dict) else None
+
+
+def _jsonl_bytes(path: str) -> tuple[str, int] | None:
+    """(sha256 of the file's bytes, its number of lines); None when a line ends in a lone carriage return or the
+    file is UTF-16 (DuckDB splits lines on line feeds only)."""
+    digest, lines, carriage_returns, last = hashlib.sha256(), 0, 0, b""
+    with open(path, "rb") as file:
+        while block := file.read(1 << 22):
+            if not last and block.startswith((b"\xff\xfe", b"\xfe\xff")):
+                return None
+            digest.update(block)
+            lines += block.count(b"\n")
+            carriage_returns += block.count(b"\r") - block.count(b"\r\n") - (last == b"\r" and block[:1] == b"\n")
+            last = block[-1:]
+    if carriage_returns:
+        return None
+    return digest.hexdigest(), lines + (bool(last) and last != b"\n")
+
+
+def _jsonl_duplicates(path: str, candidates: list[int], no_blank_lines: bool) -> tuple[list[Duplicate], list[int]]:
+    """The exact duplicates among ``candidates`` (0-based positions of non-blank lines) and the positions that
+    repeat an earlier row, at their file lines."""
+    if not candidates:
+        return [], []
+    texts = store.jsonl_lines(path, candidates)
+    first_seen: dict[bytes, int] = {}
+    found: list[tuple[int, int]] = []
+    for pos in sorted(texts):
+        key = _duplicate_key(_json_loads(texts[pos]))
+        if key in first_seen:
+            found.append((pos, first_seen[key]))
+        else:
+            first_seen[key] = pos
+    line_of = (lambda pos: pos + 1) if no_blank_lines else _jsonl_line_numbers(path).__getitem__
+    duplicates = [Duplicate(line_of(pos), line_of(first), "line") for pos, first in found]
+    return duplicates, [pos for pos, _ in found]
+
+
+def _jsonl_line_numbers(path: str) -> list[int]:
+    """The file line of each non-blank line, by position."""
+    with _open_without_bom(path) as file:
+        return [number for number, line in enumerate(file, 1) if line.strip()]
+
+
+def _open_without_bom(path: str) -> Any:
+    """The file opened for reading bytes, after its UTF-8 byte order mark if it has one."""
+    file = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    if file.read(3) != b"\xef\xbb\xbf":
+        file.seek(0)
+    return file
