@@ -502,9 +502,8 @@ def duplicates(dataset_id: int, run_id: int, row: pd.Series) -> None:
     """The row's near-duplicate responses (a look first, then one decision for all of them) and the rows that
     ask the same question (a list: their responses differ, so a decision does not carry over)."""
     row_index = int(row["row_index"])
-    store = get_store()
-    same = store.duplicates_of(dataset_id, row_index, "response", run_id=run_id)
-    asked = store.duplicates_of(dataset_id, row_index, "prompt", run_id=run_id)
+    found = get_store().row_duplicates(dataset_id, row_index, run_id=run_id)  # both kinds in one read
+    same, asked = found["response"], found["prompt"]
     config = {
         "Row": st.column_config.NumberColumn(width=50),
         "Similarity": st.column_config.NumberColumn(format="%.2f", width=70),
