@@ -266,7 +266,7 @@ def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None
         threshold = st.slider(
             "Accept proposals with correction confidence above", 0.0, 1.0, float(eta), step=0.01, key="bulk_threshold"
         )
-        count = get_store().review_count(bulk_accept_query(run_id, gamma, threshold))
+        count = get_store().queue_total(bulk_accept_query(run_id, gamma, threshold))
         st.caption(f"{count:,} rows with a proposal above {threshold:.2f} have no decision yet.")
         st.button(
             f"Accept {count:,} proposals" + (f" as {md_plain(annotator())}" if annotator() else ""),
