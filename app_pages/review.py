@@ -266,7 +266,7 @@ def bulk_popover(dataset_id: int, run_id: int, gamma: float, eta: float) -> None
         threshold = st.slider(
             "Accept proposals with correction confidence above", 0.0, 1.0, float(eta), step=0.01, key="bulk_threshold"
         )
-        count = get_store().review_count(bulk_accept_query(run_id, gamma, threshold))
+        count = get_store().queue_total(bulk_accept_query(run_id, gamma, threshold))
         st.caption(f"{count:,} rows with a proposal above {threshold:.2f} have no decision yet.")
         st.button(
             f"Accept {count:,} proposals" + (f" as {md_plain(annotator())}" if annotator() else ""),
@@ -502,9 +502,8 @@ def duplicates(dataset_id: int, run_id: int, row: pd.Series) -> None:
     """The row's near-duplicate responses (a look first, then one decision for all of them) and the rows that
     ask the same question (a list: their responses differ, so a decision does not carry over)."""
     row_index = int(row["row_index"])
-    store = get_store()
-    same = store.duplicates_of(dataset_id, row_index, "response", run_id=run_id)
-    asked = store.duplicates_of(dataset_id, row_index, "prompt", run_id=run_id)
+    found = get_store().row_duplicates(dataset_id, row_index, run_id=run_id)  # both kinds in one read
+    same, asked = found["response"], found["prompt"]
     config = {
         "Row": st.column_config.NumberColumn(width=50),
         "Similarity": st.column_config.NumberColumn(format="%.2f", width=70),

@@ -1429,6 +1429,12 @@ class Store:
             },
         ).df()
 
+    def queue_total(self, query: ReviewQuery) -> int:
+        """How many rows ``query`` selects, as ``review_count`` counts them and ``review_queue`` reports them, from
+        the key order the store keeps (``_queue_keys``): a count that a decision changes, read on every draw, with
+        no scan of the scores (about 9 ms instead of 40 ms at 1M rows once the order is kept)."""
+        return len(self._queue_keys(query, self._dataset_of_run(query.run_id)))
+
     def review_count(self, query: ReviewQuery, decision: str | None = None) -> int:
         """How many rows ``query`` selects (a count in SQL, cheap enough for every redraw of a 100k-row queue).
 
@@ -2220,25 +2226,36 @@ class Store:
         Two phases, as ``review_queue``: the group's keys from ``duplicate_groups`` alone, then text, scores and
         decisions of those rows by key (an IN list of constants, which migration 12's row_index indexes answer).
         One query joining the group to ``rows`` read every prompt and response of the dataset: 270 ms per call at
-        1M rows, and Review draws two per row."""
+        1M rows."""
         if kind not in DUPLICATE_KINDS:
             raise InvalidInput(f"Unknown duplicate kind {kind!r}; expected one of {', '.join(DUPLICATE_KINDS)}.")
+        return self._duplicates(dataset_id, row_index, (kind,), run_id)[kind]
+
+    def row_duplicates(self, dataset_id: int, row_index: int, run_id: int | None = None) -> dict[str, pd.DataFrame]:
+        """``duplicates_of`` for every kind at once, ``{kind: frame}``: what Review draws for a row, in one read of
+        the groups and one of the rows (a row's two groups share most of their rows: copies of one GSM8K row)."""
+        return self._duplicates(dataset_id, row_index, DUPLICATE_KINDS, run_id)
+
+    def _duplicates(
+        self, dataset_id: int, row_index: int, kinds: Iterable[str], run_id: int | None
+    ) -> dict[str, pd.DataFrame]:
+        kinds = list(kinds)
         self._ensure_duplicates(dataset_id)
-        params = {"dataset_id": dataset_id, "row_index": int(row_index), "kind": kind}
+        params = {"dataset_id": dataset_id, "row_index": int(row_index), "kinds": kinds}
         with self._cursor() as cursor:
-            keys = cursor.execute(
+            members = cursor.execute(
                 """
-                SELECT row_index FROM duplicate_groups
-                WHERE dataset_id = $dataset_id AND kind = $kind AND row_index <> $row_index
-                  AND group_id = (
-                      SELECT group_id FROM duplicate_groups
-                      WHERE dataset_id = $dataset_id AND kind = $kind AND row_index = $row_index
-                  )
+                SELECT g.kind, g.row_index FROM duplicate_groups g
+                JOIN (SELECT kind, group_id FROM duplicate_groups
+                      WHERE dataset_id = $dataset_id AND row_index = $row_index AND list_contains($kinds, kind)
+                ) mine USING (kind, group_id)
+                WHERE g.dataset_id = $dataset_id AND g.row_index <> $row_index
                 """,
                 params,
             ).fetchall()
-            in_list = ", ".join(str(int(k)) for (k,) in keys) or "NULL"  # ints from the table: nothing to escape
-            return cursor.execute(
+            keys = sorted({int(k) for _, k in members})
+            in_list = ", ".join(str(k) for k in keys) or "NULL"  # ints from the table: nothing to escape
+            found = cursor.execute(
                 f"""
                 WITH r AS (SELECT row_index, prompt, response FROM rows
                            WHERE dataset_id = $dataset_id AND row_index IN ({in_list})),
@@ -2252,6 +2269,10 @@ class Store:
                 """,
                 {"dataset_id": dataset_id, "run_id": run_id},
             ).df()
+        by_kind = {kind: set() for kind in kinds}
+        for kind, key in members:
+            by_kind[kind].add(int(key))
+        return {kind: found[found["row_index"].isin(rows)].reset_index(drop=True) for kind, rows in by_kind.items()}
 
     def decide_duplicates(
         self,

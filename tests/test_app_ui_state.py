@@ -132,8 +132,12 @@ def test_bulk_accept_takes_undecided_rows_with_a_proposal_above_the_threshold(ap
         assert rows(0.8) == [3]
         assert rows(0.5) == [3, 5]
         assert store.review_count(ui_state.bulk_accept_query(run_id, 0.5, 0.5)) == 2
+        assert store.queue_total(ui_state.bulk_accept_query(run_id, 0.5, 0.5)) == 2  # Bulk accept's count
         store.record_decision(dataset_id, 5, "reject", run_id=run_id, actor=local_actor("ann"))
         assert rows(0.0) == [3]
+        for threshold in (0.0, 0.5, 0.8, 0.95):  # after a decision too: the same count as in SQL
+            query = ui_state.bulk_accept_query(run_id, 0.5, threshold)
+            assert store.queue_total(query) == store.review_count(query) == len(rows(threshold))
         assert store.accept_proposals(ui_state.bulk_accept_query(run_id, 0.5, 0.0), actor=local_actor("ann")) == 1
         assert store.current_decisions(dataset_id).set_index("row_index").loc[3, "decision"] == "accept"
         assert rows(0.0) == []

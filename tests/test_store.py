@@ -719,6 +719,7 @@ def test_review_count_and_accepting_the_proposals_a_query_selects(scored):
     store, dataset_id, run_id = scored
     corrections = ReviewQuery(run_id, 0.5, 0.8, action="correct", status="undecided")
     assert store.review_count(corrections) == store.review_queue(corrections)[1] == 3  # rows 1, 4 and 6
+    assert store.queue_total(corrections) == 3
     store.add_scores(run_id, [score(4, 0.45, 0.95, proposal="  \n")])  # nothing to accept
     store.record_decision(dataset_id, 6, "reject", actor=annotator("ann"))
     assert store.accept_proposals(corrections, actor=lead("bob")) == 1
@@ -729,6 +730,7 @@ def test_review_count_and_accepting_the_proposals_a_query_selects(scored):
     ]
     assert (current.loc[0, "final_response"], current.loc[0, "run_id"]) == ("Proposal 1", run_id)
     assert store.review_queue(corrections)[0]["row_index"].tolist() == [4]
+    assert store.queue_total(corrections) == store.review_count(corrections) == 1  # after the decisions
     assert store.accept_proposals(corrections, actor=lead("bob")) == 0
     with pytest.raises(InvalidInput, match="annotator"):
         store.accept_proposals(corrections, actor=lead(" "))

@@ -78,6 +78,21 @@ def test_duplicates_of_lists_the_others_with_confidence_and_decision(dups):
         store.duplicates_of(dataset_id, 1, kind="record")
 
 
+def test_row_duplicates_gives_each_kind_as_duplicates_of_does(dups):
+    """Review reads both kinds for a row in one call: the same frames as one duplicates_of per kind."""
+    store, dataset_id, run_id = dups
+    store.record_decision(dataset_id, 8, "remove", actor=annotator("bo"))
+    for row_index in range(10):
+        both = store.row_duplicates(dataset_id, row_index, run_id=run_id)
+        assert list(both) == ["response", "prompt"]
+        for kind, frame in both.items():
+            alone = store.duplicates_of(dataset_id, row_index, kind, run_id=run_id)
+            assert frame.to_dict("records") == alone.to_dict("records"), (row_index, kind)
+    both = store.row_duplicates(dataset_id, 2, run_id=run_id)
+    assert both["response"].empty and list(both["prompt"]["row_index"]) == [6]
+    assert list(store.row_duplicates(dataset_id, 1)["response"]["row_index"]) == [4, 8]
+
+
 def test_apply_to_group_writes_one_decision_per_duplicate(dups):
     store, dataset_id, run_id = dups
     others = list(store.duplicates_of(dataset_id, 1)["row_index"])
