@@ -1358,12 +1358,11 @@ class Store:
         calibrations), which every new score or recalibration changes."""
         if query.action is None and query.order_by != "action":
             query = dataclasses.replace(query, gamma=0.0, eta=0.0)  # the order does not depend on them
-        cache = self.__dict__.setdefault("_order_cache", {})  # insertion-ordered: the oldest entry goes first
         with self._cursor() as cursor:
             key = (dataset_id, query, _scores_version(cursor, query.run_id))
-            with self._cursor_lock:
-                if key in cache:
-                    return cache[key]
+            kept = self._kept("_order_cache", key)
+            if kept is not None:
+                return kept
             by_length = query.order_by == "response_length"
             sort = dataclasses.replace(query, order_by="row_index", ascending=True) if by_length else query
             where, params = query.where()  # no search, no decisions: $dataset_id is not read
@@ -1378,32 +1377,37 @@ class Store:
             missing = lengths < 0  # NULL: last, whichever the direction
             sort_key = np.where(missing, np.iinfo(np.int64).max, lengths if query.ascending else -lengths)
             order = order[np.argsort(sort_key, kind="stable")]  # stable: ties stay in row_index order
-        order.flags.writeable = False  # shared by every draw that reads it
-        with self._cursor_lock:
-            cache[key] = order
-            while len(cache) > _ORDER_CACHE:
-                cache.pop(next(iter(cache)))
-        return order
+        return self._keep("_order_cache", key, order, _ORDER_CACHE)
 
     def _response_lengths(self, dataset_id: int) -> np.ndarray:
         """length(response) of each row of the dataset, indexed by row_index (-1 for NULL): read once, since a
         dataset's text never changes, because reading every response to sort by its length costs 0.3 s at 1M rows."""
-        cache = self.__dict__.setdefault("_length_cache", {})
-        with self._cursor_lock:
-            if dataset_id in cache:
-                return cache[dataset_id]
+        kept = self._kept("_length_cache", dataset_id)
+        if kept is not None:
+            return kept
         with self._cursor() as cursor:
             found = cursor.execute(
                 "SELECT row_index, coalesce(length(response), -1) AS n FROM rows WHERE dataset_id = ?", [dataset_id]
             ).fetchnumpy()
         lengths = np.full(int(found["row_index"].max(initial=-1)) + 1, -1, dtype=np.int64)
         lengths[found["row_index"]] = found["n"]
-        lengths.flags.writeable = False
+        return self._keep("_length_cache", dataset_id, lengths, _LENGTH_CACHE)
+
+    def _kept(self, cache: str, key: Any) -> np.ndarray | None:
+        """What ``_keep`` kept under ``key`` in the Store's cache named ``cache``, or None."""
         with self._cursor_lock:
-            cache[dataset_id] = lengths
-            while len(cache) > _LENGTH_CACHE:
-                cache.pop(next(iter(cache)))
-        return lengths
+            return self.__dict__.get(cache, {}).get(key)
+
+    def _keep(self, cache: str, key: Any, value: np.ndarray, limit: int) -> np.ndarray:
+        """Keep ``value`` (made read-only: every draw that reads it shares it) under ``key`` in the Store's cache
+        named ``cache``, which holds the last ``limit`` entries (insertion-ordered: the oldest goes first)."""
+        value.flags.writeable = False
+        with self._cursor_lock:
+            kept = self.__dict__.setdefault(cache, {})
+            kept[key] = value
+            while len(kept) > limit:
+                kept.pop(next(iter(kept)))
+        return value
 
     def _queue_page(self, cursor: duckdb.DuckDBPyConnection, params: dict[str, Any], keys: list[int]) -> pd.DataFrame:
         """The queue's full columns for the rows ``keys`` (in that order): text, prompt_messages_json, every score,
@@ -1479,7 +1483,6 @@ class Store:
         never changes), the proposal matches until the run's scores change. Paging, deciding and moving γ/η with a
         search read no text, and new scores re-read only the proposals. Each column is searched in its own table,
         so no text goes through a join."""
-        cache = self.__dict__.setdefault("_search_cache", {})  # insertion-ordered: the oldest entry goes first
         params = {"search": search}
         with self._cursor() as cursor:
             parts = []
@@ -1496,15 +1499,10 @@ class Store:
                     {"run_id": run_id},
                 ),
             ):
-                with self._cursor_lock:
-                    found = cache.get(key)
+                found = self._kept("_search_cache", key)
                 if found is None:
                     found = np.asarray(cursor.execute(sql, {**params, **table_params}).fetchnumpy()["row_index"])
-                    found.flags.writeable = False
-                    with self._cursor_lock:
-                        cache[key] = found
-                        while len(cache) > 2 * _SEARCH_CACHE:
-                            cache.pop(next(iter(cache)))
+                    self._keep("_search_cache", key, found, 2 * _SEARCH_CACHE)
                 parts.append(found)
         return np.union1d(*parts).astype(np.int64)
 
@@ -2682,10 +2680,9 @@ class JsonlRows:
 def _jsonl_source(path: str) -> str:
     """The file's non-blank lines as (pos, j): 0-based position and the line's JSON text (surrounding blanks
     trimmed). ``path`` is quoted as a literal: DuckDB takes no parameter for a table function's file name here."""
-    literal = "'" + str(path).replace("'", "''") + "'"
     return (
-        f"SELECT ordinality - 1 AS pos, json AS j FROM read_json_objects({literal}, format='newline_delimited', "
-        f"maximum_object_size={_JSONL_MAX_OBJECT}) WITH ORDINALITY"
+        f"SELECT ordinality - 1 AS pos, json AS j FROM read_json_objects({_quote(str(path))}, "
+        f"format='newline_delimited', maximum_object_size={_JSONL_MAX_OBJECT}) WITH ORDINALITY"
     )
 
 
