@@ -590,7 +590,7 @@ def curated_batches(
     ``store.curated_batches``. ``raw_json``: a row written unchanged comes as its stored JSON text (a ``str``) and
     is not decoded at all. Self-instruct instances are regrouped into their tasks across batches."""
     schema = dataset["schema"]
-    mapping = ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
+    mapping = _mapping(dataset)
     raw_json = raw_json and _plain_export(schema, policy)
     task: dict[str, Any] | None = None  # the self-instruct task being regrouped
     for table in _curated_tables(store, dataset, run_id, policy, batch_rows):
@@ -657,9 +657,13 @@ def _response_column(dataset: dict[str, Any]) -> str | None:
     """The record key holding the response where it is a top-level column (not inside chat turns or instances)."""
     if dataset["schema"] in RESPONSE_COLUMNS:
         return RESPONSE_COLUMNS[dataset["schema"]]
-    if dataset["schema"] == "mapped" and dataset.get("mapping"):
-        return ColumnMapping(**dataset["mapping"]).response
-    return None
+    mapping = _mapping(dataset)
+    return mapping.response if dataset["schema"] == "mapped" and mapping else None
+
+
+def _mapping(dataset: dict[str, Any]) -> ColumnMapping | None:
+    """The column mapping the dataset was imported with, or None."""
+    return ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
 
 
 def _text_columns(dataset: dict[str, Any], policy: ExportPolicy, columns: list[str], kinds: dict) -> dict | None:
@@ -690,7 +694,7 @@ def _plain_jsonl_writer(tables: Iterator[pa.Table], out: BinaryIO, dataset: dict
     """JSON Lines of a plain export from ``records_only`` tables: a row written as stored is its stored text,
     copied by Arrow; only the rows whose response changed (or whose text holds NaN) are decoded and encoded again,
     as ``to_records`` does."""
-    mapping = ColumnMapping(**dataset["mapping"]) if dataset.get("mapping") else None
+    mapping = _mapping(dataset)
     for table in tables:
         text = table["record_json"]
         redone = pc.invert(_stored_as_written(table))
