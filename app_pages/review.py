@@ -474,23 +474,13 @@ def editor(dataset_id: int, run_id: int, row: pd.Series) -> None:
             st.button("Cancel", on_click=lambda: state.update(review_editing=None))
 
 
-def similarities(text: str, others) -> list[float]:
-    """``dedupe.similarity`` of ``text`` to each of ``others``, each distinct text shingled once: a group of exact
-    duplicates (133 rows each at 1M rows of cycled GSM8K) costs one shingling, not 2 per row."""
-    mine, found = dedupe.shingles(text), {}
-    for other in others:
-        if other not in found:
-            found[other] = dedupe.jaccard(mine, dedupe.shingles(other))
-    return [found[other] for other in others]
-
-
 def duplicate_table(others: pd.DataFrame, text: str, kind: str) -> pd.DataFrame:
     """The rows of a duplicate group for a table: row, similarity to the current row's text, confidence, current
     decision and the start of their text (a table shows it verbatim, never as Markdown)."""
     return pd.DataFrame(
         {
             "Row": others["row_index"].astype(int),
-            "Similarity": similarities(text, list(others[kind])),
+            "Similarity": dedupe.similarities(text, list(others[kind])),
             "Confidence": others["confidence"],
             "Decision": [DECISION_LABELS.get(d, "") if isinstance(d, str) else "" for d in others["decision"]],
             kind.capitalize(): [shorten(t, 120) for t in others[kind]],

@@ -64,3 +64,10 @@ def test_the_7473_row_gsm8k_file_takes_seconds():
     groups = dedupe.duplicate_groups(texts)
     assert time.perf_counter() - started < 20  # about 1.2 s on a loaded 2-core machine
     assert len(texts) == 7473 and all(len(g) >= 2 for g in groups)
+
+
+def test_similarities_equal_similarity_to_each_text_repeats_included():
+    text = "Natalia sold 48 clips in April and half as many in May."
+    others = [text, "Natalia sold 48 clips in April.", None, text.upper(), "Natalia sold 48 clips in April."]
+    assert dedupe.similarities(text, others) == [dedupe.similarity(text, other) for other in others]
+    assert dedupe.similarities(text, []) == []
