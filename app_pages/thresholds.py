@@ -89,14 +89,14 @@ def threshold_grid_part(path: str, run_id: int, rows: str, version: tuple) -> pd
 def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
     """``Store.threshold_grid``, kept while ``version`` stands, put together from its scores part, kept until the
     scores change (0.2-0.3 s at 1M rows), and its decided rows, re-counted after each decision
-    (``Store.threshold_version``: the decision is its third field)."""
+    (``Store.threshold_version``: the decision is its last field)."""
     scores = threshold_grid_part(path, run_id, "scores", scores_version(version))
     return histograms.with_decisions(scores, threshold_grid_part(path, run_id, "decided", version))
 
 
 def scores_version(version: tuple) -> tuple:
-    """What of ``Store.threshold_version`` the scores alone depend on: all but the latest decision."""
-    return version[:2] + version[3:]
+    """What of ``Store.threshold_version`` the scores alone depend on: all but the latest decision (its last field)."""
+    return version[:-1]
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -1596,19 +1596,15 @@ class Store:
         return df
 
     def threshold_version(self, run_id: int) -> tuple:
-        """What the Thresholds page's counts depend on, cheap to read: (scored rows, latest scored_at, latest
-        decision_id of the dataset, latest calibration, which rewrites every confidence). Equal versions mean equal
-        ``threshold_grid`` and ``threshold_sample``."""
+        """What the Thresholds page's counts depend on, cheap to read: the run's scores version (scored rows, latest
+        scored_at, calibrations: a recalibration rewrites every confidence), then the dataset's latest decision_id
+        as the last field. Equal versions mean equal ``threshold_grid`` and ``threshold_sample``; all but the last
+        field equal mean an equal ``threshold_grid(run_id, 'scores')``."""
         with self._cursor() as cursor:
-            return tuple(
-                cursor.execute(
-                    "SELECT (SELECT count(*) FROM scores WHERE run_id = $run_id), "
-                    "(SELECT max(scored_at) FROM scores WHERE run_id = $run_id), "
-                    "(SELECT max(decision_id) FROM decisions WHERE dataset_id = $dataset_id), "
-                    "(SELECT count(*) FROM calibrations WHERE run_id = $run_id)",
-                    {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)},
-                ).fetchall()[0]
-            )
+            decision = cursor.execute(
+                "SELECT max(decision_id) FROM decisions WHERE dataset_id = ?", [self._dataset_of_run(run_id)]
+            ).fetchall()[0][0]
+            return (*_scores_version(cursor, run_id), decision)
 
     def threshold_grid(self, run_id: int, rows: str = "all") -> pd.DataFrame:
         """The run's scored rows counted per cell of ``histograms``' grid (conf_step, corr_step, conf_bin,

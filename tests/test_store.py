@@ -972,3 +972,15 @@ def test_thresholds(db_path):
         assert store.get_thresholds(dataset_id + 1) == (clear.DEFAULT_GAMMA, clear.DEFAULT_ETA)
     with Store(db_path) as store:
         assert store.get_thresholds(dataset_id) == (0.0, 1.0)
+
+
+def test_threshold_version_moves_its_last_field_on_a_decision_and_the_rest_on_new_scores(scored):
+    """The Thresholds page keeps the grid's scores part while all but the last field stand (``scores_version``)."""
+    store, dataset_id, run_id = scored
+    before = store.threshold_version(run_id)
+    store.record_decision(dataset_id, 0, "remove", actor=annotator("ann"))
+    decided = store.threshold_version(run_id)
+    assert decided[:-1] == before[:-1] and decided[-1] != before[-1]
+    store.add_scores(run_id, [score(9, 0.5, 0.0)])  # row 9 scored again
+    rescored = store.threshold_version(run_id)
+    assert rescored[:-1] != decided[:-1] and rescored[-1] == decided[-1]
