@@ -215,6 +215,8 @@ _SEARCH_PATTERN = r"'(?i)\Q' || replace(lower($search), 'i', '\E[iİ]\Q') || '\E
 
 _SEARCH_CACHE = 4  # searches whose matching rows a Store keeps (Store._search_rows)
 _ORDER_CACHE = 4  # sorted key orders a Store keeps (Store._base_order): up to 8 MB each at 1M rows
+_INSERT_COMPRESSION = "uncompressed"  # how Store.add_dataset writes the text of a JSON Lines file (see _bulk_text)
+_INSERT_MEMORY = "700MB"  # what DuckDB may hold meanwhile
 _LENGTH_CACHE = 2  # datasets whose response lengths a Store keeps (Store._response_lengths): 8 MB at 1M rows
 
 
@@ -347,6 +349,16 @@ def _df_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (None if _is_missing(v) else v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
+def _with_messages(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its ``prompt_messages_json`` decoded as ``prompt_messages``. NULL stands for the prompt as one
+    user turn (what an import of a plain JSON Lines file stores instead of writing each prompt a third time)."""
+    df["prompt_messages_json"] = [
+        json.loads(text) if isinstance(text, str) else [{"role": "user", "content": prompt}]
+        for text, prompt in zip(df["prompt_messages_json"], df["prompt"], strict=True)
+    ]
+    return df.rename(columns={"prompt_messages_json": "prompt_messages"})
+
+
 def _annotator(actor: permissions.Actor) -> str:
     """The name a decision-log write records for ``actor``; every such write needs one."""
     if not actor.name or not actor.name.strip():
@@ -434,6 +446,7 @@ class Store:
         beside the database, or in the system's temporary folder for a read-only one."""
         self.path = str(path)
         self.read_only = read_only
+        self._memory_limit = memory_limit
         self._write_lock = _file_lock(self.path)
         self._cursor_lock = threading.Lock()
         if self.path != ":memory:" and read_only and not Path(self.path).exists():
@@ -567,7 +580,7 @@ class Store:
                 columns=["row_index", "record_json", "prompt", "prompt_messages_json", "response"],
             )
         n_rows = len(rows) if rows is not None else int(ds.n_rows)
-        with self._zstd_text(rows is None), self._transaction() as cursor:
+        with self._bulk_text(rows is None), self._transaction() as cursor:
             existing = _first(
                 cursor.execute(
                     "SELECT dataset_id FROM datasets WHERE content_hash = ? AND mapping_json IS NOT DISTINCT FROM ? "
@@ -622,25 +635,36 @@ class Store:
         return int(dataset_id)
 
     @contextmanager
-    def _zstd_text(self, on: bool = True) -> Iterator[None]:
-        """While on: DuckDB compresses text with zstd, which it picks for most of the rows' text anyway, without
-        first trying every other method on each segment; that analysis took a third of a 1M-row insert (29 -> 21 s,
-        0.72 -> 0.46 GB on disk). The setting is the database's: a write from another thread meanwhile gets it too.
-        It ends with a checkpoint, so that rows the insert left in the write-ahead log (fewer than about 120k) are
-        compressed the same way now rather than at close (2.6 s of a 100k-row import otherwise)."""
+    def _bulk_text(self, on: bool = True) -> Iterator[None]:
+        """While on: DuckDB writes the rows' text uncompressed and holds at most ``_INSERT_MEMORY`` (unless the
+        store was opened with a limit of its own). Its default analysis tries every method on each segment (38.9 s
+        of a 1M-row insert); zstd alone took 21-25 s and uncompressed 14 s, and a search then scans the text about
+        as fast or faster (the numbers: bench/results/import.md), for 1.06 GB on disk instead of 0.38 GB at 1M
+        rows. The cap is needed because the written blocks stay in DuckDB's cache: 1.5-2.1 GB peak without it,
+        0.84 GB with it. Both settings are the database's: a query from another thread meanwhile gets them too. It
+        ends with a checkpoint, so that rows the insert left in the write-ahead log (fewer than about 120k) are
+        written the same way now rather than at close (2.6 s of a 100k-row import otherwise)."""
         if not on:
             yield
             return
         with self._cursor() as cursor:
-            before = cursor.execute("SELECT current_setting('force_compression')").fetchall()[0][0]
-            cursor.execute("SET force_compression = 'zstd'")
+            before = cursor.execute("SELECT current_setting('force_compression')").fetchall()[0]
+            cursor.execute(f"SET force_compression = {_quote(_INSERT_COMPRESSION)}")
+            capped = self._memory_limit is None
+            if capped:
+                try:
+                    cursor.execute(f"SET memory_limit = {_quote(_INSERT_MEMORY)}")
+                except duckdb.Error:  # it holds more than that now (another query's cached blocks): no cap then
+                    capped = False
         try:
             yield
             with self._write_lock, self._cursor() as cursor, contextlib.suppress(duckdb.Error):
                 cursor.execute("CHECKPOINT")  # refused while another transaction writes: the next one does it
         finally:
             with self._cursor() as cursor:
-                cursor.execute(f"SET force_compression = {_quote(str(before))}")
+                cursor.execute(f"SET force_compression = {_quote(str(before[0]))}")
+                if capped:  # opened without a limit: DuckDB's default again (setting the text read back rounds it)
+                    cursor.execute("RESET memory_limit")
 
     def list_datasets(self, counts: bool = True) -> pd.DataFrame:
         """Every dataset, newest first, with its latest run and counts of rows, scored rows and decided rows
@@ -693,8 +717,7 @@ class Store:
             "ORDER BY hash(row_index), row_index LIMIT ?",
             [dataset_id, int(n)],
         )
-        df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
-        return df.rename(columns={"prompt_messages_json": "prompt_messages"})
+        return _with_messages(df)
 
     def dataset_rows(self, dataset_id: int, row_indices: Iterable[int] | None = None) -> pd.DataFrame:
         """Rows (row_index, record, prompt_messages, prompt, response) ordered by row_index; all or the given ones."""
@@ -708,8 +731,7 @@ class Store:
             params["row_indices"] = [int(i) for i in row_indices]
         df = self._df(sql + " ORDER BY row_index", params)
         df["record_json"] = [json.loads(t) for t in df["record_json"]]
-        df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
-        return df.rename(columns={"record_json": "record", "prompt_messages_json": "prompt_messages"})
+        return _with_messages(df).rename(columns={"record_json": "record"})
 
     # -- curation (the export's rule in SQL; export.curate is the same rule in Python) -------------------------
 
@@ -1029,8 +1051,7 @@ class Store:
             """,
             {"run_id": run_id},
         )
-        df["prompt_messages_json"] = [json.loads(t) for t in df["prompt_messages_json"]]
-        return df.rename(columns={"prompt_messages_json": "prompt_messages"})
+        return _with_messages(df)
 
     def unscored_count(self, run_id: int) -> int:
         """How many rows ``unscored_rows`` gives, counted without reading them (a progress bar polls it)."""
@@ -1277,8 +1298,7 @@ class Store:
             params["decided_by"] = query.decided_by
         with self._cursor() as cursor:
             page = self._queue_page(cursor, params, keys[int(offset) : int(offset) + int(limit)].tolist())
-        page["prompt_messages_json"] = [json.loads(t) for t in page["prompt_messages_json"]]
-        return page.rename(columns={"prompt_messages_json": "prompt_messages"}), len(keys)
+        return _with_messages(page), len(keys)
 
     def _queue_keys(self, query: ReviewQuery, dataset_id: int) -> np.ndarray:
         """Every row index ``query`` selects, in its order (``ReviewQuery.where`` and ``order``, as the SQL of
@@ -2762,14 +2782,13 @@ def jsonl_lines(path: str | Path, positions: Sequence[int]) -> dict[int, str]:
 def _jsonl_rows_sql(rows: JsonlRows, drop: bool) -> str:
     """The rows as the staged Parquet file holds them (row_index, record_json, prompt, prompt_messages_json,
     response), read from the file; ``drop``: without the repeats, renumbered 0..n-1 in file order. The prompt
-    messages are the one user turn json.dumps writes (to_json escapes as json.dumps(ensure_ascii=False) does)."""
+    messages are NULL: the prompt as one user turn, which readers rebuild (``_with_messages``; migration 15)."""
     prompt = "CASE WHEN coalesce(e, '') = '' THEN p ELSE p || chr(10) || chr(10) || e END"
     index = "pos"
     where = ""
     if drop and rows.repeats:
         index, where = "row_number() OVER () - 1", "WHERE pos NOT IN (SELECT unnest($repeats))"
     return f"""
-        SELECT {index} AS row_index, j AS record_json, prompt,
-               '[{{"role": "user", "content": ' || to_json(prompt) || '}}]' AS prompt_messages_json, r AS response
+        SELECT {index} AS row_index, j AS record_json, prompt, NULL AS prompt_messages_json, r AS response
         FROM (SELECT pos, j, {prompt} AS prompt, r FROM ({_jsonl_columns(rows)}) {where})
     """

@@ -56,11 +56,14 @@ def _stored(db, path, monkeypatch=None, **options) -> tuple[dict, list[tuple]]:
         dataset_id = store.add_dataset(data.load_dataset(path, staging_dir=db.parent / "staged", **options))
         meta = store.get_dataset(dataset_id)
         rows = store._df(
-            "SELECT row_index, record_json, prompt, prompt_messages_json, response FROM rows "
-            "WHERE dataset_id = ? ORDER BY row_index",
+            "SELECT row_index, record_json, prompt, response FROM rows WHERE dataset_id = ? ORDER BY row_index",
             [dataset_id],
         )
-    return meta, list(rows.itertuples(index=False, name=None))
+        messages = store.dataset_rows(dataset_id)["prompt_messages"].tolist()  # as every reader decodes them
+    return meta, [
+        (i, record, prompt, turns, response)
+        for (i, record, prompt, response), turns in zip(rows.itertuples(index=False, name=None), messages, strict=True)
+    ]
 
 
 def _both(tmp_path, monkeypatch, path, **options):
@@ -82,7 +85,7 @@ def _assert_same(fast, slow) -> None:
     for mine, theirs in zip(fast_rows, slow_rows, strict=True):
         assert mine[0] == theirs[0]
         assert json.loads(mine[1]) == json.loads(theirs[1])  # the line's own text; the same record
-        assert mine[2:] == theirs[2:]  # prompt, prompt messages (as json.dumps writes them), response: same text
+        assert mine[2:] == theirs[2:]  # prompt, prompt messages (as the store's readers give them), response
 
 
 @pytest.mark.parametrize("ensure_ascii", [False, True])
@@ -218,3 +221,68 @@ def test_other_schemas_and_formats_keep_the_python_reader(tmp_path):
     dataset = data.load_dataset(lone_cr, staging_dir=tmp_path / "staged")
     assert dataset.jsonl_rows is None and dataset.n_rows == 2
     assert os.path.exists(dataset.rows_file)
+
+
+def test_plain_jsonl_stores_no_prompt_messages_and_every_reader_gives_the_user_turn(tmp_path):
+    """The fast path leaves prompt_messages_json NULL (migration 15) instead of writing each prompt a third time;
+    every reader of rows gives the prompt as one user turn, exactly as the Python reader stores it."""
+    path = _write(tmp_path / "data.jsonl", _rows(12))
+    with Store(tmp_path / "db.duckdb") as store:
+        dataset_id = store.add_dataset(data.load_dataset(path, staging_dir=tmp_path / "staged"))
+        assert store._scalar("SELECT count(*) FROM rows WHERE prompt_messages_json IS NOT NULL") == 0
+        expected = {
+            int(r.row_index): [{"role": "user", "content": r.prompt}]
+            for r in store.dataset_rows(dataset_id).itertuples()
+        }
+        assert len(expected) == 12 and expected[0][0]["content"].startswith(HOSTILE[0])
+        for df in (store.dataset_rows(dataset_id), store.sample_rows(dataset_id, 5)):
+            assert {int(i): m for i, m in zip(df["row_index"], df["prompt_messages"], strict=True)} == {
+                int(i): expected[int(i)] for i in df["row_index"]
+            }
+        run_id = store.create_run(dataset_id, "m", {})
+        todo = store.unscored_rows(run_id)
+        assert [expected[int(i)] for i in todo["row_index"]] == todo["prompt_messages"].tolist()
+
+
+def test_a_database_from_before_migration_15_keeps_its_rows_and_takes_a_plain_jsonl_import(tmp_path):
+    import duckdb
+
+    from clear_core.migrations import MIGRATIONS
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
+    for version, sql in MIGRATIONS:
+        if version < 15:
+            con.execute(sql)
+            con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [version])
+    con.execute(
+        "INSERT INTO datasets (name, content_hash, n_rows, created_at, columns_json) "
+        "VALUES ('old', 'old-hash', 1, now()::TIMESTAMP, '[\"q\", \"a\"]')"
+    )
+    turns = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "p"}]
+    con.execute("INSERT INTO rows VALUES (1, 0, '{}', 'p', ?, 'r')", [json.dumps(turns)])
+    con.close()
+    path = _write(tmp_path / "data.jsonl", _rows(3))
+    with Store(db) as store:
+        assert store.schema_versions()[-1] == 15
+        assert store.dataset_rows(1)["prompt_messages"].tolist() == [turns]  # stored text still read as it is
+        dataset_id = store.add_dataset(data.load_dataset(path, staging_dir=tmp_path / "staged"))
+        prompts = store.dataset_rows(dataset_id)["prompt"].tolist()
+        assert store.dataset_rows(dataset_id)["prompt_messages"].tolist() == [
+            [{"role": "user", "content": p}] for p in prompts
+        ]
+
+
+def test_import_leaves_the_database_settings_as_they_were(tmp_path):
+    """The insert writes text uncompressed under a memory cap (Store._bulk_text); both are the database's settings,
+    so they are DuckDB's own again afterwards, whether the store was opened with a limit or not."""
+    path = _write(tmp_path / "data.jsonl", _rows(5))
+    for limit in (None, "2GB"):
+        db = tmp_path / f"db-{limit}.duckdb"
+        with Store(db, memory_limit=limit) as store:
+            setting = "SELECT current_setting('force_compression'), current_setting('memory_limit')"
+            before = store._df(setting).iloc[0].tolist()
+            store.add_dataset(data.load_dataset(path, staging_dir=tmp_path / "staged"))
+            assert store._df(setting).iloc[0].tolist() == before
+            assert store.get_dataset(1)["n_rows"] == 5
