@@ -3,6 +3,7 @@
     .venv/bin/python bench/queue_speed.py build --rows 100000 --db /tmp/q100k.duckdb
     .venv/bin/python bench/queue_speed.py measure --db /tmp/q100k.duckdb            # this checkout
     PYTHONPATH=/tmp/base11a .venv/bin/python bench/queue_speed.py measure --db /tmp/q100k-base.duckdb
+    .venv/bin/python bench/queue_speed.py search --db /tmp/q100k.duckdb             # new searches only
 
 ``build`` writes a database through the public store API only: Alpaca rows cycled from the dev GSM8K file (each
 instruction gets ``(#i)``), one finished run of synthetic scores (``add_scores`` in 50k-row calls: confidence ~
@@ -41,6 +42,8 @@ PAGE_SIZE = 50
 SCORE_CHUNK = 50_000
 N_DECISIONS = 1_000
 SEARCHES = ("zebra", "how many apples")  # a rare word (~1 row in 1,500) and a common phrase
+# New searches timed by the `search` command: the two above, two letters, and punctuation with a number after it.
+NEW_SEARCHES = (*SEARCHES, "de", "(#12", "apples?", "it's")
 CACHES = ("_search_cache", "_order_cache", "_length_cache")  # what a Store keeps between draws (any version)
 
 
@@ -113,6 +116,8 @@ def measure_queue(db_path: str, run_id: int | None = None, repeats: int = 3) -> 
             run_id = int(store.latest_run(dataset_id)["run_id"])
         dataset_id = store._dataset_of_run(run_id)
         gamma, eta = store.get_thresholds(dataset_id)
+        if hasattr(store, "prepare_search"):  # the word indexes, built now rather than beside the timed draws
+            store.prepare_search(run_id)
         total = store.review_count(ReviewQuery(run_id, gamma, eta))
         middle = (total // 2 // PAGE_SIZE) * PAGE_SIZE
         cases: dict[str, tuple[dict, int]] = {
@@ -183,6 +188,37 @@ def measure_queue(db_path: str, run_id: int | None = None, repeats: int = 3) -> 
     return out
 
 
+def measure_search(db_path: str, run_id: int | None = None, repeats: int = 3) -> dict[str, dict]:
+    """The first draw of each of ``NEW_SEARCHES`` (ms: median, min, max over ``repeats``; the kept search results
+    dropped before each draw), after building the word indexes where this version has them
+    (``Store.prepare_search``: its time, and the indexes' size in MB)."""
+    from clear_core.store import ReviewQuery, Store
+
+    out: dict[str, dict] = {}
+    with Store(db_path) as store:
+        if run_id is None:
+            dataset_id = int(store.list_datasets()["dataset_id"].max())
+            run_id = int(store.latest_run(dataset_id)["run_id"])
+        gamma, eta = store.get_thresholds(store._dataset_of_run(run_id))
+        store.review_queue(ReviewQuery(run_id, gamma, eta), limit=PAGE_SIZE)  # the order kept, as when reviewing
+        if hasattr(store, "prepare_search"):
+            t0 = time.perf_counter()
+            store.prepare_search(run_id)
+            ms = (time.perf_counter() - t0) * 1000
+            size = sum(index.nbytes for index in store.__dict__["_word_indexes"].values()) / 1e6
+            out["word indexes: build"] = {"ms": ms, "min": ms, "max": ms, "mb": size}
+        for search in NEW_SEARCHES:
+            query = ReviewQuery(run_id, gamma, eta, search=search)
+
+            def first_draw(q=query):
+                store.__dict__.pop("_search_cache", None)
+                return store.review_queue(q, limit=PAGE_SIZE)
+
+            med, lo, hi, (_, n) = _median(first_draw, repeats)
+            out[f"search {search!r}, first draw"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
+    return out
+
+
 def _after_decisions(store, query, offset: int, repeats: int) -> dict:
     """The draw that follows a decision (timed: the draw only), as in review: a decision on the page's first row,
     then the same page drawn again; the decisions are undone afterwards, so the database reads as before."""
@@ -239,7 +275,7 @@ def _thresholds(store, dataset_id: int, run_id: int, gamma: float, eta: float) -
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("build", "measure"))
+    parser.add_argument("command", choices=("build", "measure", "search"))
     parser.add_argument("--db", required=True)
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -256,9 +292,11 @@ def main(argv: list[str] | None = None) -> None:
     import clear_core
 
     print(f"clear_core from {Path(clear_core.__file__).parent}")
-    results = measure_queue(args.db, repeats=args.repeats)
+    measure = measure_search if args.command == "search" else measure_queue
+    results = measure(args.db, repeats=args.repeats)
     for name, r in results.items():
         extra = f"  n={r['n']:,}" if "n" in r else ""
+        extra += f"  {r['mb']:,.0f} MB" if "mb" in r else ""
         extra += f"  {r['bytes'] / 1024:,.0f} KiB to the browser" if "bytes" in r else ""
         print(f"{name:50s} {r['ms']:9.1f} ms  [{r['min']:.1f}-{r['max']:.1f}]{extra}")
     if args.json:

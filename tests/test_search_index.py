@@ -1,0 +1,153 @@
+"""The word index (``clear_core.search_index``) narrows a search to a superset of the rows that match, exactly the
+matching rows for a query that is one word alone, and the store's search with the index gives what a plain scan
+of every text gives (``ReviewQuery.search``: a case-insensitive substring under DuckDB's ``lower()``)."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+
+from clear_core import search_index
+from clear_core.store import ReviewQuery, Store
+from tests.test_store import Dataset, Mapping, Row
+
+# Letters in both cases, digits, separators, and characters whose lowercase is ASCII (İ -> i, Kelvin sign -> k)
+# or longer than themselves, so words and their boundaries land in every case the index must handle.
+ALPHABET = list("abcdeiksz") + list("ABEIKS") + list("0129") + list(" .,?'#-_\n\t") + list("İKäÄßéΣσ€😀")
+
+
+def _lower(texts: list[str | None]) -> list[str | None]:
+    """DuckDB's lower() of each text, the case folding ReviewQuery.search is defined by."""
+    con = duckdb.connect()
+    return [r[0] for r in con.execute("SELECT lower(t) FROM unnest($t) AS u(t)", {"t": texts}).fetchall()]
+
+
+def _random_texts(rng: np.random.Generator, n: int, longest: int = 40) -> list[str]:
+    texts = []
+    for _ in range(n):
+        text = "".join(rng.choice(ALPHABET, int(rng.integers(0, longest))))
+        if rng.random() < 0.2:
+            text += " " + "".join(rng.choice(list("abz09"), 15))  # a word longer than 12 bytes
+        texts.append(text)
+    return texts
+
+
+def _random_queries(rng: np.random.Generator, texts: list[str], n: int) -> list[str]:
+    """Pieces of the texts (so most queries match something) and random strings."""
+    queries = []
+    for _ in range(n):
+        if rng.random() < 0.7:
+            text = texts[int(rng.integers(len(texts)))]
+            if not text:
+                continue
+            start = int(rng.integers(len(text)))
+            queries.append(text[start : start + int(rng.integers(1, 8))])
+        else:
+            queries.append("".join(rng.choice(ALPHABET, int(rng.integers(1, 5)))))
+    return queries
+
+
+def test_candidates_hold_every_match_and_one_word_is_exact():
+    rng = np.random.default_rng(11)
+    prompts, responses = _random_texts(rng, 300), _random_texts(rng, 300)
+    prompts[5] = None
+    low_p, low_r = _lower(prompts), _lower(responses)
+    index = search_index.build_from_texts(list(zip(low_p, low_r, strict=True)))
+    queries = _random_queries(rng, prompts + responses, 400) + ["sss", "zzzzzzzzzzzzzzzzzz", "k", "i", "ß", "?"]
+    checked = 0
+    for query, lowered in zip(queries, _lower(queries), strict=True):
+        truth = [i for i, (p, r) in enumerate(zip(low_p, low_r)) if lowered in (p or "") or lowered in r]
+        narrowed = index.candidates(lowered)
+        if narrowed is None:
+            assert not any(c.isascii() and c.isalnum() for c in lowered), query
+            continue
+        rows, exact = narrowed
+        assert set(truth) <= set(rows.tolist()), query
+        if exact:
+            assert rows.tolist() == truth, query
+            checked += 1
+    assert checked > 100
+
+
+def test_a_word_does_not_run_across_rows_and_long_words_are_whole():
+    texts = [("abc", "x"), ("def", "y"), ("thisisalongword1234", None), ("isalong", "")]
+    index = search_index.build_from_texts(texts, row_index=[4, 5, 9, 10])
+    assert index.candidates("cd")[0].tolist() == []
+    assert index.candidates("cde")[0].tolist() == []
+    assert index.candidates("abc")[0].tolist() == [4]
+    assert index.candidates("isalong")[0].tolist() == [9, 10]
+    assert index.candidates("longword12")[0].tolist() == [9]
+    assert index.candidates("word1234 ")[0].tolist() == [9]  # a suffix: a separator after it
+    assert index.candidates(" isalong")[0].tolist() == [10]  # a prefix: a separator before it
+    assert index.candidates(" isalong ")[0].tolist() == [10]  # a whole word
+    assert index.candidates("?!") is None
+
+
+def test_query_runs_say_which_side_of_a_word_is_fixed():
+    assert search_index.query_runs("how many apples") == [
+        (b"how", False, True),
+        (b"many", True, True),
+        (b"apples", True, False),
+    ]
+    assert search_index.query_runs("(#12") == [(b"12", True, False)]
+    assert search_index.query_runs("zebra") == [(b"zebra", False, False)]
+    assert search_index.query_runs("é") == []
+
+
+@pytest.fixture
+def random_store(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 400
+    prompts, responses, proposals = _random_texts(rng, n), _random_texts(rng, n), _random_texts(rng, n)
+    rows = [
+        Row(i, {"i": i}, [{"role": "user", "content": p}], p, r) for i, (p, r) in enumerate(zip(prompts, responses))
+    ]
+    ds = Dataset("r.jsonl", "/r.jsonl", "jsonl", "alpaca", Mapping(), rows, columns=["i"], content_hash="r")
+    with Store(tmp_path / "r.duckdb") as store:
+        dataset_id = store.add_dataset(ds)
+        run_id = store.create_run(dataset_id, "m", {})
+        store.add_scores(
+            run_id,
+            [
+                {"row_index": i, "confidence": 0.5, "proposed_response": None if i % 9 == 0 else proposals[i]}
+                for i in range(n)
+            ],
+        )
+        yield store, run_id, _random_queries(rng, prompts + responses + proposals, 150)
+
+
+def _scanned(store: Store, run_id: int, search: str) -> list[int]:
+    """The plain definition: every text lowered and searched."""
+    with store._cursor() as cursor:
+        sql = """
+            SELECT s.row_index FROM scores s JOIN rows r ON r.row_index = s.row_index
+            WHERE s.run_id = $run AND r.dataset_id = (SELECT dataset_id FROM runs WHERE run_id = $run)
+              AND (contains(lower(r.prompt), lower($q)) OR contains(lower(r.response), lower($q))
+                   OR coalesce(contains(lower(s.proposed_response), lower($q)), FALSE))
+            ORDER BY 1"""
+        return [r[0] for r in cursor.execute(sql, {"run": run_id, "q": search}).fetchall()]
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])  # the index's candidates checked, or every text read
+def test_store_search_with_the_index_equals_the_scan(random_store, monkeypatch, share):
+    store, run_id, queries = random_store
+    store.prepare_search(run_id)
+    assert len(store.__dict__["_word_indexes"]) == 2
+    monkeypatch.setattr("clear_core.store._CHECK_SHARE", share)
+    for search in [*queries, "ISTANBUL", "K", "100%", "a b", "'", "it's", "iii", "İİ", "\\E"]:
+        store.__dict__.pop("_search_cache", None)
+        expected = _scanned(store, run_id, search)
+        assert store._search_rows(run_id, store._dataset_of_run(run_id), search).tolist() == expected, search
+        assert store.review_count(ReviewQuery(run_id, 0.5, 0.8, search=search)) == len(expected), search
+
+
+def test_a_search_before_the_index_is_built_scans_and_new_scores_are_not_read_from_an_old_index(random_store):
+    store, run_id, _ = random_store
+    dataset_id = store._dataset_of_run(run_id)
+    assert store._search_rows(run_id, dataset_id, "zz").tolist() == _scanned(store, run_id, "zz")
+    store.prepare_search(run_id)
+    store.add_scores(run_id, [{"row_index": 1, "confidence": 0.5, "proposed_response": "a ZEBRA-crossing"}])
+    store.__dict__.pop("_search_cache", None)
+    assert 1 in store._search_rows(run_id, dataset_id, "zebra-cross").tolist()
+    assert store._search_rows(run_id, dataset_id, "zebra").tolist() == _scanned(store, run_id, "zebra")
