@@ -15,7 +15,9 @@ made one. Each row's signals and both proposals go to `--cache` as JSON Lines, s
 η = clear.DEFAULT_ETA) and the share of them closer to the clean original than the noisy response was
 (metrics.closer_to_clean, word-level); on clean rows: how many are offered. Per noise kind and per seed too.
 
-Design data only: seeds 0-2, and codegen rows with source_index % 4 == 3 are never drawn (kept for a final check).
+Design data: seeds 0-2, where codegen rows with source_index % 4 == 3 are never drawn. Seed 3 is the untouched
+check (`score --seed 3`): codegen rows only from that held-out quarter, GSM8K and Self-Instruct rows only from those
+that no design seed drew (at the design size, 6 per file), and `report` prints it in its own tables.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ SOURCES = {
     "codegen": DEV / "gpteacher_codegen.json",
 }
 DESIGN_SEEDS = (0, 1, 2)  # seed 3 is kept out of every design choice, as in docs/quality.md
+UNTOUCHED_SEED = 3
+DESIGN_PER_SOURCE = 6  # rows each design seed drew from each file (score --rows 18)
 CONFIG = ScoringConfig(samples=0, self_reflection=False, propose=True)
 PROPOSAL_FIELDS = ("proposed_response", "judge_prob", "correction_confidence")
 
@@ -62,12 +66,27 @@ def design_rows(path: Path, n: int, seed: int, source: str) -> list[dict]:
     return [dict(rows[i], source=source) for i in picked]
 
 
+def untouched_rows(path: Path, n: int, source: str) -> list[dict]:
+    """n rows of one dev file that no design choice saw: the held-out codegen quarter, or (GSM8K, Self-Instruct)
+    the rows no design seed drew."""
+    if source == "codegen":
+        rows = [r for r in noise.load_dev_rows(path) if r["source_index"] % 4 == 3]
+    else:
+        seen = {r["source_index"] for s in DESIGN_SEEDS for r in design_rows(path, DESIGN_PER_SOURCE, s, source)}
+        rows = [r for r in noise.load_dev_rows(path) if r["source_index"] not in seen]
+    picked = sorted(random.Random(f"{UNTOUCHED_SEED}:{source}").sample(range(len(rows)), n))
+    return [dict(rows[i], source=source) for i in picked]
+
+
 def build_rows(n: int, fraction: float, seed: int) -> list[dict]:
-    """n design rows (a third from each dev file) with `fraction` corrupted; each keeps its clean original."""
-    if seed not in DESIGN_SEEDS:
-        raise SystemExit(f"seed {seed} is not a design seed {DESIGN_SEEDS}: it is kept for the final check")
+    """n rows (a third from each dev file; seed 3: untouched ones) with `fraction` corrupted; each keeps its clean
+    original."""
     share = [n // 3 + (k < n % 3) for k in range(3)]
-    rows = [r for (source, path), m in zip(SOURCES.items(), share) for r in design_rows(path, m, seed, source)]
+    rows = [
+        r
+        for (source, path), m in zip(SOURCES.items(), share)
+        for r in (untouched_rows(path, m, source) if seed == UNTOUCHED_SEED else design_rows(path, m, seed, source))
+    ]
     frame = noise.inject_noise(rows, fraction=fraction, seed=seed)
     return [
         {**f, "source": r["source"], "source_index": r["source_index"], "seed": seed}
@@ -272,10 +291,17 @@ def _share(k: int, n: int) -> str:
 
 def cmd_report(args) -> None:
     records = [json.loads(line) for path in sorted(args.cache.glob("seed*.jsonl")) for line in path.open()]
+    design = [r for r in records if r["seed"] in DESIGN_SEEDS]
+    untouched = [r for r in records if r["seed"] == UNTOUCHED_SEED]
+    for title, group in (("design rows", design), ("untouched rows", untouched)):
+        if group:
+            report(group, title, args.eta, args.show)
+
+
+def report(records: list[dict], title: str, eta: float, show: str | None) -> None:
     seeds = sorted({r["seed"] for r in records})
-    eta = args.eta
     noisy = sum(r["is_noisy"] for r in records)
-    print(f"# Auto-Correct at eta = {eta}: {len(records)} design rows (seeds {seeds}), {noisy} noisy\n")
+    print(f"# Auto-Correct at eta = {eta}: {len(records)} {title} (seeds {seeds}), {noisy} noisy\n")
     print("| variant | offered on noisy rows | closer to clean (95% CI) | per seed | offered on clean rows |")
     print("|---|---|---|---|---|")
     for variant in VARIANTS:
@@ -290,7 +316,7 @@ def cmd_report(args) -> None:
             f"({lo:.0%}-{hi:.0%}) | {per_seed} | {s['clean offered']}/{s['clean rows']} |"
         )
     kinds = sorted({r["noise_kind"] for r in records if r["is_noisy"]})
-    print("\n## Per noise kind (closer / offered, of the kind's rows)\n")
+    print(f"\n## {title.capitalize()}, per noise kind (closer / offered, of the kind's rows)\n")
     shown = [v for v in VARIANTS if v.startswith(("before", "after"))]
     print("| noise kind | rows | " + " | ".join(shown) + " |")
     print("|---|---|" + "---|" * len(shown))
@@ -306,10 +332,10 @@ def cmd_report(args) -> None:
     for p in after:
         problems[p["problem"] or "passes"] = problems.get(p["problem"] or "passes", 0) + 1
     cont = sum(p["continues"] for p in after)
-    print(f"\nAfter: {len(after)} proposals made ({cont} continuations); checks: {problems}")
-    if args.show:
+    print(f"\nAfter: {len(after)} proposals made ({cont} continuations); checks: {problems}\n")
+    if show:
         for r in records:
-            text = offered(r, args.show, eta)
+            text = offered(r, show, eta)
             if text is not None:
                 flag = metrics.closer_to_clean(r["response"], text, r["clean_response"]) if r["is_noisy"] else "clean"
                 print(f"\n--- seed {r['seed']} row {r['row_index']} {r['noise_kind']} closer={flag}")
@@ -322,7 +348,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/clear-autocorrect"))
     sub = parser.add_subparsers(dest="command", required=True)
     score = sub.add_parser("score", help="score one part of one seed's rows with the embedded model")
-    score.add_argument("--seed", type=int, required=True, choices=DESIGN_SEEDS)
+    score.add_argument("--seed", type=int, required=True, choices=(*DESIGN_SEEDS, UNTOUCHED_SEED))
     score.add_argument("--rows", type=int, default=18)
     score.add_argument("--fraction", type=float, default=0.5)
     score.add_argument("--part", type=int, default=0)
