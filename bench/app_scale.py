@@ -234,8 +234,9 @@ def session_steps(
     result["thresholds_js_heap_gb"] = metrics["JSHeapUsedSize"] / 2**30
     memory("thresholds")
     if screenshot is not None:  # untimed: the whole page, to compare what two versions draw
-        page.wait_for_timeout(2_000)  # plotly's transitions
-        page.locator("section.stMain").screenshot(path=str(screenshot))
+        page.set_viewport_size({"width": 1280, "height": 2600})  # the whole page: Streamlit scrolls inside it
+        page.wait_for_timeout(3_000)  # the charts redrawn at the new size
+        page.screenshot(path=str(screenshot), timeout=30_000)
 
     if only_review:
         return
