@@ -213,19 +213,35 @@ def scatter_sample(
     were decided that fewer than the stratum's quota are left (then None: ask the store to scan)."""
     deciles = deciles[deciles > 0]
     total = int(deciles.sum())
-    n_decided = decided.groupby("decile").size().reindex(deciles.index, fill_value=0)
-    n_undecided = deciles - n_decided
+    n_all = _per_decile(deciles.index, deciles.to_numpy())
+    n_decided = np.bincount(decided["decile"].to_numpy(dtype=np.int64), minlength=10)[:10].astype(float)
+    n_undecided = n_all - n_decided
     undecided = candidates[~candidates["row_index"].isin(decided["row_index"])]
-    kept = candidates.groupby("decile").size().reindex(deciles.index, fill_value=0)
-    left = undecided.groupby("decile").size().reindex(deciles.index, fill_value=0)
-    quota = pd.Series(sample_quota(n_undecided, total, size, floor), index=deciles.index)
-    if ((left < quota) & (kept < deciles)).any():
+    kept = np.bincount(candidates["decile"].to_numpy(dtype=np.int64), minlength=10)[:10]
+    left = np.bincount(undecided["decile"].to_numpy(dtype=np.int64), minlength=10)[:10]
+    quota = sample_quota(n_undecided, total, size, floor)
+    if ((left < quota) & (kept < n_all)).any():
         return None
     parts = []
     for rows, n, is_decided in ((undecided, n_undecided, False), (decided, n_decided, True)):
-        quota = pd.Series(sample_quota(n, total, size, floor), index=deciles.index)
-        rows = rows.sort_values(["h", "row_index"], kind="stable")
-        rows = rows[rows.groupby("decile").cumcount().to_numpy() < quota.reindex(rows["decile"]).to_numpy()]
-        weight = (n / quota.where(quota > 0)).reindex(rows["decile"]).to_numpy()
-        parts.append(rows.assign(decided=is_decided, weight=weight))
+        quota = sample_quota(n, total, size, floor)
+        picked = rows.iloc[_first_by_hash(rows, quota)]
+        weight = (n / np.where(quota > 0, quota, np.nan))[picked["decile"].to_numpy(dtype=np.int64)]
+        parts.append(picked.assign(decided=is_decided, weight=weight))
     return pd.concat(parts, ignore_index=True)
+
+
+def _per_decile(index: pd.Index, values: np.ndarray) -> np.ndarray:
+    """``values`` (one per decile in ``index``) as an array over the deciles 0-9, 0 where missing."""
+    out = np.zeros(10)
+    out[index.to_numpy(dtype=np.int64)] = values
+    return out
+
+
+def _first_by_hash(rows: pd.DataFrame, quota: np.ndarray) -> np.ndarray:
+    """Positions in ``rows`` of the first ``quota[decile]`` rows of each decile by (h, row_index)."""
+    decile = rows["decile"].to_numpy(dtype=np.int64)
+    order = np.lexsort((rows["row_index"].to_numpy(), rows["h"].to_numpy(), decile))
+    sorted_deciles = decile[order]
+    rank = np.arange(len(order)) - np.searchsorted(sorted_deciles, sorted_deciles, side="left")
+    return order[rank < quota[sorted_deciles]]
