@@ -1802,13 +1802,14 @@ class Store:
         picked["decision"] = (
             decision if decided["decision"].dtype == object else decision.astype(decided["decision"].dtype)
         )
-        need = picked.loc[picked["decided"], "row_index"].tolist()  # decided rows' lengths: not in the candidates
-        with self._cursor() as cursor:
-            lengths = cursor.execute(
-                "SELECT row_index, length(response) AS response_length FROM rows "
-                "WHERE dataset_id = $dataset_id AND row_index IN (SELECT unnest($keys))",
-                {"dataset_id": dataset_id, "keys": need},
-            ).df()
+        # decided rows' lengths (not in the candidates), looked up by key: an IN list of constants is answered from
+        # migration 12's index (ints from the query above: nothing to escape)
+        need = ", ".join(str(int(k)) for k in picked.loc[picked["decided"], "row_index"]) or "NULL"
+        lengths = self._df(
+            "SELECT row_index, length(response) AS response_length FROM rows "
+            f"WHERE dataset_id = $dataset_id AND row_index IN ({need})",
+            {"dataset_id": dataset_id},
+        )
         found = picked["row_index"].map(lengths.set_index("row_index")["response_length"])
         picked["response_length"] = picked["response_length"].fillna(found).astype("int64")
         columns = ["row_index", *NUMERIC_SCORE_FIELDS, "response_length", "decision", "weight"]
