@@ -7,8 +7,11 @@ correction confidence. They are stored per dataset, so moving them re-labels row
 The page reads no row values: DuckDB counts the run's rows per cell of a small grid (``Store.threshold_grid``) and
 per confidence bin (``Store.confidence_bins``, for the review budget) and picks a stratified sample for the scatter
 (``Store.threshold_sample``), all cached until a row is scored or decided or the calibration changes; moving γ or η
-re-counts the grid (``clear_core.histograms``). The browser gets bars, not points. The calibration section reads
-the reviewed rows' raw logits only (``Store.reviewed_labels``), as many as people have decided.
+re-counts the grid (``clear_core.histograms``). What depends on the scores alone (the grid's scores part, the bins,
+the scatter's candidate rows) the store keeps in the database per scores version (``Store.threshold_summary``), so
+a first open reads a few hundred KB, and after a decision only the decided rows are read again. The browser gets
+bars, not points, as plotly's JSON built directly (``figure``). The calibration section reads the reviewed rows' raw
+logits only (``Store.reviewed_labels``), as many as people have decided.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from app_pages._components import (
     actor,
@@ -52,6 +54,7 @@ SCATTER_X = {
     "judge_prob": "Judge probability",
     "correction_confidence": "Correction confidence",
 }
+MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
 state = st.session_state
 
 
@@ -80,18 +83,26 @@ def refit(run_id: int) -> None:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def threshold_grid_part(path: str, run_id: int, rows: str, version: tuple) -> pd.DataFrame:
-    """``Store.threshold_grid(run_id, rows)``, kept while ``version`` stands: a few KB."""
-    return get_store().threshold_grid(run_id, rows)
+def summary_frame(path: str, run_id: int, name: str, version: tuple) -> pd.DataFrame:
+    """One of ``Store.threshold_summary``'s frames ('grid': the grid's scores part; 'bins': the review budget's
+    ``confidence_bins``), kept while ``version`` (a ``scores_version``) stands. The store keeps them in the
+    database per scores version, so a fresh process reads them instead of every score."""
+    return get_store().threshold_summary(run_id, SCATTER_POINTS)[name]
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def decided_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
+    """``Store.threshold_grid(run_id, 'decided')``, kept while ``version`` stands: a few KB."""
+    return get_store().threshold_grid(run_id, "decided")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
     """``Store.threshold_grid``, kept while ``version`` stands, put together from its scores part, kept until the
-    scores change (0.2-0.3 s at 1M rows), and its decided rows, re-counted after each decision
-    (``Store.threshold_version``: the decision is its last field)."""
-    scores = threshold_grid_part(path, run_id, "scores", scores_version(version))
-    return histograms.with_decisions(scores, threshold_grid_part(path, run_id, "decided", version))
+    scores change, and its decided rows, re-counted after each decision (``Store.threshold_version``: the decision
+    is its last field)."""
+    scores = summary_frame(path, run_id, "grid", scores_version(version))
+    return histograms.with_decisions(scores, decided_grid(path, run_id, version))
 
 
 def scores_version(version: tuple) -> tuple:
@@ -106,127 +117,148 @@ def threshold_sample(path: str, run_id: int, version: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def confidence_bins(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.confidence_bins`` (at most ``histograms.BUDGET_BINS`` rows), kept while ``version`` (a
-    ``scores_version``: the bins count scores only) stands."""
-    return get_store().confidence_bins(run_id, histograms.BUDGET_BINS)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
 def reviewed_labels(path: str, run_id: int, version: tuple) -> tuple[np.ndarray, np.ndarray]:
     """``Store.reviewed_labels``: (raw logit, bad) of each reviewed row, kept while ``version`` stands."""
     return get_store().reviewed_labels(run_id)
 
 
-def bars(grid: pd.DataFrame, actions, column: str, col: int, fig: go.Figure) -> None:
-    """One stacked histogram (``histograms.histogram`` of ``column``) into subplot ``col``."""
+def figure(data: list[dict], layout: dict) -> go.Figure:
+    """A plotly figure from plotly's own JSON (traces with their ``type``, a layout), not validated: a few ms
+    where building it through plotly's checked setters took 0.1-0.3 s per draw at any size. ``st.plotly_chart``
+    sends ``to_dict()`` as it is; the charts' JSON equals what the validated figures gave."""
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+def vline(x: float, color: str, text: str, axis: str = "", anchor: str = "left") -> tuple[dict, dict]:
+    """A dashed vertical line at ``x`` across subplot ``axis`` ('' or '2') and its label at the top, as plotly's
+    ``add_vline`` draws them (``anchor`` 'right' puts the label left of the line)."""
+    line = {
+        "type": "line",
+        "line": {"color": color, "dash": "dash"},
+        "x0": x,
+        "x1": x,
+        "xref": f"x{axis}",
+        "y0": 0,
+        "y1": 1,
+        "yref": f"y{axis} domain",
+    }
+    label = {"showarrow": False, "text": text, "x": x, "xanchor": anchor, "xref": f"x{axis}", "y": 1}
+    return line, {**label, "yanchor": "top", "yref": f"y{axis} domain"}
+
+
+def bars(grid: pd.DataFrame, actions, column: str, axis: str) -> list[dict]:
+    """One stacked histogram (``histograms.histogram`` of ``column``) on subplot ``axis`` ('' or '2')."""
     counts = histograms.histogram(grid, actions, column)
     width = 1 / histograms.BINS
+    traces = []
     for action in clear.ACTIONS:
         picked = counts[counts["action"] == action]
-        fig.add_trace(
-            go.Bar(
-                x=picked["left"] + width / 2,
-                y=picked["n"],
-                width=width,
-                name=ACTION_LABELS[action],
-                marker_color=COLORS[action],
-                legendgroup=action,
-                showlegend=col == 1,
-                hovertemplate="%{x:.2f}: %{y:,} rows<extra>" + ACTION_LABELS[action] + "</extra>",
-            ),
-            row=1,
-            col=col,
+        traces.append(
+            {
+                "type": "bar",
+                "x": picked["left"].to_numpy(dtype=float) + width / 2,
+                "y": picked["n"].to_numpy(),
+                "width": width,
+                "name": ACTION_LABELS[action],
+                "marker": {"color": COLORS[action]},
+                "legendgroup": action,
+                "showlegend": axis == "",
+                "hovertemplate": "%{x:.2f}: %{y:,} rows<extra>" + ACTION_LABELS[action] + "</extra>",
+                "xaxis": f"x{axis}",
+                "yaxis": f"y{axis}",
+            }
         )
+    return traces
 
 
 def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> go.Figure:
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("Confidence (γ filters below)", "Correction confidence (η corrects above)")
-    )
-    bars(grid, actions, "conf_bin", 1, fig)
-    bars(grid, actions, "corr_bin", 2, fig)
-    fig.add_vline(
-        x=gamma,
-        line_dash="dash",
-        line_color="#b23a48",
-        annotation_text=f"γ = {gamma:.2f}",
-        annotation_position="top left",
-        row=1,
-        col=1,
-    )
-    fig.add_vline(
-        x=eta,
-        line_dash="dash",
-        line_color="#1f7a70",
-        annotation_text=f"η = {eta:.2f}",
-        annotation_position="top left",
-        row=1,
-        col=2,
-    )
-    fig.update_layout(
-        barmode="stack",
-        bargap=0,
-        height=330,
-        margin={"t": 40, "b": 10, "l": 10, "r": 10},
-        legend={"orientation": "h", "y": -0.15},
-    )
-    fig.update_xaxes(range=[0, 1])
-    fig.update_yaxes(title_text="rows", row=1, col=1)
-    return fig
+    """Confidence and correction confidence side by side, bars stacked by action, γ and η marked (the layout
+    plotly's ``make_subplots(rows=1, cols=2, subplot_titles=...)`` gives)."""
+    gamma_line, gamma_label = vline(gamma, "#b23a48", f"γ = {gamma:.2f}", "", "right")
+    eta_line, eta_label = vline(eta, "#1f7a70", f"η = {eta:.2f}", "2", "right")
+    titles = [
+        {"text": text, "x": x, "xanchor": "center", "xref": "paper", "y": 1.0, "yanchor": "bottom", "yref": "paper"}
+        for text, x in (("Confidence (γ filters below)", 0.225), ("Correction confidence (η corrects above)", 0.775))
+    ]
+    layout = {
+        "xaxis": {"anchor": "y", "domain": [0.0, 0.45], "range": [0, 1]},
+        "yaxis": {"anchor": "x", "domain": [0.0, 1.0], "title": {"text": "rows"}},
+        "xaxis2": {"anchor": "y2", "domain": [0.55, 1.0], "range": [0, 1]},
+        "yaxis2": {"anchor": "x2", "domain": [0.0, 1.0]},
+        "annotations": [{**t, "font": {"size": 16}, "showarrow": False} for t in titles] + [gamma_label, eta_label],
+        "shapes": [gamma_line, eta_line],
+        "barmode": "stack",
+        "bargap": 0,
+        "height": 330,
+        "margin": MARGIN,
+        "legend": {"orientation": "h", "y": -0.15},
+    }
+    return figure(bars(grid, actions, "conf_bin", "") + bars(grid, actions, "corr_bin", "2"), layout)
 
 
 def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
     decided = buckets[buckets["n_decided"] > 0]
     labels = [f"{r.n_agree} of {r.n_decided}" for r in decided.itertuples()]
-    fig = go.Figure(
-        go.Bar(
-            x=(decided["lower"] + decided["upper"]) / 2,
-            y=decided["agreement"],
-            width=0.09,
-            text=labels,
-            textposition="outside",
-            marker_color="#457b9d",
-            hovertemplate="confidence %{x:.2f}<br>agreement %{y:.0%}<extra></extra>",
-        )
-    )
-    fig.add_vline(x=gamma, line_dash="dash", line_color="#b23a48", annotation_text=f"γ = {gamma:.2f}")
-    fig.update_layout(height=300, margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    fig.update_xaxes(range=[0, 1], title_text="confidence bucket")
-    fig.update_yaxes(range=[0, 1.15], tickformat=".0%", title_text="reviewers agreed")
-    return fig
+    line, label = vline(gamma, "#b23a48", f"γ = {gamma:.2f}")
+    bar = {
+        "type": "bar",
+        "x": ((decided["lower"] + decided["upper"]) / 2).to_numpy(dtype=float),
+        "y": decided["agreement"].to_numpy(dtype=float),
+        "width": 0.09,
+        "text": labels,
+        "textposition": "outside",
+        "marker": {"color": "#457b9d"},
+        "hovertemplate": "confidence %{x:.2f}<br>agreement %{y:.0%}<extra></extra>",
+    }
+    layout = {
+        "shapes": [line],
+        "annotations": [label],
+        "height": 300,
+        "margin": {**MARGIN, "t": 20},
+        "xaxis": {"range": [0, 1], "title": {"text": "confidence bucket"}},
+        "yaxis": {"range": [0, 1.15], "tickformat": ".0%", "title": {"text": "reviewers agreed"}},
+    }
+    return figure([bar], layout)
 
 
 def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad: float) -> go.Figure:
     """Expected share of bad rows left against the share of rows reviewed (least confident first), γ marked."""
     total = max(float(curve["rows"].max()) if len(curve) else 0.0, 1.0)  # no curve: no row has a confidence
-    fig = go.Figure(
-        go.Scatter(
-            x=curve["share"],
-            y=curve["bad_share_left"],
-            customdata=curve["rows"].round(),
-            mode="lines",
-            line={"color": "#457b9d", "width": 3},
-            hovertemplate="review the lowest %{x:.0%} (%{customdata:,} rows)<br>"
+    line, label = vline(gamma_rows / total, "#b23a48", f"rows below γ = {gamma:.2f}")
+    traces = [
+        {
+            "type": "scatter",
+            "x": curve["share"].to_numpy(dtype=float),
+            "y": curve["bad_share_left"].to_numpy(dtype=float),
+            "customdata": curve["rows"].round().to_numpy(dtype=float),
+            "mode": "lines",
+            "line": {"color": "#457b9d", "width": 3},
+            "hovertemplate": "review the lowest %{x:.0%} (%{customdata:,} rows)<br>"
             "about %{y:.1%} bad rows left<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[gamma_rows / total],
-            y=[gamma_bad],
-            mode="markers",
-            marker={"color": "#b23a48", "size": 11},
-            hovertemplate=f"rows below γ = {gamma:.2f}: %{{x:.0%}}<br>about %{{y:.1%}} bad rows left<extra></extra>",
-        )
-    )
-    fig.add_vline(
-        x=gamma_rows / total, line_dash="dash", line_color="#b23a48", annotation_text=f"rows below γ = {gamma:.2f}"
-    )
-    fig.update_layout(height=300, showlegend=False, margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="rows reviewed, least confident first")
-    fig.update_yaxes(rangemode="tozero", tickformat=".0%", title_text="bad rows left in the rest (expected)")
-    return fig
+        },
+        {
+            "type": "scatter",
+            "x": [gamma_rows / total],
+            "y": [gamma_bad],
+            "mode": "markers",
+            "marker": {"color": "#b23a48", "size": 11},
+            "hovertemplate": f"rows below γ = {gamma:.2f}: %{{x:.0%}}<br>about %{{y:.1%}} bad rows left<extra></extra>",
+        },
+    ]
+    layout = {
+        "shapes": [line],
+        "annotations": [label],
+        "height": 300,
+        "showlegend": False,
+        "margin": {**MARGIN, "t": 20},
+        "xaxis": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "rows reviewed, least confident first"}},
+        "yaxis": {
+            "rangemode": "tozero",
+            "tickformat": ".0%",
+            "title": {"text": "bad rows left in the rest (expected)"},
+        },
+    }
+    return figure(traces, layout)
 
 
 def reliability_chart(table: pd.DataFrame) -> go.Figure:
@@ -234,33 +266,37 @@ def reliability_chart(table: pd.DataFrame) -> go.Figure:
     calibrated confidence (diamonds): a calibrated confidence puts each diamond on its bar's top."""
     filled = table[table["count"] > 0]
     kept = (filled["observed_good_rate"] * filled["count"]).round().astype(int)
-    middle = (filled["bin_lower"] + filled["bin_upper"]) / 2
-    fig = go.Figure(
-        [
-            go.Bar(
-                x=middle,
-                y=filled["observed_good_rate"],
-                width=0.9 / RELIABILITY_BINS,
-                text=[f"{k} of {n} kept" for k, n in zip(kept, filled["count"])],
-                textposition="outside",
-                marker_color="#8d99ae",
-                name="reviewers kept",
-                hovertemplate="confidence %{x:.1f}: %{y:.0%} kept<extra></extra>",
-            ),
-            go.Scatter(
-                x=middle,
-                y=filled["mean_confidence"],
-                mode="markers",
-                marker={"symbol": "diamond", "size": 11, "color": "#457b9d"},
-                name="mean confidence",
-                hovertemplate="mean confidence %{y:.2f}<extra></extra>",
-            ),
-        ]
-    )
-    fig.update_layout(height=260, margin={"t": 20, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.3})
-    fig.update_xaxes(range=[0, 1], title_text="calibrated confidence")
-    fig.update_yaxes(range=[0, 1.2], tickformat=".0%", title_text="share kept")
-    return fig
+    middle = ((filled["bin_lower"] + filled["bin_upper"]) / 2).to_numpy(dtype=float)
+    traces = [
+        {
+            "type": "bar",
+            "x": middle,
+            "y": filled["observed_good_rate"].to_numpy(dtype=float),
+            "width": 0.9 / RELIABILITY_BINS,
+            "text": [f"{k} of {n} kept" for k, n in zip(kept, filled["count"])],
+            "textposition": "outside",
+            "marker": {"color": "#8d99ae"},
+            "name": "reviewers kept",
+            "hovertemplate": "confidence %{x:.1f}: %{y:.0%} kept<extra></extra>",
+        },
+        {
+            "type": "scatter",
+            "x": middle,
+            "y": filled["mean_confidence"].to_numpy(dtype=float),
+            "mode": "markers",
+            "marker": {"symbol": "diamond", "size": 11, "color": "#457b9d"},
+            "name": "mean confidence",
+            "hovertemplate": "mean confidence %{y:.2f}<extra></extra>",
+        },
+    ]
+    layout = {
+        "height": 260,
+        "margin": {**MARGIN, "t": 20},
+        "legend": {"orientation": "h", "y": -0.3},
+        "xaxis": {"range": [0, 1], "title": {"text": "calibrated confidence"}},
+        "yaxis": {"range": [0, 1.2], "tickformat": ".0%", "title": {"text": "share kept"}},
+    }
+    return figure(traces, layout)
 
 
 def reason_table(counts: pd.DataFrame) -> pd.DataFrame:
@@ -273,45 +309,51 @@ def reason_table(counts: pd.DataFrame) -> pd.DataFrame:
 
 
 def reason_chart(table: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(
-        [
-            go.Bar(
-                x=table["Reason"],
-                y=table[DECISION_LABELS[decision]],
-                name=DECISION_LABELS[decision],
-                marker_color=REASON_COLORS[decision],
-                hovertemplate="%{x}: %{y} rows<extra></extra>",
-            )
-            for decision in REASON_DECISIONS
-        ]
-    )
-    fig.update_layout(
-        barmode="stack", height=300, margin={"t": 20, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h"}
-    )
-    fig.update_yaxes(title_text="rows")
-    return fig
+    traces = [
+        {
+            "type": "bar",
+            "x": table["Reason"].tolist(),
+            "y": table[DECISION_LABELS[decision]].to_numpy(),
+            "name": DECISION_LABELS[decision],
+            "marker": {"color": REASON_COLORS[decision]},
+            "hovertemplate": "%{x}: %{y} rows<extra></extra>",
+        }
+        for decision in REASON_DECISIONS
+    ]
+    layout = {
+        "barmode": "stack",
+        "height": 300,
+        "margin": {**MARGIN, "t": 20},
+        "legend": {"orientation": "h"},
+        "yaxis": {"title": {"text": "rows"}},
+    }
+    return figure(traces, layout)
 
 
 def scatter(sample: pd.DataFrame, actions, x: str) -> go.Figure:
-    frame = sample.assign(action=actions)
-    fig = go.Figure()
+    traces = []
     for action in clear.ACTIONS:
-        picked = frame[frame["action"] == action]
-        fig.add_trace(
-            go.Scattergl(
-                x=picked[x],
-                y=picked["confidence"],
-                mode="markers",
-                name=ACTION_LABELS[action],
-                marker={"color": COLORS[action], "size": 6, "opacity": 0.7},
-                customdata=picked["row_index"],
-                hovertemplate="row %{customdata}<br>x %{x}<br>confidence %{y:.3f}<extra></extra>",
-            )
+        picked = sample[np.asarray(actions) == action]
+        traces.append(
+            {
+                "type": "scattergl",
+                "x": picked[x].to_numpy(),
+                "y": picked["confidence"].to_numpy(),
+                "mode": "markers",
+                "name": ACTION_LABELS[action],
+                "marker": {"color": COLORS[action], "size": 6, "opacity": 0.7},
+                "customdata": picked["row_index"].to_numpy(),
+                "hovertemplate": "row %{customdata}<br>x %{x}<br>confidence %{y:.3f}<extra></extra>",
+            }
         )
-    fig.update_layout(height=360, margin={"t": 20, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.2})
-    fig.update_xaxes(title_text=SCATTER_X[x])
-    fig.update_yaxes(title_text="confidence", range=[0, 1])
-    return fig
+    layout = {
+        "height": 360,
+        "margin": {**MARGIN, "t": 20},
+        "legend": {"orientation": "h", "y": -0.2},
+        "xaxis": {"title": {"text": SCATTER_X[x]}},
+        "yaxis": {"title": {"text": "confidence"}, "range": [0, 1]},
+    }
+    return figure(traces, layout)
 
 
 store = get_store()
@@ -388,7 +430,7 @@ st.plotly_chart(histograms_figure(grid, actions, gamma, eta), config={"displaylo
 budget_side, calibration_side = st.columns(2, gap="large")
 with budget_side:
     st.subheader("Review budget")
-    bins = confidence_bins(str(db_path()), run_id, scores_version(version))
+    bins = summary_frame(str(db_path()), run_id, "bins", scores_version(version))
     n_rated = int(bins["rows"].sum())  # scored rows with a confidence
     gamma_rows = histograms.rows_below(bins, gamma)
     gamma_bad = histograms.bad_share_left(bins, gamma_rows)

@@ -1,5 +1,6 @@
-"""The app's reruns at scale in Streamlit's AppTest (no browser): Thresholds' first open, a redraw, an accept on
-Review (a full run: AppTest does not run fragments alone) and Thresholds opened again after it, in ms.
+"""The app's reruns at scale in Streamlit's AppTest (no browser): Thresholds' first open, a redraw, γ moved by 0.05
+(saved, then drawn), an accept on Review (a full run: AppTest does not run fragments alone) and Thresholds opened
+again after it, in ms.
 
     flock /tmp/heavy.lock env PYTHONPATH=$PWD .venv/bin/python bench/app_reruns.py --db DB [--repeats 2]
     flock /tmp/heavy.lock env PYTHONPATH=/tmp/before .venv/bin/python bench/app_reruns.py --db DB --root /tmp/before
@@ -41,6 +42,8 @@ def journey(root: Path) -> dict[str, float]:
 
     out = {"thresholds_first_open": timed(lambda: at.switch_page("app_pages/thresholds.py").run())}
     out["thresholds_redraw"] = timed(at.run)
+    gamma = at.slider(key="th_gamma")
+    out["thresholds_move_gamma"] = timed(lambda: gamma.set_value(round(gamma.value + 0.05, 2)).run())
     at.switch_page("app_pages/review.py").run()
     accept = next(b for b in at.button if b.label == "Accept correction")
     out["review_accept_full_run"] = timed(lambda: accept.click().run())

@@ -18,7 +18,7 @@ checkout, with tests/app_server.py as the browser tests start it) and one browse
 - accept -> next row: key A on the shown row until the next row's heading and the new count are on screen
   (``--accepts`` times; median and range).
 - open Thresholds: the link clicked until its charts are drawn; the page's JS heap (CDP ``Performance.getMetrics``,
-  JSHeapUsedSize) after it.
+  JSHeapUsedSize) after it; with ``--screenshot FILE``, a PNG of the page (untimed), to compare two versions.
 - open Export: until the page is drawn; then, rows without scores (the failed ones) set to "Keep unchanged", until
   the file can be downloaded (the older page prepares it as it
   draws; the newer one writes it when Build is clicked, which this does); then the same for JSONL, CSV, Parquet.
@@ -107,7 +107,9 @@ def heading(page):
     return page.locator("h4").filter(has_text=re.compile(r"^Row \d+"))
 
 
-def journey(server: Server, n_rows: int, accepts: int, sessions: int, only_review: bool = False) -> dict:
+def journey(
+    server: Server, n_rows: int, accepts: int, sessions: int, only_review: bool = False, screenshot: Path | None = None
+) -> dict:
     """The timed journey in one browser session, then (``sessions`` > 1) the same in more sessions while the
     first stays open; the server's memory after each step of each session."""
     from playwright.sync_api import expect, sync_playwright
@@ -125,7 +127,14 @@ def journey(server: Server, n_rows: int, accepts: int, sessions: int, only_revie
             steps: dict = {}
             try:
                 session_steps(
-                    server, context, n_rows, accepts, steps, only_undecided=session > 1, only_review=only_review
+                    server,
+                    context,
+                    n_rows,
+                    accepts,
+                    steps,
+                    only_undecided=session > 1,
+                    only_review=only_review,
+                    screenshot=screenshot if session == 1 else None,
                 )
             except Exception as exc:  # keep what was measured; say where it stopped
                 steps["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
@@ -151,7 +160,14 @@ def route(r, refused: list[str]) -> None:
 
 
 def session_steps(
-    server: Server, context, n_rows: int, accepts: int, result: dict, only_undecided: bool, only_review: bool = False
+    server: Server,
+    context,
+    n_rows: int,
+    accepts: int,
+    result: dict,
+    only_undecided: bool,
+    only_review: bool = False,
+    screenshot: Path | None = None,
 ) -> None:
     """The journey in one session, each measurement written into ``result`` as it is taken. With
     ``only_undecided`` (every session after the first), Review status is set to "Not reviewed" before the accepts:
@@ -217,6 +233,10 @@ def session_steps(
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     result["thresholds_js_heap_gb"] = metrics["JSHeapUsedSize"] / 2**30
     memory("thresholds")
+    if screenshot is not None:  # untimed: the whole page, to compare what two versions draw
+        page.set_viewport_size({"width": 1280, "height": 2600})  # the whole page: Streamlit scrolls inside it
+        page.wait_for_timeout(3_000)  # the charts redrawn at the new size
+        page.screenshot(path=str(screenshot), timeout=30_000)
 
     if only_review:
         return
@@ -303,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--db", type=Path, help="a database built before (copied; --rows must be its size)")
     parser.add_argument("--only-review", action="store_true", help="Review and Thresholds only, no Export")
+    parser.add_argument("--screenshot", type=Path, help="a PNG of the Thresholds page as the first session drew it")
     opts = parser.parse_args(argv)
 
     folder = opts.work / f"{opts.root.name}-{opts.rows}"
@@ -321,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         result = {
             "rows": opts.rows,
             "root": str(opts.root),
-            **journey(server, opts.rows, opts.accepts, opts.sessions, opts.only_review),
+            **journey(server, opts.rows, opts.accepts, opts.sessions, opts.only_review, opts.screenshot),
         }
     finally:
         server.stop()

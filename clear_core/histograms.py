@@ -182,3 +182,66 @@ def budget_curve(bins: pd.DataFrame, n_bins: int = BUDGET_BINS, points: int = BU
     frame = pd.DataFrame(curve, columns=["share", "bad_share_left"])
     frame.insert(1, "rows", frame["share"] * float(bins["rows"].sum()))
     return frame
+
+
+def sample_quota(n: np.ndarray | pd.Series, total: int, size: int, floor: int) -> np.ndarray:
+    """Rows the scatter sample takes from strata of ``n`` rows each, ``total`` rows in all: a share proportional to
+    the stratum's size of a ``size``-row sample, but at least ``floor`` rows, and never more than the stratum has."""
+    n = np.asarray(n, dtype=float)
+    return np.minimum(n, np.maximum(np.ceil(n * size / max(total, 1)), floor))
+
+
+def candidate_counts(deciles: pd.Series, size: int, floor: int) -> np.ndarray:
+    """How many rows of each confidence decile (``deciles``: rows per decile) ``Store.threshold_summary`` keeps as
+    the scatter's candidates: twice the decile's quota, so up to half of them may be decided later before
+    ``scatter_sample`` runs short, or the whole decile."""
+    quota = sample_quota(deciles, int(deciles.sum()), size, floor)
+    return np.minimum(np.asarray(deciles, dtype=float), 2 * quota)
+
+
+def scatter_sample(
+    candidates: pd.DataFrame, deciles: pd.Series, decided: pd.DataFrame, size: int, floor: int
+) -> pd.DataFrame | None:
+    """The rows of ``Store.threshold_sample`` (with its ``weight``, and its ``decile``, ``decided`` and ``h``) from
+    the kept undecided-or-not ``candidates`` and the ``decided`` rows, or None when the candidates run short.
+
+    A stratum is a confidence decile and decided or not; each takes ``sample_quota`` of its rows, those with the
+    smallest (hash ``h``, row_index). ``deciles``: scored rows per decile (the grid's buckets), decided or not;
+    ``candidates``: per decile, the rows with the smallest hashes (``candidate_counts`` of them, the whole decile
+    where that is all), decided or not; ``decided``: every decided row with a confidence, its decision, decile and
+    hash. The undecided rows of a decile are its candidates less the decided ones, enough unless so many of them
+    were decided that fewer than the stratum's quota are left (then None: ask the store to scan)."""
+    deciles = deciles[deciles > 0]
+    total = int(deciles.sum())
+    n_all = _per_decile(deciles.index, deciles.to_numpy())
+    n_decided = np.bincount(decided["decile"].to_numpy(dtype=np.int64), minlength=10)[:10].astype(float)
+    n_undecided = n_all - n_decided
+    undecided = candidates[~candidates["row_index"].isin(decided["row_index"])]
+    kept = np.bincount(candidates["decile"].to_numpy(dtype=np.int64), minlength=10)[:10]
+    left = np.bincount(undecided["decile"].to_numpy(dtype=np.int64), minlength=10)[:10]
+    quota = sample_quota(n_undecided, total, size, floor)
+    if ((left < quota) & (kept < n_all)).any():
+        return None
+    parts = []
+    for rows, n, is_decided in ((undecided, n_undecided, False), (decided, n_decided, True)):
+        quota = sample_quota(n, total, size, floor)
+        picked = rows.iloc[_first_by_hash(rows, quota)]
+        weight = (n / np.where(quota > 0, quota, np.nan))[picked["decile"].to_numpy(dtype=np.int64)]
+        parts.append(picked.assign(decided=is_decided, weight=weight))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _per_decile(index: pd.Index, values: np.ndarray) -> np.ndarray:
+    """``values`` (one per decile in ``index``) as an array over the deciles 0-9, 0 where missing."""
+    out = np.zeros(10)
+    out[index.to_numpy(dtype=np.int64)] = values
+    return out
+
+
+def _first_by_hash(rows: pd.DataFrame, quota: np.ndarray) -> np.ndarray:
+    """Positions in ``rows`` of the first ``quota[decile]`` rows of each decile by (h, row_index)."""
+    decile = rows["decile"].to_numpy(dtype=np.int64)
+    order = np.lexsort((rows["row_index"].to_numpy(), rows["h"].to_numpy(), decile))
+    sorted_deciles = decile[order]
+    rank = np.arange(len(order)) - np.searchsorted(sorted_deciles, sorted_deciles, side="left")
+    return order[rank < quota[sorted_deciles]]

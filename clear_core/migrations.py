@@ -291,6 +291,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX rows_row_index ON rows (row_index);
         """,
     ),
+    (
+        16,
+        # What the Thresholds page draws from a run's scores alone (its grid part, the review budget's bins, the
+        # scatter's candidate rows), kept per scores version so a fresh process reads kilobytes instead of every
+        # score (Store.threshold_summary). Each frame is an Arrow IPC stream; a stale one is replaced.
+        """
+        CREATE TABLE score_summaries (
+            run_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,
+            version VARCHAR NOT NULL,
+            frame BLOB NOT NULL,
+            computed_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 
 

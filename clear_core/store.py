@@ -258,6 +258,87 @@ def _scores_version(cursor: duckdb.DuckDBPyConnection, run_id: int) -> tuple:
     )
 
 
+def _threshold_grid(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str, dataset_id: int | None) -> pd.DataFrame:
+    """``Store.threshold_grid`` on ``cursor`` (``dataset_id``: the run's, unless ``rows`` is 'scores')."""
+    if rows not in ("all", "scores", "decided"):
+        raise InvalidInput(f"Unknown grid rows {rows!r}; expected 'all', 'scores' or 'decided'.")
+    decisions = {
+        "all": f"LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
+        "scores": "LEFT JOIN (SELECT NULL::BIGINT AS row_index, NULL::VARCHAR AS decision) c ON FALSE",
+        "decided": f"JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
+    }[rows]
+    steps, bins, buckets = histograms.STEPS, histograms.BINS, histograms.AGREEMENT_BUCKETS
+    # conf_step / corr_step: floor/ceil of 100·x, then corrected by the very comparisons the action rule makes
+    # (x >= k/100, x > k/100), so a value on a threshold lands on the right side whatever 100·x rounds to.
+    return cursor.execute(
+        f"""
+        WITH v AS (
+            SELECT CASE WHEN NOT isnan(s.confidence) THEN s.confidence END AS x,
+                   CASE WHEN NOT isnan(s.correction_confidence) THEN s.correction_confidence END AS y,
+                   c.decision
+            FROM scores s {decisions}
+            WHERE s.run_id = $run_id AND s.error IS NULL
+        ), k AS (
+            SELECT x, y, decision, CAST(least(greatest(floor(x * {steps}), 0), {steps}) AS INTEGER) AS fx,
+                   CAST(least(greatest(ceil(y * {steps}), 1), {steps}) AS INTEGER) AS cy
+            FROM v
+        )
+        SELECT CASE WHEN x IS NULL THEN NULL WHEN x < 0 THEN 0 WHEN x >= 1 THEN {steps + 1}
+                    ELSE fx + 1 + CAST(x >= (fx + 1) / {steps} AS INTEGER) - CAST(x < fx / {steps} AS INTEGER)
+               END AS conf_step,
+               CASE WHEN y IS NULL THEN NULL WHEN y <= 0 THEN 0 WHEN y > 1 THEN {steps + 1}
+                    ELSE cy + CAST(y > cy / {steps} AS INTEGER) - CAST(y <= (cy - 1) / {steps} AS INTEGER)
+               END AS corr_step,
+               CASE WHEN x BETWEEN 0 AND 1 THEN CAST(least(floor(x * {bins}), {bins - 1}) AS INTEGER)
+               END AS conf_bin,
+               CASE WHEN y BETWEEN 0 AND 1 THEN CAST(least(floor(y * {bins}), {bins - 1}) AS INTEGER)
+               END AS corr_bin,
+               CASE WHEN x IS NOT NULL
+                    THEN least(greatest(CAST(floor(x * {buckets}) AS BIGINT), 0), {buckets - 1}) END AS bucket,
+               decision, count(*) AS n
+        FROM k GROUP BY ALL ORDER BY ALL
+        """,
+        {"run_id": run_id, **({"dataset_id": dataset_id} if rows != "scores" else {})},
+    ).df()
+
+
+def _confidence_bins(cursor: duckdb.DuckDBPyConnection, run_id: int, bins: int) -> pd.DataFrame:
+    """``Store.confidence_bins`` on ``cursor``."""
+    return cursor.execute(
+        "SELECT least(floor(confidence * $bins), $bins - 1)::INTEGER AS bin, count(*) AS rows, "
+        "sum(1 - confidence) AS expected_bad FROM scores WHERE run_id = $run_id AND confidence IS NOT NULL "
+        "GROUP BY ALL ORDER BY bin",
+        {"run_id": run_id, "bins": bins},
+    ).df()
+
+
+SUMMARY_FRAMES = ("grid", "bins", "candidates")  # Store.threshold_summary's frames
+# A scored row's confidence decile, and the rows the Thresholds scatter can place (scored, with a confidence).
+_DECILE = "least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9)"
+_PLACED = "FROM scores s WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)"
+
+
+def _deciles(grid: pd.DataFrame) -> pd.Series:
+    """Rows per confidence decile (the scatter's strata, decided or not) from a ``threshold_grid``: its agreement
+    buckets (``histograms.AGREEMENT_BUCKETS`` = 10) are the deciles, and it counts the same rows (scored, with a
+    confidence that is not NaN)."""
+    placed = grid[grid["bucket"].notna()]
+    return placed.groupby(placed["bucket"].astype("int64"))["n"].sum().astype("int64").rename_axis("decile")
+
+
+def _frame_to_bytes(frame: pd.DataFrame) -> bytes:
+    """A frame as an Arrow IPC stream, zstd-compressed (``score_summaries.frame``)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _frame_from_bytes(blob: bytes) -> pd.DataFrame:
+    return pa.ipc.open_stream(blob).read_all().to_pandas()
+
+
 def _members(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Whether each of ``keys`` is one of ``rows`` (row indices): one look-up per key in a bitmap of ``rows``,
     whatever the order of either."""
@@ -929,9 +1010,10 @@ class Store:
                     [dataset_id],
                 ).fetchall()
             ]
-            cursor.execute(
-                "DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
-            )
+            for table in ("scores", "score_summaries"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
+                )
             for table in ("runs", "decisions", "decision_groups", "duplicate_groups", "thresholds", "rows", "datasets"):
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
             for table in ("leases", "review_settings"):
@@ -1035,6 +1117,8 @@ class Store:
             ).fetchall()
             if not updated:
                 raise NotFoundError(f"There is no scoring run with id {run_id}.")
+        if status == "done":  # the Thresholds page's first open then reads this, not every score
+            self.threshold_summary(run_id)
 
     def set_run_work_dir(self, run_id: int, work_dir: str | os.PathLike[str] | None) -> None:
         """Record where the run's files (job.json, chunks, progress.json) live."""
@@ -1277,12 +1361,8 @@ class Store:
     def confidence_bins(self, run_id: int, bins: int = 200) -> pd.DataFrame:
         """Scored rows per confidence bin (bin, rows, expected_bad = Σ(1 − confidence)): enough for a review-budget
         curve at any size, computed in DuckDB."""
-        return self._df(
-            "SELECT least(floor(confidence * $bins), $bins - 1)::INTEGER AS bin, count(*) AS rows, "
-            "sum(1 - confidence) AS expected_bad FROM scores WHERE run_id = $run_id AND confidence IS NOT NULL "
-            "GROUP BY ALL ORDER BY bin",
-            {"run_id": run_id, "bins": bins},
-        )
+        with self._cursor() as cursor:
+            return _confidence_bins(cursor, run_id, bins)
 
     # -- review ---------------------------------------------------------------------------------------------
 
@@ -1728,46 +1808,82 @@ class Store:
         the scores alone, 0.2-0.3 s at 1M rows) or 'decided' (only the rows with a current decision, a join with
         the few decisions). ``histograms.with_decisions(grid('scores'), grid('decided'))`` equals ``grid('all')``,
         so a page can keep the first part until the scores change and re-count only the second after a decision."""
-        if rows not in ("all", "scores", "decided"):
-            raise InvalidInput(f"Unknown grid rows {rows!r}; expected 'all', 'scores' or 'decided'.")
-        decisions = {
-            "all": f"LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
-            "scores": "LEFT JOIN (SELECT NULL::BIGINT AS row_index, NULL::VARCHAR AS decision) c ON FALSE",
-            "decided": f"JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
-        }[rows]
-        steps, bins, buckets = histograms.STEPS, histograms.BINS, histograms.AGREEMENT_BUCKETS
-        # conf_step / corr_step: floor/ceil of 100·x, then corrected by the very comparisons the action rule makes
-        # (x >= k/100, x > k/100), so a value on a threshold lands on the right side whatever 100·x rounds to.
-        return self._df(
-            f"""
-            WITH v AS (
-                SELECT CASE WHEN NOT isnan(s.confidence) THEN s.confidence END AS x,
-                       CASE WHEN NOT isnan(s.correction_confidence) THEN s.correction_confidence END AS y,
-                       c.decision
-                FROM scores s {decisions}
-                WHERE s.run_id = $run_id AND s.error IS NULL
-            ), k AS (
-                SELECT x, y, decision, CAST(least(greatest(floor(x * {steps}), 0), {steps}) AS INTEGER) AS fx,
-                       CAST(least(greatest(ceil(y * {steps}), 1), {steps}) AS INTEGER) AS cy
-                FROM v
-            )
-            SELECT CASE WHEN x IS NULL THEN NULL WHEN x < 0 THEN 0 WHEN x >= 1 THEN {steps + 1}
-                        ELSE fx + 1 + CAST(x >= (fx + 1) / {steps} AS INTEGER) - CAST(x < fx / {steps} AS INTEGER)
-                   END AS conf_step,
-                   CASE WHEN y IS NULL THEN NULL WHEN y <= 0 THEN 0 WHEN y > 1 THEN {steps + 1}
-                        ELSE cy + CAST(y > cy / {steps} AS INTEGER) - CAST(y <= (cy - 1) / {steps} AS INTEGER)
-                   END AS corr_step,
-                   CASE WHEN x BETWEEN 0 AND 1 THEN CAST(least(floor(x * {bins}), {bins - 1}) AS INTEGER)
-                   END AS conf_bin,
-                   CASE WHEN y BETWEEN 0 AND 1 THEN CAST(least(floor(y * {bins}), {bins - 1}) AS INTEGER)
-                   END AS corr_bin,
-                   CASE WHEN x IS NOT NULL
-                        THEN least(greatest(CAST(floor(x * {buckets}) AS BIGINT), 0), {buckets - 1}) END AS bucket,
-                   decision, count(*) AS n
-            FROM k GROUP BY ALL ORDER BY ALL
-            """,
-            {"run_id": run_id, **({"dataset_id": self._dataset_of_run(run_id)} if rows != "scores" else {})},
-        )
+        with self._cursor() as cursor:
+            return _threshold_grid(cursor, run_id, rows, None if rows == "scores" else self._dataset_of_run(run_id))
+
+    def threshold_summary(self, run_id: int, size: int = 2_000, floor: int = 60) -> dict[str, pd.DataFrame]:
+        """What the Thresholds page draws from the run's scores alone, kept in the database per scores version
+        (``score_summaries``), so that a fresh process reads a few hundred KB instead of every score:
+
+        - 'grid': ``threshold_grid(run_id, 'scores')``;
+        - 'bins': ``confidence_bins(run_id, histograms.BUDGET_BINS)``;
+        - 'candidates': the scatter's candidate rows (``histograms.candidate_counts`` per confidence decile of a
+          ``size``/``floor`` sample, those with the smallest hash of row_index), decided or not: row_index, the
+          numeric score fields, response_length, decile and h (the hash), from which ``threshold_sample`` picks.
+
+        Computed in one snapshot when missing or stale (new or replaced scores or a recalibration change
+        ``_scores_version``; so do another size, floor or DuckDB version) and saved unless the store is read-only;
+        a run marked done gets it then (``set_run_status``). The frames are shared: do not modify them."""
+        key = (run_id, size, floor)
+        with self._cursor() as cursor:
+            version = _dumps([*_scores_version(cursor, run_id), size, floor, duckdb.__version__])
+            with self._cursor_lock:
+                kept = self.__dict__.setdefault("_summary_cache", {}).get(key)
+            if kept is not None and kept[0] == version:
+                return kept[1]
+            found = cursor.execute(
+                "SELECT name, frame FROM score_summaries WHERE run_id = ? AND version = ?", [run_id, version]
+            ).fetchall()
+        frames = {name: _frame_from_bytes(blob) for name, blob in found}
+        if set(frames) != set(SUMMARY_FRAMES):
+            frames = self._summarize(run_id, size, floor, version)
+        with self._cursor_lock:
+            self.__dict__["_summary_cache"][key] = (version, frames)
+        return frames
+
+    def _summarize(self, run_id: int, size: int, floor: int, version: str) -> dict[str, pd.DataFrame]:
+        """``threshold_summary``'s frames computed from the scores (three passes: the grid, the bins, a hash filter
+        as ``_threshold_sample_scan``'s), saved under ``version`` unless the store is read-only."""
+        with self._cursor() as cursor:
+            cursor.begin()  # one snapshot: the frames and the version they are saved under agree
+            if _dumps([*_scores_version(cursor, run_id), size, floor, duckdb.__version__]) != version:
+                cursor.rollback()
+                return self.threshold_summary(run_id, size, floor)  # scores arrived meanwhile: their version
+            grid = _threshold_grid(cursor, run_id, "scores", None)
+            bins = _confidence_bins(cursor, run_id, histograms.BUDGET_BINS)
+            deciles = _deciles(grid)
+            counts = histograms.candidate_counts(deciles, size, floor)
+            # keep each row with probability (count + margin) / n: fewer than count is a > 4 sigma event
+            keep = np.minimum(1.0, (counts + 4 * np.sqrt(counts) + 10) / np.maximum(deciles.to_numpy(), 1))
+            candidates = cursor.execute(
+                f"""
+                WITH rates AS (SELECT r[1]::BIGINT AS decile, r[2]::DOUBLE AS keep FROM (SELECT unnest($rates) AS r)),
+                v AS (SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)},
+                             {_DECILE} AS decile, hash(s.row_index) AS h {_PLACED})
+                SELECT v.* FROM v JOIN rates USING (decile) WHERE v.h <= rates.keep * 18446744073709551615
+                """,
+                {"run_id": run_id, "rates": [[float(d), float(k)] for d, k in zip(deciles.index, keep)]},
+            ).df()
+            candidates = candidates.sort_values(["h", "row_index"], kind="stable")
+            limit = pd.Series(counts, index=deciles.index).reindex(candidates["decile"]).to_numpy()
+            candidates = candidates[candidates.groupby("decile").cumcount().to_numpy() < limit]
+            lengths = cursor.execute(
+                "SELECT row_index, length(response) AS response_length FROM rows "
+                "WHERE dataset_id = $dataset_id AND row_index IN (SELECT unnest($keys))",
+                {"dataset_id": self._dataset_of_run(run_id), "keys": candidates["row_index"].tolist()},
+            ).df()
+            cursor.commit()
+        candidates = candidates.merge(lengths, on="row_index").sort_values("row_index").reset_index(drop=True)
+        frames = {"grid": grid, "bins": bins, "candidates": candidates}
+        if not self.read_only:
+            with self._transaction() as cursor:
+                cursor.execute("DELETE FROM score_summaries WHERE run_id = ?", [run_id])
+                for name, frame in frames.items():
+                    cursor.execute(
+                        "INSERT INTO score_summaries VALUES (?, ?, ?, ?, ?)",
+                        [run_id, name, version, _frame_to_bytes(frame), _now()],
+                    )
+        return frames
 
     def threshold_sample(self, run_id: int, size: int = 2_000, floor: int = 60) -> pd.DataFrame:
         """About ``size`` scored rows for the Thresholds scatter, stratified so rare rows stay visible: per
@@ -1776,10 +1892,47 @@ class Store:
         redraws).
 
         Columns: row_index, numeric score fields, response_length, decision and ``weight`` (rows of its stratum
-        per sampled row). Rows without a confidence cannot be placed and are left out, as failed rows are. Two
-        passes over the scores and no sort of them: the strata's sizes, then a hash filter that keeps a few more
-        rows than each stratum's share (trimmed here, a join with the strata's rates); response_length is read for the
-        chosen rows only."""
+        per sampled row). Rows without a confidence cannot be placed and are left out, as failed rows are.
+        Undecided rows come from ``threshold_summary``'s candidates (kept per scores version), decided rows from a
+        join with the current decisions (``histograms.scatter_sample``); when so many candidates were decided that
+        a stratum runs short, the scores are read again (``_threshold_sample_scan``, the same rows)."""
+        summary = self.threshold_summary(run_id, size, floor)
+        dataset_id = self._dataset_of_run(run_id)
+        with self._cursor() as cursor:
+            decided = cursor.execute(
+                f"""
+                SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
+                       {_DECILE} AS decile, hash(s.row_index) AS h
+                FROM scores s JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+                WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)
+                """,
+                {"run_id": run_id, "dataset_id": dataset_id},
+            ).df()
+        picked = histograms.scatter_sample(summary["candidates"], _deciles(summary["grid"]), decided, size, floor)
+        if picked is None:
+            return self._threshold_sample_scan(run_id, size, floor)
+        decision = picked["decision"].astype(object).where(picked["decided"], None)  # as the scan types it
+        picked["decision"] = (
+            decision if decided["decision"].dtype == object else decision.astype(decided["decision"].dtype)
+        )
+        # decided rows' lengths (not in the candidates), looked up by key: an IN list of constants is answered from
+        # migration 12's index (ints from the query above: nothing to escape)
+        need = ", ".join(str(int(k)) for k in picked.loc[picked["decided"], "row_index"]) or "NULL"
+        lengths = self._df(
+            "SELECT row_index, length(response) AS response_length FROM rows "
+            f"WHERE dataset_id = $dataset_id AND row_index IN ({need})",
+            {"dataset_id": dataset_id},
+        )
+        found = picked["row_index"].map(lengths.set_index("row_index")["response_length"])
+        picked["response_length"] = picked["response_length"].fillna(found).astype("int64")
+        columns = ["row_index", *NUMERIC_SCORE_FIELDS, "response_length", "decision", "weight"]
+        return picked.sort_values("row_index")[columns].reset_index(drop=True)
+
+    def _threshold_sample_scan(self, run_id: int, size: int = 2_000, floor: int = 60) -> pd.DataFrame:
+        """``threshold_sample`` from the scores alone, for when the kept candidates run short. Two passes over the
+        scores and no sort of them: the strata's sizes, then a hash filter that keeps a few more rows than each
+        stratum's share (trimmed here, a join with the strata's rates); response_length is read for the chosen
+        rows only."""
         params = {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)}
         decile = "least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9)"
         scored = f"""

@@ -378,3 +378,98 @@ def test_pages_from_kept_orders_stay_exact_after_decisions_thresholds_scores_and
     store.save_calibration(run_id, Calibration(2.0, -1.0, "synthetic"))
     check("recalibrated")
     store.close()
+
+
+def scored_store(path, n: int, seed: int = 3) -> tuple[Store, int, int]:
+    """``n`` rows scored with uniform confidences, a few NaN and failed ones: the scatter's candidates are a strict
+    subset of each decile when ``n`` is large against the sample."""
+    rng = np.random.default_rng(seed)
+    rows = [Row(i, {"i": i}, [{"role": "user", "content": f"q{i}"}], f"q{i}", "r" * (i % 50 + 1)) for i in range(n)]
+    store = Store(path)
+    dataset_id = store.add_dataset(Dataset("c", "/c", "jsonl", "alpaca", Mapping(), rows, content_hash="c"))
+    run_id = store.create_run(dataset_id, "m", {})
+    records = [
+        {"row_index": i, "error": "RuntimeError: boom"}
+        if i % 97 == 5
+        else {
+            "row_index": i,
+            "confidence": float("nan") if i % 89 == 3 else float(rng.random()),
+            "correction_confidence": float(rng.random()),
+            "logprob_mean": float(-rng.random()),
+            "n_response_tokens": int(i % 7),
+        }
+        for i in range(n)
+    ]
+    store.add_scores(run_id, records)
+    return store, dataset_id, run_id
+
+
+def test_the_scatter_sample_from_kept_candidates_is_the_scans_sample(queue_db, tmp_path, monkeypatch):
+    """``threshold_sample`` picks undecided rows from ``threshold_summary``'s candidates and decided rows from the
+    decisions: the same frame as scanning every score, with few decisions (no scan) and with a decile's candidates
+    nearly all decided (the scan again)."""
+    store, _, run_id = queue_db
+    for size, floor in ((20, 3), (50, 5), (10_000, 60)):
+        pd.testing.assert_frame_equal(
+            store.threshold_sample(run_id, size, floor), store._threshold_sample_scan(run_id, size, floor)
+        )
+    big, dataset_id, big_run = scored_store(tmp_path / "c.duckdb", 3_000)
+    with big:
+        candidates = big.threshold_summary(big_run, 100, 5)["candidates"]
+        deciles = candidates.groupby("decile").size()
+        assert (deciles < 300).all() and len(candidates) < 1_000  # a subset of every decile
+        for i in range(0, 3_000, 41):  # a few decisions, some among the candidates
+            big.record_decision(dataset_id, i, ("remove", "reject")[i % 2], actor=LEAD)
+        scan = big._threshold_sample_scan(big_run, 100, 5)
+        with monkeypatch.context() as patched:
+            patched.setattr(Store, "_threshold_sample_scan", lambda *args: pytest.fail("scanned the scores"))
+            pd.testing.assert_frame_equal(big.threshold_sample(big_run, 100, 5), scan)
+        for i in candidates.loc[candidates["decile"] == 4, "row_index"].iloc[5:]:  # leaves 5 undecided, quota ~ 10
+            big.record_decision(dataset_id, int(i), "remove", actor=LEAD)
+        scans = []
+        scan = Store._threshold_sample_scan
+        with monkeypatch.context() as patched:
+            patched.setattr(Store, "_threshold_sample_scan", lambda *args: scans.append(args) or scan(*args))
+            pd.testing.assert_frame_equal(big.threshold_sample(big_run, 100, 5), scan(big, big_run, 100, 5))
+        assert len(scans) == 1  # decile 4 ran short of undecided candidates: the scores were read again
+
+
+def test_the_thresholds_summary_is_kept_per_scores_version_across_processes(tmp_path, monkeypatch):
+    """A run marked done has its summary saved; a fresh Store reads it without reading the scores; new scores make
+    it stale and it is computed again; a read-only Store computes without saving; deleting the dataset removes it."""
+    store, dataset_id, run_id = scored_store(tmp_path / "k.duckdb", 400)
+    store.set_run_status(run_id, "running")
+    with store._cursor() as cursor:
+        assert cursor.execute("SELECT count(*) FROM score_summaries").fetchone()[0] == 0
+    store.set_run_status(run_id, "done")
+    with store._cursor() as cursor:
+        names = sorted(name for (name,) in cursor.execute("SELECT name FROM score_summaries").fetchall())
+    assert names == ["bins", "candidates", "grid"]
+    first = store.threshold_summary(run_id)
+    pd.testing.assert_frame_equal(first["grid"], store.threshold_grid(run_id, "scores"))
+    pd.testing.assert_frame_equal(first["bins"], store.confidence_bins(run_id, histograms.BUDGET_BINS))
+    store.close()
+    with monkeypatch.context() as patched:  # a fresh process: the saved frames, the scores unread
+        patched.setattr(Store, "_summarize", lambda *args: pytest.fail("computed the summary again"))
+        with Store(tmp_path / "k.duckdb") as fresh:
+            again = fresh.threshold_summary(run_id)
+            for name in ("grid", "bins", "candidates"):
+                pd.testing.assert_frame_equal(again[name], first[name])
+            pd.testing.assert_frame_equal(fresh.threshold_sample(run_id), fresh._threshold_sample_scan(run_id))
+    with Store(tmp_path / "k.duckdb") as store:
+        store.add_scores(run_id, [{"row_index": 7, "confidence": 0.999, "correction_confidence": 0.5}])
+        grid = store.threshold_summary(run_id)["grid"]
+        pd.testing.assert_frame_equal(grid, store.threshold_grid(run_id, "scores"))
+        assert not grid.equals(first["grid"])
+        store.add_scores(run_id, [{"row_index": 9, "confidence": 0.001}])
+    with Store(tmp_path / "k.duckdb", read_only=True) as reader:
+        pd.testing.assert_frame_equal(reader.threshold_summary(run_id)["grid"], reader.threshold_grid(run_id, "scores"))
+    with Store(tmp_path / "k.duckdb") as store:
+        with store._cursor() as cursor:  # the read-only store saved nothing: still the version before row 9
+            saved = cursor.execute("SELECT DISTINCT version FROM score_summaries").fetchall()
+        store.threshold_summary(run_id)  # this one saves the version with row 9
+        with store._cursor() as cursor:
+            assert cursor.execute("SELECT DISTINCT version FROM score_summaries").fetchall() not in ([], saved)
+        store.delete_dataset(dataset_id)
+        with store._cursor() as cursor:
+            assert cursor.execute("SELECT count(*) FROM score_summaries").fetchone()[0] == 0
