@@ -601,6 +601,7 @@ def draw() -> None:
     head, done, bulk = st.columns([2.2, 2, 1], vertical_alignment="center")
     html_line(f"Review · {plain(dataset['name'])}", kind="heading", container=head)
     n_decided, n_rows = store.review_progress(run_id)
+    store.warm_search(run_id)  # a large dataset's word index, built in the background before the first search
     done.progress(n_decided / n_rows if n_rows else 0.0, text=f"Reviewed {n_decided:,} of {n_rows:,} rows")
     # The lead's menus (Bulk accept; Apply to all and its undo) are not drawn for an annotator at all; were a click
     # to reach their callbacks anyway, the store would refuse it.

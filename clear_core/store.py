@@ -217,6 +217,9 @@ _SEARCH_CACHE = 4  # searches whose matching rows a Store keeps (Store._search_r
 # Word indexes a Store keeps (Store._word_index): a dataset's prompts and responses, and a run's proposals at one
 # scores version; about 200 MB and 120 MB at 1M rows of GSM8K-like text.
 _WORD_INDEXES = 2
+# From this many rows the Review page has the word indexes built before the first search (Store.warm_search); a
+# smaller dataset's texts are read in well under half a second.
+_WARM_SEARCH_ROWS = 100_000
 # A search checks the rows its word index leaves (Store._search_part) with the exact test when they are at most this
 # share of the rows; more, and one scan of every text costs about as much.
 _CHECK_SHARE = 0.1
@@ -1685,19 +1688,54 @@ class Store:
         thread.start()
         return None
 
-    def prepare_search(self, run_id: int) -> None:
+    def prepare_search(self, run_id: int, proposals: bool = True) -> None:
         """Build now the word indexes a search of ``run_id``'s queue reads (its dataset's prompts and responses,
-        its proposals at their current scores), so that the next new search reads no text; a search builds them
-        in the background otherwise. For benchmarks and tests."""
+        and unless not ``proposals`` its proposals at their current scores), so that the next new search reads no
+        text; a search builds them in the background otherwise. For benchmarks, tests and ``warm_search``."""
         dataset_id = self._dataset_of_run(run_id)
-        with self._cursor() as cursor:
-            version = _scores_version(cursor, run_id)
         self._word_index(
             ("rows", dataset_id), "rows WHERE dataset_id = $id", ("prompt", "response"), {"id": dataset_id}, True
         )
-        self._word_index(
-            ("proposals", run_id, version), "scores WHERE run_id = $id", ("proposed_response",), {"id": run_id}, True
+        if proposals:
+            with self._cursor() as cursor:
+                version = _scores_version(cursor, run_id)
+            self._word_index(
+                ("proposals", run_id, version),
+                "scores WHERE run_id = $id",
+                ("proposed_response",),
+                {"id": run_id},
+                True,
+            )
+
+    def warm_search(self, run_id: int) -> None:
+        """Start building, in the background, the word indexes a new search of ``run_id``'s queue reads, for a
+        dataset of at least ``_WARM_SEARCH_ROWS`` rows: the Review page calls it on each draw, so that a person's
+        first search finds them built (about a minute of one core at 1M rows). The proposals' index only once the
+        run has stopped scoring (every chunk of new scores would make it stale). Nothing while a build runs."""
+        run = self._one(
+            "SELECT r.dataset_id, d.n_rows, r.status FROM runs r JOIN datasets d USING (dataset_id) WHERE r.run_id = ?",
+            [run_id],
         )
+        if run is None or run["n_rows"] < _WARM_SEARCH_ROWS:
+            return
+        proposals = run["status"] != "running"
+        with self._cursor_lock:
+            kept = self.__dict__.setdefault("_word_indexes", {})
+            building = self.__dict__.get("_index_thread")
+            if building is not None and building.is_alive():
+                return
+            if ("rows", run["dataset_id"]) in kept and (
+                not proposals or any(k[:2] == ("proposals", run_id) for k in kept)
+            ):
+                return  # built (a stale proposals index is rebuilt by the next search that finds it stale)
+
+            def build() -> None:
+                with contextlib.suppress(Exception):  # a closed Store, a deleted dataset: a search scans instead
+                    self.prepare_search(run_id, proposals)
+
+            thread = threading.Thread(target=build, name=f"search-index-warm-{run_id}", daemon=True)
+            self.__dict__["_index_thread"] = thread
+        thread.start()
 
     def _queue_sql(self, query: ReviewQuery, decisions: bool = True) -> str:
         """The keys of the scored rows of $run_id that ``query`` filters and sorts on: row_index, every score,

@@ -151,3 +151,27 @@ def test_a_search_before_the_index_is_built_scans_and_new_scores_are_not_read_fr
     store.__dict__.pop("_search_cache", None)
     assert 1 in store._search_rows(run_id, dataset_id, "zebra-cross").tolist()
     assert store._search_rows(run_id, dataset_id, "zebra").tolist() == _scanned(store, run_id, "zebra")
+
+
+def test_warm_search_builds_the_indexes_in_the_background_only_for_a_large_dataset(random_store, monkeypatch):
+    store, run_id, queries = random_store
+    store.warm_search(run_id)  # 400 rows: below _WARM_SEARCH_ROWS, nothing starts
+    assert "_index_thread" not in store.__dict__ and not store.__dict__.get("_word_indexes")
+
+    monkeypatch.setattr("clear_core.store._WARM_SEARCH_ROWS", 100)
+    store.set_run_status(run_id, "running")
+    store.warm_search(run_id)
+    store.__dict__["_index_thread"].join(timeout=60)
+    assert [key[0] for key in store.__dict__["_word_indexes"]] == ["rows"]  # proposals change while it scores
+
+    store.set_run_status(run_id, "done")
+    store.warm_search(run_id)
+    store.__dict__["_index_thread"].join(timeout=60)
+    assert sorted(key[0] for key in store.__dict__["_word_indexes"]) == ["proposals", "rows"]
+    thread = store.__dict__["_index_thread"]
+    store.warm_search(run_id)  # both built: no new thread
+    assert store.__dict__["_index_thread"] is thread
+    for search in queries[:20]:
+        assert store._search_rows(run_id, store._dataset_of_run(run_id), search).tolist() == _scanned(
+            store, run_id, search
+        )
