@@ -19,7 +19,11 @@ database, testable on lists of strings (``build_from_texts``).
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +38,7 @@ _CODE = np.zeros(256, dtype=np.uint64)
 _CODE[np.frombuffer(_ALPHABET, dtype=np.uint8)] = np.arange(1, _BASE, dtype=np.uint64)
 _IS_WORD = _CODE > 0
 _SEPARATOR = ord("\n")  # between the vocabulary's words (never a word byte)
+_ARRAYS = ("vocabulary", "word_starts", "pointers", "rows")  # what WordIndex.save writes, one .npy file each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,32 @@ class WordIndex:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.vocabulary, self.word_starts, self.pointers, self.rows))
+
+    def save(self, folder: Path) -> None:
+        """Write the index into ``folder`` as .npy files: made whole in a temporary folder beside it and renamed
+        into place, so that a reader finds the whole index or none. An index already there is left as it is."""
+        temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        temporary.mkdir(parents=True)
+        try:
+            for name in _ARRAYS:
+                np.save(temporary / f"{name}.npy", getattr(self, name))
+            (temporary / "n_rows").write_text(str(self.n_rows))
+            os.replace(temporary, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> WordIndex | None:
+        """The index ``save`` wrote into ``folder``, its arrays mapped from the files (read as searches need
+        them, shared with the page cache), or None when there is none."""
+        try:
+            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+            return cls(**arrays, n_rows=int((folder / "n_rows").read_text()))
+        except (OSError, ValueError):
+            return None
 
     def words_matching(self, run: bytes, at_start: bool, at_end: bool) -> np.ndarray:
         """Ids of the words that contain ``run`` (``[a-z0-9]`` bytes), starting with it if ``at_start``, ending

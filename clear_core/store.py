@@ -17,10 +17,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import glob
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -1003,7 +1005,8 @@ class Store:
     def delete_dataset(self, dataset_id: int) -> list[str]:
         """Delete a dataset with its rows, runs, scores, decisions and thresholds; returns the runs' work dirs.
 
-        The work dirs are returned, not removed: files on disk belong to ``runs.py``.
+        The work dirs are returned, not removed: files on disk belong to ``runs.py``. Its saved word index (the
+        store's own file) is removed.
         """
         with self._transaction() as cursor:
             work_dirs = [
@@ -1021,6 +1024,10 @@ class Store:
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
             for table in ("leases", "review_settings"):
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
+        if self.path != ":memory:" and not self.read_only:  # its saved word index (Store._index_folder)
+            path = Path(self.path)
+            for folder in (path.parent / ".search").glob(f"{glob.escape(path.name)}-rows-{dataset_id}-*"):
+                shutil.rmtree(folder, ignore_errors=True)
         return work_dirs
 
     # -- runs -----------------------------------------------------------------------------------------------
@@ -1635,7 +1642,8 @@ class Store:
         if piece:
             params = {**params, "piece": piece}
         match = " OR ".join(_search_sql(c, _PIECE_PATTERN if piece else _SEARCH_PATTERN) for c in columns)
-        index = self._word_index(key, table, columns, {"id": params["id"]})
+        folder = self._index_folder(params["id"]) if key[0] == "rows" else None
+        index = self._word_index(key, table, columns, {"id": params["id"]}, folder=folder)
         narrowed = None if index is None else index.candidates(lowered)
         if narrowed is not None:
             rows, exact = narrowed
@@ -1649,13 +1657,41 @@ class Store:
         sql = f"SELECT row_index FROM {table} AND ({match})"
         return np.asarray(cursor.execute(sql, params).fetchnumpy()["row_index"])
 
+    def _index_folder(self, dataset_id: int) -> Path | None:
+        """Where the word index of a dataset's prompts and responses is saved (a dataset's text never changes, so
+        it is built once, not once per server start): ``.search/`` beside the database, named for the database
+        file, the dataset and a digest of what its text is made from (content, column mapping, row count, its
+        first 100 prompts and responses), so that an index is never read for other text. None in memory."""
+        if self.path == ":memory:":
+            return None
+        digest = self._scalar(
+            """
+            SELECT md5(d.content_hash || coalesce(d.mapping_json, '') || d.n_rows || coalesce(t.texts, ''))
+            FROM datasets d, (
+                SELECT string_agg(prompt || chr(1) || response, chr(2) ORDER BY row_index) AS texts
+                FROM (SELECT row_index, prompt, response FROM rows WHERE dataset_id = $id ORDER BY row_index LIMIT 100)
+            ) t
+            WHERE d.dataset_id = $id
+            """,
+            {"id": dataset_id},
+        )
+        path = Path(self.path)
+        return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}"
+
     def _word_index(
-        self, key: tuple, table: str, columns: tuple[str, ...], params: dict, wait: bool = False
+        self,
+        key: tuple,
+        table: str,
+        columns: tuple[str, ...],
+        params: dict,
+        wait: bool = False,
+        folder: Path | None = None,
     ) -> search_index.WordIndex | None:
         """The word index of ``columns`` of ``table`` (``search_index``), kept under ``key`` (the last
         ``_WORD_INDEXES``), or None while it is not built: then one background thread builds it (at most one
         build at a time per Store), or, with ``wait``, this call does. ``key`` holds the scores version for
-        proposals, so an index of older proposals is never read."""
+        proposals, so an index of older proposals is never read. With ``folder``, an index saved there is read
+        instead of built, and one built is saved there (not by a read-only store)."""
         with self._cursor_lock:
             kept = self.__dict__.setdefault("_word_indexes", {})
             if key in kept:
@@ -1663,12 +1699,22 @@ class Store:
             building = self.__dict__.get("_index_thread")
             if not wait and building is not None and building.is_alive():
                 return None
+        saved = search_index.WordIndex.load(folder) if folder is not None else None
+        if saved is not None:
+            with self._cursor_lock:
+                kept[key] = saved
+                while len(kept) > _WORD_INDEXES:
+                    kept.pop(next(iter(kept)))
+            return saved
 
         def build() -> None:
             lowered = ", ".join(f"lower({c})" for c in columns)
             with self._cursor() as cursor:
                 reader = cursor.sql(f"SELECT row_index, {lowered} FROM {table}", params=params).to_arrow_reader(8_192)
                 index = search_index.build((batch.column(0).to_numpy(), batch.columns[1:]) for batch in reader)
+            if folder is not None and not self.read_only:
+                with contextlib.suppress(OSError):  # a folder it may not write: built again next time
+                    index.save(folder)
             with self._cursor_lock:
                 kept[key] = index
                 while len(kept) > _WORD_INDEXES:
@@ -1694,7 +1740,12 @@ class Store:
         text; a search builds them in the background otherwise. For benchmarks, tests and ``warm_search``."""
         dataset_id = self._dataset_of_run(run_id)
         self._word_index(
-            ("rows", dataset_id), "rows WHERE dataset_id = $id", ("prompt", "response"), {"id": dataset_id}, True
+            ("rows", dataset_id),
+            "rows WHERE dataset_id = $id",
+            ("prompt", "response"),
+            {"id": dataset_id},
+            True,
+            self._index_folder(dataset_id),
         )
         if proposals:
             with self._cursor() as cursor:

@@ -175,3 +175,32 @@ def test_warm_search_builds_the_indexes_in_the_background_only_for_a_large_datas
         assert store._search_rows(run_id, store._dataset_of_run(run_id), search).tolist() == _scanned(
             store, run_id, search
         )
+
+
+def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next_store(random_store, tmp_path):
+    store, run_id, queries = random_store
+    dataset_id = store._dataset_of_run(run_id)
+    store.prepare_search(run_id)
+    (folder,) = (tmp_path / ".search").iterdir()
+    assert folder.name.startswith(f"r.duckdb-rows-{dataset_id}-")
+    store.close()
+    with Store(tmp_path / "r.duckdb") as again:  # a new server: the index is read, not built
+        index = again._word_index(("rows", dataset_id), "", (), {}, folder=again._index_folder(dataset_id))
+        assert index is not None and "_index_thread" not in again.__dict__
+        assert isinstance(index.rows, np.memmap)
+        for search in queries[:30]:
+            assert again._search_rows(run_id, dataset_id, search).tolist() == _scanned(again, run_id, search)
+        again.delete_dataset(dataset_id)
+        assert not list((tmp_path / ".search").iterdir())
+
+
+def test_a_saved_index_is_not_read_for_other_text(tmp_path):
+    """Another file at the same path, with the same dataset id, has other text: its index folder differs."""
+    folders = []
+    for text in ("alpha beta", "gamma delta"):
+        (tmp_path / "s.duckdb").unlink(missing_ok=True)
+        rows = [Row(0, {"i": 0}, [{"role": "user", "content": text}], text, text)]
+        ds = Dataset("s.jsonl", "/s.jsonl", "jsonl", "alpaca", Mapping(), rows, columns=["i"], content_hash="same")
+        with Store(tmp_path / "s.duckdb") as store:
+            folders.append(store._index_folder(store.add_dataset(ds)))
+    assert folders[0] != folders[1]
