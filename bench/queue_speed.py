@@ -25,6 +25,7 @@ re-count after moving γ/η. Heavy sizes: run under ``flock /tmp/heavy.lock``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -146,15 +147,8 @@ def measure_queue(db_path: str, run_id: int | None = None, repeats: int = 3) -> 
             )
             assert len(page) == max(0, min(PAGE_SIZE, n - offset)), (name, len(page), n, offset)
             out[f"queue: {name}"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
-        for search in SEARCHES:  # a new search: nothing cached (Store._search_rows), as when it is first typed
-            query = ReviewQuery(run_id, gamma, eta, search=search)
-
-            def first_draw(q=query):
-                store.__dict__.pop("_search_cache", None)
-                return store.review_queue(q, limit=PAGE_SIZE)
-
-            med, lo, hi, (_, n) = _median(first_draw, repeats)
-            out[f"queue: search {search!r}, first draw"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
+        for search, timed in _first_draws(store, ReviewQuery(run_id, gamma, eta), SEARCHES, repeats).items():
+            out[f"queue: search {search!r}, first draw"] = timed
         for name, (fields, offset) in {
             "middle page": ({}, middle),
             "status=undecided, middle": ({"status": "undecided"}, middle),
@@ -207,15 +201,24 @@ def measure_search(db_path: str, run_id: int | None = None, repeats: int = 3) ->
             ms = (time.perf_counter() - t0) * 1000
             size = sum(index.nbytes for index in store.__dict__["_word_indexes"].values()) / 1e6
             out["word indexes: build"] = {"ms": ms, "min": ms, "max": ms, "mb": size}
-        for search in NEW_SEARCHES:
-            query = ReviewQuery(run_id, gamma, eta, search=search)
+        for search, timed in _first_draws(store, ReviewQuery(run_id, gamma, eta), NEW_SEARCHES, repeats).items():
+            out[f"search {search!r}, first draw"] = timed
+    return out
 
-            def first_draw(q=query):
-                store.__dict__.pop("_search_cache", None)
-                return store.review_queue(q, limit=PAGE_SIZE)
 
-            med, lo, hi, (_, n) = _median(first_draw, repeats)
-            out[f"search {search!r}, first draw"] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
+def _first_draws(store, query, searches, repeats: int) -> dict[str, dict]:
+    """Each search's first draw of ``query`` (ms: median, min, max; n rows): the kept search results
+    (Store._search_rows) dropped before each draw, as when the search is first typed."""
+    out = {}
+    for search in searches:
+        searched = dataclasses.replace(query, search=search)
+
+        def first_draw(q=searched):
+            store.__dict__.pop("_search_cache", None)
+            return store.review_queue(q, limit=PAGE_SIZE)
+
+        med, lo, hi, (_, n) = _median(first_draw, repeats)
+        out[search] = {"ms": med, "min": lo, "max": hi, "n": int(n)}
     return out
 
 

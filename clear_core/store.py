@@ -25,7 +25,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -321,6 +321,21 @@ SUMMARY_FRAMES = ("grid", "bins", "candidates")  # Store.threshold_summary's fra
 # A scored row's confidence decile, and the rows the Thresholds scatter can place (scored, with a confidence).
 _DECILE = "least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9)"
 _PLACED = "FROM scores s WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)"
+
+
+def _keep_rate(quota, n):
+    """The hash filter's share of a stratum of ``n`` rows to keep so that at least ``quota`` pass: (quota + margin)
+    / n, where fewer than quota passing is a > 4 sigma event."""
+    return np.minimum(1.0, (quota + 4 * np.sqrt(quota) + 10) / np.maximum(n, 1))
+
+
+def _response_lengths(cursor: duckdb.DuckDBPyConnection, dataset_id: int, keys: Sequence[int]) -> pd.DataFrame:
+    """row_index, response_length of the dataset's rows ``keys``."""
+    return cursor.execute(
+        "SELECT row_index, length(response) AS response_length FROM rows "
+        "WHERE dataset_id = $dataset_id AND row_index IN (SELECT unnest($keys))",
+        {"dataset_id": dataset_id, "keys": list(keys)},
+    ).df()
 
 
 def _deciles(grid: pd.DataFrame) -> pd.Series:
@@ -1642,8 +1657,7 @@ class Store:
         if piece:
             params = {**params, "piece": piece}
         match = " OR ".join(_search_sql(c, _PIECE_PATTERN if piece else _SEARCH_PATTERN) for c in columns)
-        folder = self._index_folder(params["id"]) if key[0] == "rows" else None
-        index = self._word_index(key, table, columns, {"id": params["id"]}, folder=folder)
+        index = self._word_index(key, table, columns, {"id": params["id"]})
         narrowed = None if index is None else index.candidates(lowered)
         if narrowed is not None:
             rows, exact = narrowed
@@ -1679,35 +1693,34 @@ class Store:
         return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}"
 
     def _word_index(
-        self,
-        key: tuple,
-        table: str,
-        columns: tuple[str, ...],
-        params: dict,
-        wait: bool = False,
-        folder: Path | None = None,
+        self, key: tuple, table: str, columns: tuple[str, ...], params: dict, wait: bool = False
     ) -> search_index.WordIndex | None:
         """The word index of ``columns`` of ``table`` (``search_index``), kept under ``key`` (the last
         ``_WORD_INDEXES``), or None while it is not built: then one background thread builds it (at most one
         build at a time per Store), or, with ``wait``, this call does. ``key`` holds the scores version for
-        proposals, so an index of older proposals is never read. With ``folder``, an index saved there is read
-        instead of built, and one built is saved there (not by a read-only store)."""
+        proposals, so an index of older proposals is never read. A dataset's index (key 'rows') is read from its
+        ``_index_folder`` instead of built when saved there, and saved there when built (not by a read-only
+        store)."""
         with self._cursor_lock:
             kept = self.__dict__.setdefault("_word_indexes", {})
             if key in kept:
                 return kept[key]
-            building = self.__dict__.get("_index_thread")
-            if not wait and building is not None and building.is_alive():
+            if not wait and self._index_building():
                 return None
-        saved = search_index.WordIndex.load(folder) if folder is not None else None
-        if saved is not None:
+        folder = self._index_folder(key[1]) if key[0] == "rows" else None
+
+        def keep(index: search_index.WordIndex) -> search_index.WordIndex:
             with self._cursor_lock:
-                kept[key] = saved
+                kept[key] = index
                 while len(kept) > _WORD_INDEXES:
                     kept.pop(next(iter(kept)))
-            return saved
+            return index
 
-        def build() -> None:
+        saved = search_index.WordIndex.load(folder) if folder is not None else None
+        if saved is not None:
+            return keep(saved)
+
+        def build() -> search_index.WordIndex:
             lowered = ", ".join(f"lower({c})" for c in columns)
             with self._cursor() as cursor:
                 reader = cursor.sql(f"SELECT row_index, {lowered} FROM {table}", params=params).to_arrow_reader(8_192)
@@ -1715,24 +1728,32 @@ class Store:
             if folder is not None and not self.read_only:
                 with contextlib.suppress(OSError):  # a folder it may not write: built again next time
                     index.save(folder)
-            with self._cursor_lock:
-                kept[key] = index
-                while len(kept) > _WORD_INDEXES:
-                    kept.pop(next(iter(kept)))
+            return keep(index)
 
         if wait:
-            build()
-            return kept.get(key)
+            return build()
+        self._build_in_background(build, f"search-index-{key[0]}")
+        return None
 
-        def build_quietly() -> None:
-            with contextlib.suppress(Exception):  # a closed Store, a deleted dataset: the next search scans
+    def _index_building(self) -> bool:
+        """Whether the Store's one index-building thread is running (call it holding ``_cursor_lock``)."""
+        building = self.__dict__.get("_index_thread")
+        return building is not None and building.is_alive()
+
+    def _build_in_background(self, build: Callable[[], object], name: str) -> None:
+        """Run ``build`` as the Store's one index-building thread, unless that thread is running; an error ends it
+        quietly (a closed Store, a deleted dataset: a search scans instead, and the next one builds again)."""
+
+        def quietly() -> None:
+            with contextlib.suppress(Exception):
                 build()
 
-        thread = threading.Thread(target=build_quietly, name=f"search-index-{key[0]}", daemon=True)
         with self._cursor_lock:
+            if self._index_building():
+                return
+            thread = threading.Thread(target=quietly, name=name, daemon=True)
             self.__dict__["_index_thread"] = thread
         thread.start()
-        return None
 
     def prepare_search(self, run_id: int, proposals: bool = True) -> None:
         """Build now the word indexes a search of ``run_id``'s queue reads (its dataset's prompts and responses,
@@ -1740,12 +1761,7 @@ class Store:
         text; a search builds them in the background otherwise. For benchmarks, tests and ``warm_search``."""
         dataset_id = self._dataset_of_run(run_id)
         self._word_index(
-            ("rows", dataset_id),
-            "rows WHERE dataset_id = $id",
-            ("prompt", "response"),
-            {"id": dataset_id},
-            True,
-            self._index_folder(dataset_id),
+            ("rows", dataset_id), "rows WHERE dataset_id = $id", ("prompt", "response"), {"id": dataset_id}, True
         )
         if proposals:
             with self._cursor() as cursor:
@@ -1772,21 +1788,11 @@ class Store:
         proposals = run["status"] != "running"
         with self._cursor_lock:
             kept = self.__dict__.setdefault("_word_indexes", {})
-            building = self.__dict__.get("_index_thread")
-            if building is not None and building.is_alive():
-                return
             if ("rows", run["dataset_id"]) in kept and (
                 not proposals or any(k[:2] == ("proposals", run_id) for k in kept)
             ):
                 return  # built (a stale proposals index is rebuilt by the next search that finds it stale)
-
-            def build() -> None:
-                with contextlib.suppress(Exception):  # a closed Store, a deleted dataset: a search scans instead
-                    self.prepare_search(run_id, proposals)
-
-            thread = threading.Thread(target=build, name=f"search-index-warm-{run_id}", daemon=True)
-            self.__dict__["_index_thread"] = thread
-        thread.start()
+        self._build_in_background(lambda: self.prepare_search(run_id, proposals), f"search-index-warm-{run_id}")
 
     def _queue_sql(self, query: ReviewQuery, decisions: bool = True) -> str:
         """The keys of the scored rows of $run_id that ``query`` filters and sorts on: row_index, every score,
@@ -1942,8 +1948,7 @@ class Store:
             bins = _confidence_bins(cursor, run_id, histograms.BUDGET_BINS)
             deciles = _deciles(grid)
             counts = histograms.candidate_counts(deciles, size, floor)
-            # keep each row with probability (count + margin) / n: fewer than count is a > 4 sigma event
-            keep = np.minimum(1.0, (counts + 4 * np.sqrt(counts) + 10) / np.maximum(deciles.to_numpy(), 1))
+            keep = _keep_rate(counts, deciles.to_numpy())
             candidates = cursor.execute(
                 f"""
                 WITH rates AS (SELECT r[1]::BIGINT AS decile, r[2]::DOUBLE AS keep FROM (SELECT unnest($rates) AS r)),
@@ -1956,11 +1961,7 @@ class Store:
             candidates = candidates.sort_values(["h", "row_index"], kind="stable")
             limit = pd.Series(counts, index=deciles.index).reindex(candidates["decile"]).to_numpy()
             candidates = candidates[candidates.groupby("decile").cumcount().to_numpy() < limit]
-            lengths = cursor.execute(
-                "SELECT row_index, length(response) AS response_length FROM rows "
-                "WHERE dataset_id = $dataset_id AND row_index IN (SELECT unnest($keys))",
-                {"dataset_id": self._dataset_of_run(run_id), "keys": candidates["row_index"].tolist()},
-            ).df()
+            lengths = _response_lengths(cursor, self._dataset_of_run(run_id), candidates["row_index"].tolist())
             cursor.commit()
         candidates = candidates.merge(lengths, on="row_index").sort_values("row_index").reset_index(drop=True)
         frames = {"grid": grid, "bins": bins, "candidates": candidates}
@@ -2023,20 +2024,18 @@ class Store:
         stratum's share (trimmed here, a join with the strata's rates); response_length is read for the chosen
         rows only."""
         params = {"run_id": run_id, "dataset_id": self._dataset_of_run(run_id)}
-        decile = "least(greatest(CAST(floor(s.confidence * 10) AS BIGINT), 0), 9)"
         scored = f"""
             FROM scores s LEFT JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
             WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)
         """
         with self._cursor() as cursor:
             strata = cursor.execute(
-                f"SELECT {decile} AS decile, c.decision IS NOT NULL AS decided, count(*) AS n {scored} GROUP BY ALL",
+                f"SELECT {_DECILE} AS decile, c.decision IS NOT NULL AS decided, count(*) AS n {scored} GROUP BY ALL",
                 params,
             ).df()
             total = int(strata["n"].sum())
             strata["quota"] = np.minimum(strata["n"], np.maximum(np.ceil(strata["n"] * size / max(total, 1)), floor))
-            # keep each row with probability (quota + margin) / n: fewer than quota is a > 4 sigma event
-            strata["keep"] = np.minimum(1.0, (strata["quota"] + 4 * np.sqrt(strata["quota"]) + 10) / strata["n"])
+            strata["keep"] = _keep_rate(strata["quota"], strata["n"])
             rates = [[int(d), bool(x), float(k)] for d, x, k in strata[["decile", "decided", "keep"]].to_numpy()]
             # a join with the strata's rates, not a subquery per row: 0.1 s instead of 0.5 s at 1M rows
             picked = cursor.execute(
@@ -2044,7 +2043,7 @@ class Store:
                 WITH rates AS (SELECT r[1]::BIGINT AS decile, r[2]::BOOLEAN AS decided, r[3]::DOUBLE AS keep
                                FROM (SELECT unnest($rates) AS r)),
                 v AS (SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
-                             {decile} AS decile, c.decision IS NOT NULL AS decided, hash(s.row_index) AS h
+                             {_DECILE} AS decile, c.decision IS NOT NULL AS decided, hash(s.row_index) AS h
                       {scored})
                 SELECT v.* FROM v JOIN rates USING (decile, decided) WHERE v.h <= rates.keep * 18446744073709551615
                 """,
@@ -2053,11 +2052,7 @@ class Store:
             picked = picked.merge(strata[["decile", "decided", "n", "quota"]], on=["decile", "decided"])
             picked = picked.sort_values(["h", "row_index"], kind="stable")
             picked = picked[picked.groupby(["decile", "decided"]).cumcount() < picked["quota"]]
-            lengths = cursor.execute(
-                "SELECT row_index, length(response) AS response_length FROM rows "
-                "WHERE dataset_id = $dataset_id AND row_index IN (SELECT unnest($keys))",
-                {"dataset_id": params["dataset_id"], "keys": picked["row_index"].tolist()},
-            ).df()
+            lengths = _response_lengths(cursor, params["dataset_id"], picked["row_index"].tolist())
         picked = picked.assign(weight=picked["n"] / picked["quota"]).merge(lengths, on="row_index")
         columns = ["row_index", *NUMERIC_SCORE_FIELDS, "response_length", "decision", "weight"]
         return picked.sort_values("row_index")[columns].reset_index(drop=True)

@@ -185,7 +185,7 @@ def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next
     assert folder.name.startswith(f"r.duckdb-rows-{dataset_id}-")
     store.close()
     with Store(tmp_path / "r.duckdb") as again:  # a new server: the index is read, not built
-        index = again._word_index(("rows", dataset_id), "", (), {}, folder=again._index_folder(dataset_id))
+        index = again._word_index(("rows", dataset_id), "", (), {})
         assert index is not None and "_index_thread" not in again.__dict__
         assert isinstance(index.rows, np.memmap)
         for search in queries[:30]:
