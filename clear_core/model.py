@@ -5,26 +5,31 @@ and their KV cache reused for the k samples and the greedy proposal, and log-pro
 the positions that are scored (a full vocabulary of logits for every position would not fit in memory).
 
 On CUDA the weights are bf16, attention is SDPA (flash-attention 2 when installed), the token budget of a batch
-comes from the GPU's free memory (`batch_token_budget`), and each pass leaves the device once, with all its
-results, after its last batch. On the CPU the batches are the fixed, small ones the tests pin down, and every
-number is the same as before the CUDA path existed. docs/performance.md has the measurements.
+comes from the GPU's free memory (`batch_token_budget`), the likelihood pass packs its sequences end to end with
+no padding (`pack_sequences`, flash-attention's variable-length kernel), and each pass leaves the device once,
+with all its results, after its last batch. On the CPU the batches are the fixed, small ones the tests pin down,
+and every number is the same as before the CUDA path existed. docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.util
 import inspect
+import itertools
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import torch.nn.functional as F
+from transformers import AttentionInterface, AutoModelForCausalLM, AutoTokenizer
 
 from clear_core import EMBEDDED_MODEL
 from clear_core.errors import ClearError
@@ -47,6 +52,9 @@ class LoadedModel:
     device: torch.device
     end_token_id: int  # the token that closes an assistant turn (<|im_end|> for SmolLM2)
     has_chat_template: bool
+    # the decoder's layers under torch.compile, made on the first packed pass that compiles (`_compiled_layers`)
+    compiled_layers: torch.nn.ModuleList | None = None
+    compile_error: str | None = None  # why compiling failed on this machine; passes then run eagerly
 
     def encode_prompt(self, messages: Sequence[dict], assistant_prefix: str = "") -> list[int]:
         """Token ids of a conversation with the assistant turn opened (and optionally begun with a prefix)."""
@@ -193,6 +201,21 @@ def length_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size
         yield batch
 
 
+def pack_sequences(lengths: Sequence[int], max_pack_tokens: int) -> Iterator[list[int]]:
+    """Indices in length order, cut into packs of at most `max_pack_tokens` tokens laid end to end (a longer
+    sequence is a pack of its own). A pack is one row of a forward pass: no padding at all."""
+    pack: list[int] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if pack and total + lengths[i] > max_pack_tokens:
+            yield pack
+            pack, total = [], 0
+        pack.append(i)
+        total += lengths[i]
+    if pack:
+        yield pack
+
+
 def bytes_per_token(config, kv_cache: bool) -> int:
     """GPU bytes one token of a batch needs in bf16: its activations at the peak of one layer (residual, normed input,
     q, k, v, attention output, the MLP's gate, up and product), plus its keys and values in every layer if kept."""
@@ -281,35 +304,41 @@ def continuation_logprobs(
     continuations: Sequence[Sequence[int]],
     max_batch_tokens: int | None = None,
     max_batch_size: int | None = None,
+    packed: bool | None = None,
 ) -> list[Continuation]:
     """For each (prefix, continuation): log p of every continuation token, and of ending (or stopping) right after.
 
     Batch limits default to the device's (`batch_token_budget`); the results leave the device once, at the end.
+    `packed` (default: on CUDA when the variable-length kernel is there, `packing_available`) lays each batch's
+    sequences end to end in one row instead of padding them to a rectangle; every number is the same up to the
+    kernels' rounding.
     """
     seqs = [list(p) + list(c) + [lm.end_token_id] for p, c in zip(prefixes, continuations)]
     if not seqs:
         return []
+    packed = packing_available(lm) if packed is None else packed
     budget = max_batch_tokens or batch_token_budget(lm, kv_cache=False, cpu_default=8192)
+    lengths = [len(s) for s in seqs]
+    if packed:
+        batches = pack_sequences(lengths, budget)
+    else:
+        batches = length_batches(lengths, budget, max_batch_size or _max_rows(lm, 16))
     head = lm.model.get_output_embeddings()
     head_positions = _head_positions(lm)
     stops = torch.tensor(stop_token_ids(lm.tokenizer, lm.end_token_id), device=lm.device)
     order: list[int] = []
     token_parts: list[torch.Tensor] = []
     stop_parts: list[torch.Tensor] = []
-    for batch in length_batches([len(s) for s in seqs], budget, max_batch_size or _max_rows(lm, 16)):
-        ids, mask = _pad([seqs[i] for i in batch], lm.tokenizer.pad_token_id, left=False)
-        hidden = lm.model.base_model(
-            input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
-        ).last_hidden_state
-        hidden = hidden.reshape(-1, hidden.shape[-1])
-        width = ids.shape[1]
+    for batch in batches:
+        batch_seqs = [seqs[i] for i in batch]
+        hidden, offsets = _packed_hidden(lm, batch_seqs) if packed else _padded_hidden(lm, batch_seqs)
         for rows in _row_groups([len(seqs[i]) - len(prefixes[i]) for i in batch], head_positions):
             # hidden state at t predicts token t+1: positions start-1 .. end-2 predict the continuation and end token
             flat, targets, last = [], [], []
             for row in rows:
                 i = batch[row]
                 start, end = len(prefixes[i]), len(seqs[i])
-                flat.extend(range(row * width + start - 1, row * width + end - 1))
+                flat.extend(range(offsets[row] + start - 1, offsets[row] + end - 1))
                 targets.extend(seqs[i][start:end])
                 last.append(len(flat) - 1)
             logits = head(hidden[_to_device(torch.tensor(flat), lm.device)]).float()
@@ -327,6 +356,153 @@ def continuation_logprobs(
         results[i] = Continuation(values[:-1], values[-1], stop)
         offset += n
     return results
+
+
+def _padded_hidden(lm: LoadedModel, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
+    """Last hidden states of right-padded sequences, flattened, and where each sequence starts in them."""
+    ids, mask = _pad(seqs, lm.tokenizer.pad_token_id, left=False)
+    hidden = lm.model.base_model(
+        input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
+    ).last_hidden_state
+    width = ids.shape[1]
+    return hidden.reshape(-1, hidden.shape[-1]), [row * width for row in range(len(seqs))]
+
+
+def _packed_hidden(lm: LoadedModel, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
+    """Last hidden states of sequences laid end to end in one row, each attending only to itself (`PACKED`), and
+    where each sequence starts in them. Positions restart at 0 for each sequence, as if it were alone. On CUDA the
+    decoder's layers run compiled (`compiling_available`)."""
+    lengths = [len(s) for s in seqs]
+    starts = [0, *itertools.accumulate(lengths)]
+    ids = torch.tensor([token for seq in seqs for token in seq], dtype=torch.long)[None]
+    positions = torch.cat([torch.arange(n) for n in lengths])[None]
+    bounds = _to_device(torch.tensor(starts, dtype=torch.int32), lm.device)
+    inputs = {
+        "input_ids": _to_device(ids, lm.device),
+        "position_ids": _to_device(positions, lm.device),
+        "use_cache": False,
+        "cu_seq_lens_q": bounds,
+        "cu_seq_lens_k": bounds,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
+    }
+    with _attention_implementation(lm.model, PACKED):
+        if compiling_available(lm):
+            try:
+                with _compiled_layers(lm):
+                    return lm.model.base_model(**inputs).last_hidden_state[0], starts[:-1]
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as exc:  # a compiler that cannot build on this machine: say so, go on eagerly
+                lm.compile_error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"torch.compile failed on this machine ({lm.compile_error.splitlines()[0][:300]}); the "
+                    "likelihood pass runs without it (slower). Set CLEAR_COMPILE=0 to skip the attempt.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return lm.model.base_model(**inputs).last_hidden_state[0], starts[:-1]
+
+
+def compiling_available(lm: LoadedModel) -> bool:
+    """Whether the packed likelihood pass runs the decoder's layers under torch.compile: on CUDA, unless
+    CLEAR_COMPILE=0. Fusing the norms, rotary embedding and activation that eager mode runs as separate kernels
+    took the 8B shape's pass from 48.6% to 57.7% of an H200's bf16 peak (docs/performance.md); compiling costs
+    tens of seconds once per process. Generation and the CPU stay eager."""
+    enabled = os.environ.get("CLEAR_COMPILE", "1") != "0"
+    return lm.device.type == "cuda" and enabled and lm.compile_error is None
+
+
+@contextlib.contextmanager
+def _compiled_layers(lm: LoadedModel):
+    """The decoder's layers swapped for their compiled versions for the block (dynamic shapes: one compile serves
+    every pack length). A model whose body has no `layers` list runs eagerly."""
+    body = lm.model.base_model
+    eager = getattr(body, "layers", None)
+    if not isinstance(eager, torch.nn.ModuleList):
+        yield
+        return
+    if lm.compiled_layers is None:
+        lm.compiled_layers = torch.nn.ModuleList(torch.compile(layer, dynamic=True) for layer in eager)
+    body.layers = lm.compiled_layers
+    try:
+        yield
+    finally:
+        body.layers = eager
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Packed attention: sequences end to end in one row, none attending to another
+
+PACKED = "clear_packed"  # the attention implementation `_packed_hidden` switches the model to for one forward pass
+
+
+def _varlen_kernel():
+    """torch's flash-attention for packed sequences (`varlen_attn`, torch >= 2.10), or None where it is missing."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+def packing_available(lm: LoadedModel) -> bool:
+    """Whether the likelihood pass packs by default: on CUDA, with the variable-length kernel present. The CPU keeps
+    its padded batches (the numbers the tests pin down)."""
+    return lm.device.type == "cuda" and _varlen_kernel() is not None
+
+
+def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Causal attention over one row of sequences laid end to end (`cu_seq_lens_q`: where each starts, then the
+    total), none seeing another: flash-attention's variable-length kernel on CUDA, one SDPA call per sequence
+    elsewhere (tests). Shapes as transformers passes them: (1, heads, tokens, head_dim) in, (1, tokens, heads,
+    head_dim) out."""
+    bounds, longest = kwargs["cu_seq_lens_q"], kwargs["max_length_q"]
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, head_dim)
+    kernel = _varlen_kernel() if q.is_cuda else None
+    if kernel is None:
+        out = torch.empty_like(q)
+        cuts = bounds.tolist()
+        for start, end in zip(cuts, cuts[1:]):
+            out[start:end] = F.scaled_dot_product_attention(
+                q[start:end].transpose(0, 1),
+                k[start:end].transpose(0, 1),
+                v[start:end].transpose(0, 1),
+                is_causal=True,
+                scale=scaling,
+                enable_gqa=True,
+            ).transpose(0, 1)
+        return out[None], None
+    options = _varlen_options(kernel)
+    if "enable_gqa" not in options and k.shape[1] != q.shape[1]:
+        k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
+    q, k, v = (t.contiguous() for t in (q, k, v))  # the kernel's (tokens, heads, head_dim) layout
+    extra = {"enable_gqa": True} if "enable_gqa" in options else {}
+    extra |= {"window_size": (-1, 0)} if "window_size" in options else {"is_causal": True}
+    out = kernel(q, k, v, bounds, bounds, longest, longest, scale=scaling, **extra)
+    return out[None], None
+
+
+@functools.cache
+def _varlen_options(kernel) -> frozenset[str]:
+    """The keyword arguments this torch's `varlen_attn` takes (causality was `is_causal`, then `window_size`)."""
+    return frozenset(inspect.signature(kernel).parameters)
+
+
+# Compiled layers leave attention to the kernel itself: the graph breaks around it rather than tracing into it.
+AttentionInterface.register(PACKED, torch.compiler.disable(packed_attention))
+
+
+@contextlib.contextmanager
+def _attention_implementation(model: torch.nn.Module, name: str):
+    """The model's attention implementation set to `name` for the block. Transformers builds no mask for an
+    implementation it has no mask function for, which is what a packed row wants (the bounds are the mask)."""
+    before = model.config._attn_implementation
+    model.config._attn_implementation = name
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = before
 
 
 def _row_groups(positions: Sequence[int], limit: int) -> Iterator[list[int]]:

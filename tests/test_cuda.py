@@ -15,6 +15,7 @@ from clear_core.model import (
     bytes_per_token,
     continuation_logprobs,
     load_model,
+    packing_available,
 )
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -138,3 +139,38 @@ def test_cuda_signals_agree_with_cpu_float32(cuda_lm, cpu_lm):
     gpu_order = sorted(range(len(_QA)), key=lambda i: on_gpu[i]["logprob_mean"])
     cpu_order = sorted(range(len(_QA)), key=lambda i: on_cpu[i]["logprob_mean"])
     assert gpu_order[:2] == cpu_order[:2]  # the least likely responses are the same rows
+
+
+@pytest.fixture(scope="module")
+def cuda_tiny(tiny_model_path):
+    return load_model(str(tiny_model_path), device="cuda")
+
+
+def test_likelihood_pass_packs_by_default_on_cuda(cuda_tiny, tiny_model):
+    """Sequences end to end in one row (flash-attention's variable-length kernel) give the padded batches' numbers
+    within bf16 rounding, and the CPU's float32 ones."""
+    assert packing_available(cuda_tiny)
+    prefixes, responses = _pass_inputs(cuda_tiny, 24)
+    assert _count_forwards(cuda_tiny, lambda: continuation_logprobs(cuda_tiny, prefixes, responses)) == 1
+    packed = continuation_logprobs(cuda_tiny, prefixes, responses)
+    padded = continuation_logprobs(cuda_tiny, prefixes, responses, packed=False)
+    on_cpu = continuation_logprobs(tiny_model, prefixes, responses)
+    for name in ("token_logprobs", "end_logprob", "stop_logprob"):
+        a, b, c = (torch.tensor([v for r in rs for v in _values(r, name)]) for rs in (packed, padded, on_cpu))
+        gap_padded, gap_cpu = (a - b).abs().max().item(), (a - c).abs().max().item()
+        print(f"{name}: max |packed - padded| {gap_padded:.4f}, max |packed - cpu fp32| {gap_cpu:.4f}")
+        assert gap_padded <= 0.1 and gap_cpu <= 0.1, name
+
+
+def _values(result, name: str) -> list[float]:
+    value = getattr(result, name)
+    return value if isinstance(value, list) else [value]
+
+
+def test_packed_pass_host_round_trips_do_not_grow_with_rows(cuda_tiny):
+    few, many = _pass_inputs(cuda_tiny, 4), _pass_inputs(cuda_tiny, 48)
+    continuation_logprobs(cuda_tiny, *few)  # warm-up
+    syncs_few = _sync_warnings(lambda: continuation_logprobs(cuda_tiny, *few))
+    syncs_many = _sync_warnings(lambda: continuation_logprobs(cuda_tiny, *many))
+    print(f"host syncs per packed likelihood pass: {syncs_few} (4 rows), {syncs_many} (48 rows)")
+    assert syncs_many == syncs_few

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from clear_core import model
 from clear_core.model import (
     ModelLoadError,
     batch_token_budget,
@@ -14,6 +15,7 @@ from clear_core.model import (
     length_batches,
     load_model,
     next_token_probs,
+    pack_sequences,
     resolve_device,
     stop_token_ids,
 )
@@ -52,6 +54,89 @@ def test_continuation_logprobs_match_unbatched_forward(tiny_model):
         assert result.end_logprob == pytest.approx(naive_end, abs=1e-4)
         # stopping includes ending: its probability is at least the end-of-turn token's, and at most 1
         assert naive_end - 1e-4 <= result.stop_logprob <= 1e-6
+
+
+def test_pack_sequences_cover_every_index_once_within_budget():
+    lengths = [5, 100, 7, 60, 3, 61, 8, 250, 1]
+    packs = list(pack_sequences(lengths, max_pack_tokens=120))
+    assert sorted(i for p in packs for i in p) == list(range(len(lengths)))
+    for pack in packs:
+        assert sum(lengths[i] for i in pack) <= 120 or len(pack) == 1  # the 250-token one is a pack of its own
+    assert [len(p) for p in packs] == [6, 1, 1, 1]  # filled in length order: 1+3+5+7+8+60, 61, 100, 250
+
+
+def test_packed_likelihood_pass_equals_the_padded_one(tiny_model):
+    """Sequences laid end to end in one row, each attending only to itself, give the padded batches' numbers."""
+    lm = tiny_model
+    questions = ["What is 2+2?", "Name a colour.", "Why is the sky blue? Explain briefly.", "Hi"]
+    answers = ["It is four, of course.", "Blue", "Light scatters.\nShort waves scatter most.", "Hello! How can I help?"]
+    prefixes = [lm.encode_prompt([{"role": "user", "content": q}]) for q in questions]
+    continuations = [lm.encode_text(a) for a in answers]
+    padded = continuation_logprobs(lm, prefixes, continuations, packed=False)
+    # a budget that makes two packs, so sequences sit at different offsets of different rows
+    budget = sum(len(p) + len(c) + 1 for p, c in zip(prefixes, continuations)) // 2 + 10
+    packed = continuation_logprobs(lm, prefixes, continuations, max_batch_tokens=budget, packed=True)
+    for a, b in zip(packed, padded):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
+        assert a.end_logprob == pytest.approx(b.end_logprob, abs=1e-5)
+        assert a.stop_logprob == pytest.approx(b.stop_logprob, abs=1e-5)
+    # the model's own attention is back after the packed pass
+    assert lm.model.config._attn_implementation != "clear_packed"
+
+
+class _CountingLayer(torch.nn.Module):
+    """What a compiled layer is to the model: the same layer behind a wrapper (here one that counts its calls, or
+    fails as a compiler that cannot build would)."""
+
+    def __init__(self, layer, calls: list, fail: bool = False):
+        super().__init__()
+        self.layer, self.calls, self.fail = layer, calls, fail
+
+    def forward(self, *args, **kwargs):
+        if self.fail:
+            raise RuntimeError("no C compiler for this backend")
+        self.calls.append(1)
+        return self.layer(*args, **kwargs)
+
+
+def _packed_inputs(lm):
+    prefixes = [lm.encode_prompt([{"role": "user", "content": q}]) for q in ["What is 2+2?", "Name a colour."]]
+    return prefixes, [lm.encode_text("It is four."), lm.encode_text("Blue")]
+
+
+def test_packed_pass_runs_the_compiled_layers_and_puts_the_eager_ones_back(tiny_model, monkeypatch):
+    lm = tiny_model
+    prefixes, continuations = _packed_inputs(lm)
+    eager = continuation_logprobs(lm, prefixes, continuations, packed=True)
+    calls: list = []
+    monkeypatch.setattr(model, "compiling_available", lambda lm: True)
+    monkeypatch.setattr(torch, "compile", lambda layer, **_: _CountingLayer(layer, calls))
+    layers = lm.model.base_model.layers
+    try:
+        compiled = continuation_logprobs(lm, prefixes, continuations, packed=True)
+        assert len(calls) == len(layers)  # one pack, every layer through its compiled version
+        assert lm.model.base_model.layers is layers
+        assert [r.token_logprobs for r in compiled] == [r.token_logprobs for r in eager]
+        continuation_logprobs(lm, prefixes, continuations, packed=True)
+        assert len(calls) == 2 * len(layers)  # compiled once, kept for the next pass
+    finally:
+        lm.compiled_layers = None
+
+
+def test_a_compiler_that_fails_is_reported_once_and_the_pass_goes_on_eagerly(tiny_model, monkeypatch):
+    lm = tiny_model
+    prefixes, continuations = _packed_inputs(lm)
+    eager = continuation_logprobs(lm, prefixes, continuations, packed=True)
+    monkeypatch.setattr(model, "compiling_available", lambda lm: lm.compile_error is None)
+    monkeypatch.setattr(torch, "compile", lambda layer, **_: _CountingLayer(layer, [], fail=True))
+    try:
+        with pytest.warns(RuntimeWarning, match="torch.compile failed.*no C compiler.*CLEAR_COMPILE=0"):
+            result = continuation_logprobs(lm, prefixes, continuations, packed=True)
+        assert [r.token_logprobs for r in result] == [r.token_logprobs for r in eager]
+        assert "no C compiler" in lm.compile_error
+        assert lm.model.base_model.layers is not lm.compiled_layers
+    finally:
+        lm.compiled_layers, lm.compile_error = None, None
 
 
 def test_stop_tokens_are_ends_closing_punctuation_and_line_breaks(tiny_model):
