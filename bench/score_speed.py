@@ -9,6 +9,9 @@ prints one line per configuration and repeat, then a summary (median and range o
 - `score`: the whole scoring pass (likelihood, self-reflection, k samples, proposals and judge where needed);
 - `prefill`: the likelihood pass alone (response given prompt, and given an empty prompt; no generation), the
   prefill-bound part of scoring;
+- `--layout packed packed-eager padded` times the likelihood pass with its sequences packed end to end in one row
+  and the decoder's layers compiled (CUDA's default), packed but eager, and padded to length-sorted rectangles
+  (before packing); the first timed configuration's warm-up includes the compile;
 - `--naive-rows N` also times a naive loop over the first N rows: one `model.generate` per row, unbatched, with the
   same max_new_tokens (greedy, the same stop tokens). It does less work per row than `score` (one answer; no
   likelihood, reflection or samples), so the speed-up it gives is a floor.
@@ -41,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from clear_core import engine, prompts  # noqa: E402
+from clear_core import engine, model, prompts  # noqa: E402
 from clear_core.confidence import ScoringConfig  # noqa: E402
 from clear_core.engine import score_rows  # noqa: E402
 from clear_core.model import (  # noqa: E402
@@ -235,6 +238,23 @@ def run_prefill(lm, rows, config: ScoringConfig, max_batch_tokens: int | None = 
     return {"response_tokens": sum(len(r) for r in responses), "proposals": 0}
 
 
+def use_layout(layout: str) -> None:
+    """The likelihood pass for what follows: `packed` (sequences end to end, decoder layers compiled: CUDA's
+    default), `packed-eager` (the same without torch.compile), `padded` (length-sorted rectangles, eager: before
+    packing), or `default` (what the engine picks for the device)."""
+    packing, compiling = {
+        "packed": (True, True),
+        "packed-eager": (True, False),
+        "padded": (False, False),
+        "default": (_DEFAULTS[0], _DEFAULTS[1]),
+    }[layout]
+    model.packing_available = packing if callable(packing) else lambda lm: packing
+    model.compiling_available = compiling if callable(compiling) else lambda lm: compiling
+
+
+_DEFAULTS = (model.packing_available, model.compiling_available)
+
+
 @torch.inference_mode()
 def run_naive(lm, rows, config: ScoringConfig) -> dict:
     """One greedy `model.generate` per row, unbatched: what scoring looks like without any of the batching."""
@@ -296,6 +316,13 @@ def main() -> None:
     parser.add_argument(
         "--prefill-batch-tokens", type=int, nargs="+", default=[0], help="mode prefill: token budgets (0: default)"
     )
+    parser.add_argument(
+        "--layout",
+        nargs="+",
+        choices=["default", "packed", "packed-eager", "padded"],
+        default=["default"],
+        help="the likelihood pass's layout(s) to time: sequences packed end to end, or padded batches",
+    )
     parser.add_argument("--data", type=Path, default=GSM8K, help="GSM8K in Alpaca JSON")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--json", type=Path, default=None, help="append one JSON record per timing to this file")
@@ -322,21 +349,24 @@ def main() -> None:
     batch_size = args.batch_size or (256 if lm.device.type == "cuda" else ScoringConfig.batch_size)
     random_weights = "random weights" in lm.name
 
-    # (mode, k, token budget of the prefill pass, rows, scoring profile or None)
-    plan: list[tuple[str, int, int, list[dict], str | None]] = []
-    for mode in args.mode:
-        if mode == "score" and args.profile:
-            plan += [("score", 0, 0, rows, name) for name in args.profile]
-        elif mode == "score":
-            plan += [("score", k, 0, rows, None) for k in args.samples]
-        else:
-            plan += [("prefill", 0, tokens, rows, None) for tokens in args.prefill_batch_tokens]
+    # (mode, k, token budget of the prefill pass, rows, scoring profile or None, layout)
+    plan: list[tuple[str, int, int, list[dict], str | None, str]] = []
+    for layout in args.layout:
+        for mode in args.mode:
+            if mode == "score" and args.profile:
+                plan += [("score", 0, 0, rows, name, layout) for name in args.profile]
+            elif mode == "score":
+                plan += [("score", k, 0, rows, None, layout) for k in args.samples]
+            else:
+                plan += [("prefill", 0, t, rows, None, layout) for t in args.prefill_batch_tokens]
     if args.naive_rows:
-        plan.append(("naive", 0, 0, rows[:: max(1, len(rows) // args.naive_rows)][: args.naive_rows], None))
+        naive_rows = rows[:: max(1, len(rows) // args.naive_rows)][: args.naive_rows]
+        plan.append(("naive", 0, 0, naive_rows, None, "default"))
     passes = PassTimer(lm, counter) if args.passes else None
     warmup = args.warmup if args.warmup is not None else (64 if lm.device.type == "cuda" else 0)
     records = []
-    for mode, k, budget, timed_rows, profile in plan:
+    for mode, k, budget, timed_rows, profile, layout in plan:
+        use_layout(layout)
         config = ScoringConfig(
             samples=k, max_new_tokens=args.max_new_tokens, propose=not args.no_propose, batch_size=batch_size
         )
@@ -357,7 +387,10 @@ def main() -> None:
         # loop and 64 rows for full scoring on CUDA (none on the CPU, which has no kernels to choose), which are slow
         first = {"prefill": len(timed_rows), "naive": 1, "score": warmup}[mode]
         if first:
+            started = time.perf_counter()
             run(lm, timed_rows[:first], config)
+            sync(lm)
+            print(f"{mode} layout={layout}: warm-up on {first} rows took {time.perf_counter() - started:.1f} s")
         for repeat in range(args.repeats):
             sync(lm)
             counter.reset()
@@ -377,6 +410,7 @@ def main() -> None:
                 "reflection": getattr(config, "self_reflection", True),
                 "samples": k,
                 "prefill_batch_tokens": budget or None,
+                "layout": layout,
                 "propose": config.propose,
                 "rows": len(timed_rows),
                 "batch_size": batch_size,
@@ -402,7 +436,8 @@ def main() -> None:
                 print(passes.table(elapsed, tokens))
             print(
                 f"{mode}{f' profile={profile}' if profile else ''} k={k} reflection={record['reflection']} "
-                f"tokens={budget or 'default'} propose={config.propose} rows={len(timed_rows)} "
+                f"tokens={budget or 'default'} layout={layout} "
+                f"propose={config.propose} rows={len(timed_rows)} "
                 f"repeat={repeat} time={elapsed:.2f}s "
                 f"rows/s={record['rows_per_s']:.2f} tokens/s={record['tokens_per_s']:.0f} "
                 f"TFLOP/s={record['tflops']:.1f} MFU={mfu} proposals={info['proposals']}"
@@ -419,13 +454,15 @@ def summarize(records: list[dict]) -> None:
     """Median and range over repeats per configuration, and the speed-up over the naive loop."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["mode"], r["samples"], r["prefill_batch_tokens"], r.get("profile")), []).append(r)
-    naive = groups.get(("naive", 0, None, None))
+        key = (r["mode"], r["samples"], r["prefill_batch_tokens"], r.get("profile"), r["layout"])
+        groups.setdefault(key, []).append(r)
+    naive = groups.get(("naive", 0, None, None, "default"))
     naive_rate = statistics.median(r["rows_per_s"] for r in naive) if naive else None
     print("\nsummary (median [min-max] over repeats)")
-    for (mode, k, budget, profile), rs in groups.items():
+    for (mode, k, budget, profile, layout), rs in groups.items():
         line = (
             f"{mode:8s}{f' profile={profile}' if profile else ''} k={k}{f' tokens={budget}' if budget else ''} "
+            f"layout={layout} "
             f"rows={rs[0]['rows']}: "
             f"rows/s {_span(rs, 'rows_per_s', '{:.2f}')}, "
             f"tokens/s {_span(rs, 'tokens_per_s', '{:.0f}')}, MFU {_span(rs, 'mfu', '{:.1%}')}"
