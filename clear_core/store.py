@@ -1675,7 +1675,8 @@ class Store:
         """Where the word index of a dataset's prompts and responses is saved (a dataset's text never changes, so
         it is built once, not once per server start): ``.search/`` beside the database, named for the database
         file, the dataset and a digest of what its text is made from (content, column mapping, row count, its
-        first 100 prompts and responses), so that an index is never read for other text. None in memory."""
+        first 100 prompts and responses) and the index's layout (``search_index.FORMAT``), so that an index is never
+        read for other text or in another layout. None in memory."""
         if self.path == ":memory:":
             return None
         digest = self._scalar(
@@ -1690,7 +1691,7 @@ class Store:
             {"id": dataset_id},
         )
         path = Path(self.path)
-        return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}"
+        return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}-v{search_index.FORMAT}"
 
     def _word_index(
         self, key: tuple, table: str, columns: tuple[str, ...], params: dict, wait: bool = False
