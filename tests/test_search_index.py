@@ -180,12 +180,17 @@ def _scanned(store: Store, run_id: int, search: str) -> list[int]:
         return [r[0] for r in cursor.execute(sql, {"run": run_id, "q": search}).fetchall()]
 
 
-@pytest.mark.parametrize("share", [1.0, 0.0])  # the index's candidates checked, or every text read
-def test_store_search_with_the_index_equals_the_scan(random_store, monkeypatch, share):
+# The index's candidates looked up by key (in IN lists of 7 keys, so that most take several), checked in one scan,
+# or every text read.
+@pytest.mark.parametrize(("by_key", "share"), [(4096, 1.0), (0, 1.0), (0, 0.0)])
+def test_store_search_with_the_index_equals_the_scan(random_store, monkeypatch, by_key, share):
     store, run_id, queries = random_store
     store.prepare_search(run_id)
     assert len(store.__dict__["_word_indexes"]) == 2
     monkeypatch.setattr("clear_core.store._CHECK_SHARE", share)
+    monkeypatch.setattr("clear_core.store._CHECK_BY_KEY", by_key)
+    monkeypatch.setattr("clear_core.store._INDEX_SCAN_KEYS", 7)
+    monkeypatch.setattr("clear_core.store._ROWS_PER_KEY", 1)
     for search in [*queries, "ISTANBUL", "K", "100%", "a b", "'", "it's", "iii", "İİ", "\\E"]:
         store.__dict__.pop("_search_cache", None)
         expected = _scanned(store, run_id, search)
