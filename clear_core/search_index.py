@@ -47,6 +47,7 @@ _SEPARATOR = ord("\n")  # between the vocabulary's words (never a word byte)
 # Bytes indexed as a word's edge: every separator but the space, which borders most words and so narrows little.
 _EDGE = ~_IS_WORD
 _EDGE[ord(" ")] = False
+_OUTSIDE = _ALPHABET[0]  # a word's edge beyond its text's start or end: a word byte, so never indexed
 _EDGE_SHIFT = 9  # an edge's key: word id << 9 | side << 8 | byte (side 0: the byte before the word, 1: after it)
 # What WordIndex.save writes, one .npy file each. FORMAT names this layout in a saved index's folder name.
 _ARRAYS = ("vocabulary", "word_starts", "pointers", "rows", "edge_keys", "edge_pointers", "edge_rows")
@@ -197,8 +198,8 @@ class _Powers:
 @dataclasses.dataclass
 class _Tokens:
     """The words of a string array: each word of up to 12 bytes as its packed key, the position in the array of
-    its text, and its edges (the byte just before and just after it in that text, -1 at the text's start or end);
-    the longer words as bytes, with the same."""
+    its text, and its edges (the byte just before and just after it in that text, ``_OUTSIDE`` at the text's start
+    or end); the longer words as bytes, with the same."""
 
     keys: np.ndarray
     at: np.ndarray
@@ -220,8 +221,8 @@ def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
     offsets = offsets - offsets[0]
     n = len(data)
     if n == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Tokens(empty.astype(np.uint64), empty, empty, empty, [], empty, empty, empty)
+        empty, no_bytes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+        return _Tokens(empty.astype(np.uint64), empty, no_bytes, no_bytes, [], empty, no_bytes, no_bytes)
     edges = np.diff(_IS_WORD[data].view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     del edges
@@ -233,9 +234,13 @@ def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
         starts = np.sort(np.concatenate((starts, cut)))
         ends = np.sort(np.concatenate((ends, cut)))
     positions = np.searchsorted(offsets, starts, side="right") - 1
-    # The byte before each word and after it, within its own text (-1 where the text starts or ends).
-    before = np.where(starts > offsets[positions], data[np.maximum(starts - 1, 0)], -1).astype(np.int16)
-    after = np.where(ends < offsets[positions + 1], data[np.minimum(ends, n - 1)], -1).astype(np.int16)
+    # The byte before each word and after it; where that is outside the word's text, a word byte (never an edge).
+    text_edge = np.zeros(n + 1, dtype=bool)
+    text_edge[offsets] = True
+    before = data[np.maximum(starts - 1, 0)]
+    before[text_edge[starts]] = _OUTSIDE
+    after = data[np.minimum(ends, n - 1)]
+    after[text_edge[ends]] = _OUTSIDE
     lengths = ends - starts
     short = lengths <= _PACKED
     # prefix[i] = sum of code[j] * 37**-j for j < i, so a word's value in base 37 (its codes, most significant
@@ -257,7 +262,7 @@ def _edge_keys(words: np.ndarray, rows: np.ndarray, before: np.ndarray, after: n
     """The indexed edges of words at rows (``word << 9 | side << 8 | byte``, see ``_EDGE``), and their rows."""
     keys, at = [], []
     for side, byte in ((0, before), (1, after)):
-        kept = np.flatnonzero(_EDGE[np.maximum(byte, 0)] & (byte >= 0))
+        kept = np.flatnonzero(_EDGE[byte])
         keys.append(words[kept] << _EDGE_SHIFT | side << 8 | byte[kept].astype(np.int64))
         at.append(rows[kept])
     return np.concatenate(keys), np.concatenate(at)
@@ -266,7 +271,9 @@ def _edge_keys(words: np.ndarray, rows: np.ndarray, before: np.ndarray, after: n
 def _distinct_pairs(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The sorted distinct ``code << 32 | row`` of each (code, row)."""
     pairs = np.sort(codes.astype(np.int64) << 32 | rows)
-    return pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = pairs[1:] != pairs[:-1]
+    return pairs[first]
 
 
 def _postings(groups: list[tuple[np.ndarray, np.ndarray]], n_ids: int) -> tuple[np.ndarray, np.ndarray]:
