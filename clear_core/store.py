@@ -217,7 +217,7 @@ _SEARCH_PATTERN = r"'(?i)\Q' || replace(lower($search), 'i', '\E[iİ]\Q') || '\E
 
 _SEARCH_CACHE = 4  # searches whose matching rows a Store keeps (Store._search_rows)
 # Word indexes a Store keeps (Store._word_index): a dataset's prompts and responses, and a run's proposals at one
-# scores version; about 200 MB and 120 MB at 1M rows of GSM8K-like text.
+# scores version; about 310 MB and 160 MB at 1M rows of GSM8K-like text (words and their edges).
 _WORD_INDEXES = 2
 # From this many rows the Review page has the word indexes built before the first search (Store.warm_search); a
 # smaller dataset's texts are read in well under half a second.
