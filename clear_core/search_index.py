@@ -11,6 +11,12 @@ such words for every run are a superset of the rows that match, and for a query 
 exactly the rows that match (the word is part of the text). The store checks the other cases' candidates with the
 exact test; a query without any ``[a-z0-9]`` byte cannot be narrowed (``WordIndex.candidates`` returns None).
 
+Each word's *edges* are indexed too: the byte just before it and the byte just after it in its text (any byte but a
+word byte or a space), each with the rows where the word has that neighbour. Where the query has a separator beside
+a run, the text's word has that same byte on that side, so only the rows of (word, side, byte) can match: a run of
+common words beside punctuation (``(#12``: a word starting with 12 just after a '#'; ``it's``: a word ending with
+"it" before a "'", and one starting with "s" after it) is narrowed to the few rows that hold that neighbourhood.
+
 Words of up to 12 bytes are packed exactly into one integer (base 37: 37**12 < 2**63), so building needs no
 dictionary of strings and no hash that could collide; longer words go through a Python dict. Pure numpy: no
 database, testable on lists of strings (``build_from_texts``).
@@ -29,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["WordIndex", "build", "build_from_texts", "query_runs"]
+__all__ = ["FORMAT", "WordIndex", "build", "build_from_texts", "query_runs"]
 
 _ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789"
 _BASE = 37  # a word byte's code is 1-36, so a packed word never starts with a zero digit
@@ -38,7 +44,14 @@ _CODE = np.zeros(256, dtype=np.uint64)
 _CODE[np.frombuffer(_ALPHABET, dtype=np.uint8)] = np.arange(1, _BASE, dtype=np.uint64)
 _IS_WORD = _CODE > 0
 _SEPARATOR = ord("\n")  # between the vocabulary's words (never a word byte)
-_ARRAYS = ("vocabulary", "word_starts", "pointers", "rows")  # what WordIndex.save writes, one .npy file each
+# Bytes indexed as a word's edge: every separator but the space, which borders most words and so narrows little.
+_EDGE = ~_IS_WORD
+_EDGE[ord(" ")] = False
+_OUTSIDE = _ALPHABET[0]  # a word's edge beyond its text's start or end: a word byte, so never indexed
+_EDGE_SHIFT = 9  # an edge's key: word id << 9 | side << 8 | byte (side 0: the byte before the word, 1: after it)
+# What WordIndex.save writes, one .npy file each. FORMAT names this layout in a saved index's folder name.
+_ARRAYS = ("vocabulary", "word_starts", "pointers", "rows", "edge_keys", "edge_pointers", "edge_rows")
+FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,17 +60,22 @@ class WordIndex:
 
     vocabulary: every distinct word, each followed by a newline (``b"w1\\nw2\\n..."``), preceded by one newline.
     word_starts: where each word begins in ``vocabulary``. pointers: word i's rows are
-    ``rows[pointers[i]:pointers[i + 1]]``. n_rows: one more than the largest row index indexed."""
+    ``rows[pointers[i]:pointers[i + 1]]``. edge_keys: every (word, side, byte) found, as ``word << 9 | side << 8 |
+    byte``, sorted; edge i's rows are ``edge_rows[edge_pointers[i]:edge_pointers[i + 1]]``. n_rows: one more than
+    the largest row index indexed."""
 
     vocabulary: np.ndarray  # uint8
     word_starts: np.ndarray  # int64
     pointers: np.ndarray  # int64
-    rows: np.ndarray  # uint32 or int64
+    rows: np.ndarray  # uint32
+    edge_keys: np.ndarray  # int64
+    edge_pointers: np.ndarray  # int64
+    edge_rows: np.ndarray  # uint32
     n_rows: int
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.vocabulary, self.word_starts, self.pointers, self.rows))
+        return sum(getattr(self, name).nbytes for name in _ARRAYS)
 
     def save(self, folder: Path) -> None:
         """Write the index into ``folder`` as .npy files: made whole in a temporary folder beside it and renamed
@@ -100,41 +118,64 @@ class WordIndex:
 
     def rows_of(self, words: np.ndarray) -> np.ndarray:
         """A boolean mask over row indices: the rows holding any of ``words``."""
-        hit = np.zeros(self.n_rows, dtype=bool)
-        begin, end = self.pointers[words], self.pointers[words + 1]
-        lengths = end - begin
-        total = int(lengths.sum())
-        if total:
-            shift = np.repeat(begin - (np.cumsum(lengths) - lengths), lengths)
-            hit[self.rows[np.arange(total, dtype=np.int64) + shift]] = True
-        return hit
+        return _mask(self.pointers, self.rows, words, self.n_rows)
+
+    def edge_rows_of(self, words: np.ndarray, side: int, byte: int) -> np.ndarray:
+        """A boolean mask over row indices: the rows where one of ``words`` has ``byte`` just before it (side 0)
+        or just after it (side 1)."""
+        keys = np.asarray(words, dtype=np.int64) << _EDGE_SHIFT | side << 8 | byte
+        at = np.minimum(np.searchsorted(self.edge_keys, keys), max(len(self.edge_keys) - 1, 0))
+        found = at[self.edge_keys[at] == keys] if len(self.edge_keys) else at[:0]
+        return _mask(self.edge_pointers, self.edge_rows, found, self.n_rows)
 
     def candidates(self, lowered_query: str) -> tuple[np.ndarray, bool] | None:
         """The sorted row indices whose texts may contain ``lowered_query`` (already DuckDB-``lower()``-ed), and
         whether they are exactly the rows that do (a query that is one run of word bytes alone); None when the
-        query has no word byte to look up."""
+        query has no word byte to look up. A run with an indexed byte beside it reads the rows of that edge."""
         runs = query_runs(lowered_query)
         if not runs:
             return None
         hit = None
-        for run, at_start, at_end in runs:
-            found = self.rows_of(self.words_matching(run, at_start, at_end))
+        for run, before, after in runs:
+            words = self.words_matching(run, before is not None, after is not None)
+            found = None
+            for side, byte in ((0, before), (1, after)):
+                if byte is not None and _EDGE[byte]:
+                    edge = self.edge_rows_of(words, side, byte)
+                    found = edge if found is None else found & edge
+            found = self.rows_of(words) if found is None else found
             hit = found if hit is None else hit & found
             if not hit.any():
                 break
-        exact = len(runs) == 1 and not runs[0][1] and not runs[0][2]
+        exact = len(runs) == 1 and runs[0][1] is None and runs[0][2] is None
         return np.flatnonzero(hit), exact
 
 
-def query_runs(lowered_query: str) -> list[tuple[bytes, bool, bool]]:
-    """The query's maximal runs of word bytes, each with whether a separator comes before it (so the text's word
-    starts with it) and after it (so the word ends with it)."""
+def _mask(pointers: np.ndarray, rows: np.ndarray, ids: np.ndarray, n_rows: int) -> np.ndarray:
+    """A boolean mask over row indices: the rows of the postings ``ids`` (``rows[pointers[i]:pointers[i + 1]]``)."""
+    hit = np.zeros(n_rows, dtype=bool)
+    begin, end = pointers[ids], pointers[np.asarray(ids) + 1]
+    lengths = end - begin
+    total = int(lengths.sum())
+    if total:
+        shift = np.repeat(begin - (np.cumsum(lengths) - lengths), lengths)
+        hit[rows[np.arange(total, dtype=np.int64) + shift]] = True
+    return hit
+
+
+def query_runs(lowered_query: str) -> list[tuple[bytes, int | None, int | None]]:
+    """The query's maximal runs of word bytes, each with the separator byte just before it (so the text's word
+    starts with the run, after that byte) and just after it (so the word ends with it, before that byte), or None
+    where the run begins or ends the query."""
     data = np.frombuffer(lowered_query.encode("utf-8"), dtype=np.uint8)
     word = _IS_WORD[data]
     if not word.any():
         return []
     edges = np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8)))
-    return [(data[s:e].tobytes(), s > 0, e < len(data)) for s, e in zip(edges[::2].tolist(), edges[1::2].tolist())]
+    return [
+        (data[s:e].tobytes(), int(data[s - 1]) if s > 0 else None, int(data[e]) if e < len(data) else None)
+        for s, e in zip(edges[::2].tolist(), edges[1::2].tolist())
+    ]
 
 
 class _Powers:
@@ -154,9 +195,24 @@ class _Powers:
             setattr(self, name, np.cumprod(steps))
 
 
-def _tokens(array: pa.Array, powers: _Powers) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
-    """The words of a string array: (packed key per word of up to 12 bytes, its position in the array; position
-    per longer word, and the longer words' bytes)."""
+@dataclasses.dataclass
+class _Tokens:
+    """The words of a string array: each word of up to 12 bytes as its packed key, the position in the array of
+    its text, and its edges (the byte just before and just after it in that text, ``_OUTSIDE`` at the text's start
+    or end); the longer words as bytes, with the same."""
+
+    keys: np.ndarray
+    at: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    long_words: list[bytes]
+    long_at: np.ndarray
+    long_before: np.ndarray
+    long_after: np.ndarray
+
+
+def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
+    """The words of a string array (``_Tokens``)."""
     array = array.cast(pa.large_string())
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64, count=len(array) + 1, offset=array.offset * 8)
     values = array.buffers()[2]
@@ -165,8 +221,8 @@ def _tokens(array: pa.Array, powers: _Powers) -> tuple[np.ndarray, np.ndarray, n
     offsets = offsets - offsets[0]
     n = len(data)
     if n == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty.astype(np.uint64), empty, empty, []
+        empty, no_bytes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+        return _Tokens(empty.astype(np.uint64), empty, no_bytes, no_bytes, [], empty, no_bytes, no_bytes)
     edges = np.diff(_IS_WORD[data].view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     del edges
@@ -177,6 +233,14 @@ def _tokens(array: pa.Array, powers: _Powers) -> tuple[np.ndarray, np.ndarray, n
     if len(cut):
         starts = np.sort(np.concatenate((starts, cut)))
         ends = np.sort(np.concatenate((ends, cut)))
+    positions = np.searchsorted(offsets, starts, side="right") - 1
+    # The byte before each word and after it; where that is outside the word's text, a word byte (never an edge).
+    text_edge = np.zeros(n + 1, dtype=bool)
+    text_edge[offsets] = True
+    before = data[np.maximum(starts - 1, 0)]
+    before[text_edge[starts]] = _OUTSIDE
+    after = data[np.minimum(ends, n - 1)]
+    after[text_edge[ends]] = _OUTSIDE
     lengths = ends - starts
     short = lengths <= _PACKED
     # prefix[i] = sum of code[j] * 37**-j for j < i, so a word's value in base 37 (its codes, most significant
@@ -187,10 +251,46 @@ def _tokens(array: pa.Array, powers: _Powers) -> tuple[np.ndarray, np.ndarray, n
     s, e = starts[short], ends[short]
     keys = (prefix[e] - prefix[s]) * powers.up[e - 1]
     del prefix
-    positions = np.searchsorted(offsets, starts, side="right") - 1
     long = ~short
     long_words = [data[a:b].tobytes() for a, b in zip(starts[long].tolist(), ends[long].tolist())]
-    return keys, positions[short], positions[long], long_words
+    return _Tokens(
+        keys, positions[short], before[short], after[short], long_words, positions[long], before[long], after[long]
+    )
+
+
+def _edge_keys(words: np.ndarray, rows: np.ndarray, before: np.ndarray, after: np.ndarray):
+    """The indexed edges of words at rows (``word << 9 | side << 8 | byte``, see ``_EDGE``), and their rows."""
+    keys, at = [], []
+    for side, byte in ((0, before), (1, after)):
+        kept = np.flatnonzero(_EDGE[byte])
+        keys.append(words[kept] << _EDGE_SHIFT | side << 8 | byte[kept].astype(np.int64))
+        at.append(rows[kept])
+    return np.concatenate(keys), np.concatenate(at)
+
+
+def _distinct_pairs(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The sorted distinct ``code << 32 | row`` of each (code, row)."""
+    pairs = np.sort(codes.astype(np.int64) << 32 | rows)
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = pairs[1:] != pairs[:-1]
+    return pairs[first]
+
+
+def _postings(groups: list[tuple[np.ndarray, np.ndarray]], n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pointers and rows (``WordIndex``) of ``n_ids`` ids from groups of (global id of each local code, distinct
+    ``local code << 32 | row`` pairs), no (id, row) in two groups. The groups' pairs go into one array, each
+    group's freed (popped) as it is copied, and are sorted in place: 8 bytes per posting while building."""
+    allpairs = np.empty(sum(len(pairs) for _, pairs in groups), dtype=np.int64)
+    at = 0
+    while groups:
+        to_id, pairs = groups.pop(0)
+        np.bitwise_or(to_id[pairs >> 32].astype(np.int64) << 32, pairs & 0xFFFFFFFF, out=allpairs[at : at + len(pairs)])
+        at += len(pairs)
+    allpairs.sort()
+    pointers = np.searchsorted(allpairs, np.arange(n_ids + 1, dtype=np.int64) << 32)
+    low = 0 if np.little_endian else 1  # a pair's row is its low 32 bits
+    rows = allpairs.view(np.uint32)[low::2].copy()
+    return pointers, rows
 
 
 def _unpack(keys: np.ndarray) -> list[bytes]:
@@ -209,11 +309,12 @@ def _unpack(keys: np.ndarray) -> list[bytes]:
 def build(batches: Iterable[tuple[np.ndarray, Sequence[pa.Array]]]) -> WordIndex:
     """The index of ``batches``: each a row-index array and one or more string arrays of the same length, already
     lowercased (DuckDB's ``lower()``); a row holds the words of all its arrays, and is in one batch only. Memory:
-    8 bytes per distinct (word, row) while building, 4 once built."""
+    8 bytes per distinct (word, row) and (edge, row) while building, 4 once built."""
     powers = _Powers()
     batch_keys, batch_pairs = [], []  # per batch: its distinct packed words; (local word << 32 | row) pairs
+    batch_edges, batch_edge_pairs = [], []  # per batch: its distinct edges of local words; (local edge, row) pairs
     long_ids: dict[bytes, int] = {}
-    long_pairs = []
+    long_pairs, long_edges = set(), set()  # (long word id, row), (long word's edge key, row)
     n_rows = 0
     for row_index, arrays in batches:
         row_index = np.asarray(row_index, dtype=np.int64)
@@ -222,44 +323,62 @@ def build(batches: Iterable[tuple[np.ndarray, Sequence[pa.Array]]]) -> WordIndex
         n_rows = max(n_rows, int(row_index.max()) + 1)
         if n_rows > 2**32 or row_index.min() < 0:
             raise ValueError("only row indices 0 to 2**32 - 1 are indexed")
-        keys, rows = [], []
-        for array in arrays:
-            k, at, long_at, long_words = _tokens(array, powers)
-            keys.append(k)
-            rows.append(row_index[at])
-            for word, row in zip(long_words, row_index[long_at].tolist()):
-                long_pairs.append((long_ids.setdefault(word, len(long_ids)), row))
-        codes, distinct = pd.factorize(np.concatenate(keys))
-        rows_all = np.concatenate(rows)
-        pairs = np.sort(codes.astype(np.int64) << 32 | rows_all)
-        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+        tokens = [_tokens(array, powers) for array in arrays]
+        for t in tokens:
+            ids = np.fromiter(
+                (long_ids.setdefault(w, len(long_ids)) for w in t.long_words), np.int64, len(t.long_words)
+            )
+            rows = row_index[t.long_at]
+            long_pairs.update(zip(ids.tolist(), rows.tolist()))
+            long_edges.update(zip(*(a.tolist() for a in _edge_keys(ids, rows, t.long_before, t.long_after))))
+        codes, distinct = pd.factorize(np.concatenate([t.keys for t in tokens]))
+        rows = np.concatenate([row_index[t.at] for t in tokens])
         batch_keys.append(np.asarray(distinct, dtype=np.uint64))
-        batch_pairs.append(pairs)
-    # One id per distinct packed word over all batches, then the long words after them; the (word << 32 | row)
-    # pairs of every batch go into one array, each batch's freed as it is copied, and are sorted in place.
+        batch_pairs.append(_distinct_pairs(codes, rows))
+        edges, edge_rows = _edge_keys(
+            codes.astype(np.int64),
+            rows,
+            *(np.concatenate([getattr(t, a) for t in tokens]) for a in ("before", "after")),
+        )
+        del tokens, codes, rows
+        edge_codes, distinct_edges = pd.factorize(edges)
+        batch_edges.append(np.asarray(distinct_edges, dtype=np.int64))
+        batch_edge_pairs.append(_distinct_pairs(edge_codes, edge_rows))
+    # One id per distinct packed word over all batches, then the long words after them.
     global_codes, packed = pd.factorize(np.concatenate(batch_keys) if batch_keys else np.zeros(0, np.uint64))
     packed = np.asarray(packed, dtype=np.uint64)
-    longs = np.asarray(sorted(set(long_pairs)), dtype=np.int64).reshape(-1, 2)
-    del long_pairs
-    allpairs = np.empty(sum(len(p) for p in batch_pairs) + len(longs), dtype=np.int64)
-    at = 0
-    for keys in batch_keys:
-        local, pairs = global_codes[: len(keys)], batch_pairs.pop(0)
-        global_codes = global_codes[len(keys) :]
-        np.bitwise_or(local[pairs >> 32].astype(np.int64) << 32, pairs & 0xFFFFFFFF, out=allpairs[at : at + len(pairs)])
-        at += len(pairs)
-    allpairs[at:] = (longs[:, 0] + len(packed)) << 32 | longs[:, 1]
-    allpairs.sort()  # rows are in one batch each, so the pairs are distinct
+    to_word = np.split(global_codes.astype(np.int64), np.cumsum([len(k) for k in batch_keys])[:-1])
     n_words = len(packed) + len(long_ids)
-    pointers = np.searchsorted(allpairs, np.arange(n_words + 1, dtype=np.int64) << 32)
-    low = 0 if np.little_endian else 1  # a pair's row is its low 32 bits
-    rows = allpairs.view(np.uint32)[low::2].copy()
-    del allpairs
+    long_words = np.arange(len(long_ids), dtype=np.int64) + len(packed)
+    long_pairs = np.asarray(sorted(a << 32 | b for a, b in long_pairs), dtype=np.int64)
+    groups = [*zip(to_word, batch_pairs), (long_words, long_pairs)]
+    del batch_pairs, long_pairs  # `groups` holds them alone, so each is freed once copied
+    pointers, rows = _postings(groups, n_words)
+    # Edges: each batch's keys (of local words) as keys of global word ids, the long words' after them; then one
+    # id per distinct key, in key order, so that a look-up is a binary search.
+    long_edges = np.asarray(sorted(long_edges), dtype=np.int64).reshape(-1, 2)
+    long_edge_keys, long_local = np.unique(long_edges[:, 0], return_inverse=True)
+    keys = [
+        to_word[b][edges >> _EDGE_SHIFT] << _EDGE_SHIFT | edges & ((1 << _EDGE_SHIFT) - 1)
+        for b, edges in enumerate(batch_edges)
+    ]
+    keys.append(long_edge_keys + (len(packed) << _EDGE_SHIFT))  # a long word's id comes after the packed words'
+    edge_codes, edge_keys = pd.factorize(np.concatenate(keys))
+    edge_keys = np.asarray(edge_keys, dtype=np.int64)
+    order = np.argsort(edge_keys)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    to_edge = np.split(rank[edge_codes], np.cumsum([len(k) for k in keys])[:-1])
+    del keys, edge_codes
+    long_edge_pairs = np.sort(long_local.reshape(-1).astype(np.int64) << 32 | long_edges[:, 1])
+    groups = [*zip(to_edge, [*batch_edge_pairs, long_edge_pairs])]
+    del batch_edge_pairs, long_edge_pairs
+    edge_pointers, edge_rows = _postings(groups, len(order))
     words = _unpack(packed) + list(long_ids)
     vocabulary = np.frombuffer(b"\n" + b"".join(w + b"\n" for w in words), dtype=np.uint8)
     lengths = np.fromiter((len(w) + 1 for w in words), dtype=np.int64, count=len(words))
     word_starts = np.cumsum(lengths) - lengths + 1
-    return WordIndex(vocabulary, word_starts, pointers, rows, n_rows)
+    return WordIndex(vocabulary, word_starts, pointers, rows, edge_keys[order], edge_pointers, edge_rows, n_rows)
 
 
 def build_from_texts(texts: Sequence[Sequence[str | None]], row_index: Sequence[int] | None = None) -> WordIndex:

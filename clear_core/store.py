@@ -217,7 +217,7 @@ _SEARCH_PATTERN = r"'(?i)\Q' || replace(lower($search), 'i', '\E[iİ]\Q') || '\E
 
 _SEARCH_CACHE = 4  # searches whose matching rows a Store keeps (Store._search_rows)
 # Word indexes a Store keeps (Store._word_index): a dataset's prompts and responses, and a run's proposals at one
-# scores version; about 200 MB and 120 MB at 1M rows of GSM8K-like text.
+# scores version; about 310 MB and 160 MB at 1M rows of GSM8K-like text (words and their edges).
 _WORD_INDEXES = 2
 # From this many rows the Review page has the word indexes built before the first search (Store.warm_search); a
 # smaller dataset's texts are read in well under half a second.
@@ -225,6 +225,14 @@ _WARM_SEARCH_ROWS = 100_000
 # A search checks the rows its word index leaves (Store._search_part) with the exact test when they are at most this
 # share of the rows; more, and one scan of every text costs about as much.
 _CHECK_SHARE = 0.1
+# Up to _CHECK_BY_KEY such rows, and at most one per _ROWS_PER_KEY rows of the table, are looked up by key, in IN
+# lists of up to _INDEX_SCAN_KEYS constants (DuckDB's index_scan_max_count: each list an index scan of migration 12's
+# row_index index; about 35-50 us per key); more are checked in one scan with the rows as a join filter, which costs
+# what the table's size says more than what the rows' count does. At 1M rows: 132-3,000 proposals 140-400 ms by
+# scan, 10-160 ms by key; as many prompts and responses 15-30 ms by scan, 15-70 ms by key.
+_INDEX_SCAN_KEYS = 2_048
+_CHECK_BY_KEY = 4_096
+_ROWS_PER_KEY = 250
 _ORDER_CACHE = 4  # sorted key orders a Store keeps (Store._base_order): up to 8 MB each at 1M rows
 _INSERT_COMPRESSION = "uncompressed"  # how Store.add_dataset writes the text of a JSON Lines file (see _bulk_text)
 _INSERT_MEMORY = "700MB"  # what DuckDB may hold meanwhile
@@ -1650,9 +1658,9 @@ class Store:
     ) -> np.ndarray:
         """The row indices of ``table`` (a FROM and WHERE) whose ``columns`` contain $search. With ``key``'s word
         index built, a query that is one word alone is answered by the index, and otherwise only the rows it leaves
-        are checked with the exact test (when at most ``_CHECK_SHARE`` of them); without it, or when the query has
-        no letter or digit, every text is read, and the index starts building in the background for the next
-        search (``search_index``)."""
+        are checked with the exact test (looked up by key when few, ``_CHECK_BY_KEY``; in one scan when at most
+        ``_CHECK_SHARE`` of them); without it, or when the query has no letter or digit, every text is read, and
+        the index starts building in the background for the next search (``search_index``)."""
         piece = max(lowered.split("i"), key=len)
         if piece:
             params = {**params, "piece": piece}
@@ -1661,8 +1669,18 @@ class Store:
         narrowed = None if index is None else index.candidates(lowered)
         if narrowed is not None:
             rows, exact = narrowed
-            if exact:
+            if exact or not len(rows):  # none left: no query (DuckDB tested 1M proposals for an empty list: 0.5 s)
                 return rows
+            if len(rows) <= min(_CHECK_BY_KEY, index.n_rows / _ROWS_PER_KEY):
+                keys = rows.tolist()  # ints: nothing to escape
+                found = [
+                    cursor.execute(
+                        f"SELECT row_index FROM {table} AND row_index IN ({', '.join(map(str, part))}) AND ({match})",
+                        params,
+                    ).fetchnumpy()["row_index"]
+                    for part in (keys[i : i + _INDEX_SCAN_KEYS] for i in range(0, len(keys), _INDEX_SCAN_KEYS))
+                ]
+                return np.sort(np.concatenate(found).astype(np.int64))
             if len(rows) <= _CHECK_SHARE * index.n_rows:
                 sql = f"SELECT row_index FROM {table} AND row_index = ANY($candidates) AND ({match})"
                 return np.asarray(
@@ -1675,7 +1693,8 @@ class Store:
         """Where the word index of a dataset's prompts and responses is saved (a dataset's text never changes, so
         it is built once, not once per server start): ``.search/`` beside the database, named for the database
         file, the dataset and a digest of what its text is made from (content, column mapping, row count, its
-        first 100 prompts and responses), so that an index is never read for other text. None in memory."""
+        first 100 prompts and responses) and the index's layout (``search_index.FORMAT``), so that an index is never
+        read for other text or in another layout. None in memory."""
         if self.path == ":memory:":
             return None
         digest = self._scalar(
@@ -1690,7 +1709,7 @@ class Store:
             {"id": dataset_id},
         )
         path = Path(self.path)
-        return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}"
+        return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}-v{search_index.FORMAT}"
 
     def _word_index(
         self, key: tuple, table: str, columns: tuple[str, ...], params: dict, wait: bool = False

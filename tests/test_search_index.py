@@ -70,6 +70,26 @@ def test_candidates_hold_every_match_and_one_word_is_exact():
     assert checked > 100
 
 
+def test_edges_only_narrow_the_words_candidates(monkeypatch):
+    """The rows of a run's edges are some of the rows of its words, never a match fewer."""
+    rng = np.random.default_rng(12)
+    texts = _lower(_random_texts(rng, 400))
+    index = search_index.build_from_texts([(t,) for t in texts])
+    queries = _lower([q for q in _random_queries(rng, texts, 500) if any(c in q for c in "'#.,?-_\n\té€")])
+    with_edges = [index.candidates(q) for q in queries]
+    monkeypatch.setattr(search_index, "_EDGE", np.zeros(256, dtype=bool))  # words only, as before edges
+    narrower = 0
+    for query, narrowed in zip(queries, with_edges, strict=True):
+        words = index.candidates(query)
+        if narrowed is None:
+            assert words is None, query
+            continue
+        truth = {i for i, t in enumerate(texts) if query in t}
+        assert truth <= set(narrowed[0].tolist()) <= set(words[0].tolist()), query
+        narrower += len(narrowed[0]) < len(words[0])
+    assert narrower > 50
+
+
 def test_a_word_does_not_run_across_rows_and_long_words_are_whole():
     texts = [("abc", "x"), ("def", "y"), ("thisisalongword1234", None), ("isalong", "")]
     index = search_index.build_from_texts(texts, row_index=[4, 5, 9, 10])
@@ -84,15 +104,46 @@ def test_a_word_does_not_run_across_rows_and_long_words_are_whole():
     assert index.candidates("?!") is None
 
 
-def test_query_runs_say_which_side_of_a_word_is_fixed():
+def test_query_runs_say_which_side_of_a_word_is_fixed_and_by_which_byte():
     assert search_index.query_runs("how many apples") == [
-        (b"how", False, True),
-        (b"many", True, True),
-        (b"apples", True, False),
+        (b"how", None, ord(" ")),
+        (b"many", ord(" "), ord(" ")),
+        (b"apples", ord(" "), None),
     ]
-    assert search_index.query_runs("(#12") == [(b"12", True, False)]
-    assert search_index.query_runs("zebra") == [(b"zebra", False, False)]
+    assert search_index.query_runs("(#12") == [(b"12", ord("#"), None)]
+    assert search_index.query_runs("it's") == [(b"it", None, ord("'")), (b"s", ord("'"), None)]
+    assert search_index.query_runs("zebra") == [(b"zebra", None, None)]
     assert search_index.query_runs("é") == []
+    assert search_index.query_runs("é1") == [(b"1", 0xA9, None)]  # the last byte of é's UTF-8
+
+
+def test_a_run_beside_punctuation_reads_the_rows_where_its_word_has_that_neighbour():
+    texts = [
+        ("see (#12)", None),  # 0: '#' before 12
+        ("12 apples #9", "it's"),  # 1: 12 at the start, '#' before 9
+        ("a #120 b", "bit's"),  # 2: '#' before 120, "bit" before "'"
+        ("# 12", "it s, it’s"),  # 3: a space between; it’s with U+2019, not "'"
+        ("x\n12", "sit'\nsun"),  # 4: a newline before 12; "'" after sit, newline before sun
+        ("abcdefghijklmnop#12 #abcdefghijklmnopq", "'s"),  # 5: long words' edges
+    ]
+    index = search_index.build_from_texts(texts)
+    assert index.candidates("(#12")[0].tolist() == [0, 2, 5]
+    assert index.candidates("#12")[0].tolist() == [0, 2, 5]
+    assert index.candidates("#9")[0].tolist() == [1]
+    assert index.candidates("it's")[0].tolist() == [1, 2]
+    assert index.candidates("it’s")[0].tolist() == [3]
+    assert index.candidates("\n12")[0].tolist() == [4]
+    assert index.candidates("it'\ns")[0].tolist() == [4]
+    assert index.candidates("mnop#")[0].tolist() == [5]
+    assert index.candidates("#abcdefghijklmnopq")[0].tolist() == [5]
+    assert index.candidates("'s")[0].tolist() == [1, 2, 5]
+    assert index.candidates("12 ")[0].tolist() == [
+        0,
+        1,
+        3,
+        4,
+        5,
+    ]  # a space is not an indexed edge: every row of a word ending in 12
 
 
 @pytest.fixture
@@ -129,12 +180,17 @@ def _scanned(store: Store, run_id: int, search: str) -> list[int]:
         return [r[0] for r in cursor.execute(sql, {"run": run_id, "q": search}).fetchall()]
 
 
-@pytest.mark.parametrize("share", [1.0, 0.0])  # the index's candidates checked, or every text read
-def test_store_search_with_the_index_equals_the_scan(random_store, monkeypatch, share):
+# The index's candidates looked up by key (in IN lists of 7 keys, so that most take several), checked in one scan,
+# or every text read.
+@pytest.mark.parametrize(("by_key", "share"), [(4096, 1.0), (0, 1.0), (0, 0.0)])
+def test_store_search_with_the_index_equals_the_scan(random_store, monkeypatch, by_key, share):
     store, run_id, queries = random_store
     store.prepare_search(run_id)
     assert len(store.__dict__["_word_indexes"]) == 2
     monkeypatch.setattr("clear_core.store._CHECK_SHARE", share)
+    monkeypatch.setattr("clear_core.store._CHECK_BY_KEY", by_key)
+    monkeypatch.setattr("clear_core.store._INDEX_SCAN_KEYS", 7)
+    monkeypatch.setattr("clear_core.store._ROWS_PER_KEY", 1)
     for search in [*queries, "ISTANBUL", "K", "100%", "a b", "'", "it's", "iii", "İİ", "\\E"]:
         store.__dict__.pop("_search_cache", None)
         expected = _scanned(store, run_id, search)
@@ -183,6 +239,7 @@ def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next
     store.prepare_search(run_id)
     (folder,) = (tmp_path / ".search").iterdir()
     assert folder.name.startswith(f"r.duckdb-rows-{dataset_id}-")
+    assert folder.name.endswith(f"-v{search_index.FORMAT}")
     store.close()
     with Store(tmp_path / "r.duckdb") as again:  # a new server: the index is read, not built
         index = again._word_index(("rows", dataset_id), "", (), {})
@@ -192,6 +249,15 @@ def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next
             assert again._search_rows(run_id, dataset_id, search).tolist() == _scanned(again, run_id, search)
         again.delete_dataset(dataset_id)
         assert not list((tmp_path / ".search").iterdir())
+
+
+def test_an_index_saved_without_edges_is_not_read(tmp_path):
+    """A folder of an older layout (no edge arrays) reads as no index, so the index is built again."""
+    index = search_index.build_from_texts([("a b",), ("c#d",)])
+    index.save(tmp_path / "saved")
+    assert search_index.WordIndex.load(tmp_path / "saved").candidates("c#")[0].tolist() == [1]
+    (tmp_path / "saved" / "edge_keys.npy").unlink()
+    assert search_index.WordIndex.load(tmp_path / "saved") is None
 
 
 def test_a_saved_index_is_not_read_for_other_text(tmp_path):
