@@ -1093,7 +1093,15 @@ class Store:
     def get_run(self, run_id: int, counts: bool = True) -> dict[str, Any]:
         """One run as a dict (``params`` decoded, plus ``n_scored`` and ``n_failed`` unless ``counts=False``: see
         ``latest_run``); NotFoundError if absent."""
-        row = self._one((self._RUNS_SQL if counts else "SELECT * FROM runs") + " WHERE run_id = ?", [run_id])
+        sql = "SELECT * FROM runs WHERE run_id = $run_id"
+        if counts:  # this run's scores only (not _RUNS_SQL's count of every run's): 3-6 ms instead of 20-60 at 1M
+            sql = """
+                SELECT runs.*, scored.n_scored, scored.n_failed
+                FROM runs, (SELECT count(*) - count(error) AS n_scored, count(error) AS n_failed
+                            FROM scores WHERE run_id = $run_id) scored
+                WHERE runs.run_id = $run_id
+            """
+        row = self._one(sql, {"run_id": run_id})
         if row is None:
             raise NotFoundError(f"There is no scoring run with id {run_id}.")
         return self._run_record(row)
