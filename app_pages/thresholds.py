@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
+from plotly.graph_objects import Figure
 
+from app_pages._charts import figure
 from app_pages._components import (
     actor,
     db_path,
@@ -122,13 +123,6 @@ def reviewed_labels(path: str, run_id: int, version: tuple) -> tuple[np.ndarray,
     return get_store().reviewed_labels(run_id)
 
 
-def figure(data: list[dict], layout: dict) -> go.Figure:
-    """A plotly figure from plotly's own JSON (traces with their ``type``, a layout), not validated: a few ms
-    where building it through plotly's checked setters took 0.1-0.3 s per draw at any size. ``st.plotly_chart``
-    sends ``to_dict()`` as it is; the charts' JSON equals what the validated figures gave."""
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
-
-
 def vline(x: float, color: str, text: str, axis: str = "", anchor: str = "left") -> tuple[dict, dict]:
     """A dashed vertical line at ``x`` across subplot ``axis`` ('' or '2') and its label at the top, as plotly's
     ``add_vline`` draws them (``anchor`` 'right' puts the label left of the line)."""
@@ -171,7 +165,7 @@ def bars(grid: pd.DataFrame, actions, column: str, axis: str) -> list[dict]:
     return traces
 
 
-def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> go.Figure:
+def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> Figure:
     """Confidence and correction confidence side by side, bars stacked by action, γ and η marked (the layout
     plotly's ``make_subplots(rows=1, cols=2, subplot_titles=...)`` gives)."""
     gamma_line, gamma_label = vline(gamma, "#b23a48", f"γ = {gamma:.2f}", "", "right")
@@ -196,7 +190,7 @@ def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> 
     return figure(bars(grid, actions, "conf_bin", "") + bars(grid, actions, "corr_bin", "2"), layout)
 
 
-def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
+def agreement_chart(buckets: pd.DataFrame, gamma: float) -> Figure:
     decided = buckets[buckets["n_decided"] > 0]
     labels = [f"{r.n_agree} of {r.n_decided}" for r in decided.itertuples()]
     line, label = vline(gamma, "#b23a48", f"γ = {gamma:.2f}")
@@ -221,7 +215,7 @@ def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
     return figure([bar], layout)
 
 
-def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad: float) -> go.Figure:
+def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad: float) -> Figure:
     """Expected share of bad rows left against the share of rows reviewed (least confident first), γ marked."""
     total = max(float(curve["rows"].max()) if len(curve) else 0.0, 1.0)  # no curve: no row has a confidence
     line, label = vline(gamma_rows / total, "#b23a48", f"rows below γ = {gamma:.2f}")
@@ -261,7 +255,7 @@ def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad
     return figure(traces, layout)
 
 
-def reliability_chart(table: pd.DataFrame) -> go.Figure:
+def reliability_chart(table: pd.DataFrame) -> Figure:
     """Per confidence bin, the share of reviewed rows kept as they were (bars, labelled 'k of n kept') and the mean
     calibrated confidence (diamonds): a calibrated confidence puts each diamond on its bar's top."""
     filled = table[table["count"] > 0]
@@ -308,7 +302,7 @@ def reason_table(counts: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis(index="Reason", columns=None).reset_index()
 
 
-def reason_chart(table: pd.DataFrame) -> go.Figure:
+def reason_chart(table: pd.DataFrame) -> Figure:
     traces = [
         {
             "type": "bar",
@@ -330,7 +324,7 @@ def reason_chart(table: pd.DataFrame) -> go.Figure:
     return figure(traces, layout)
 
 
-def scatter(sample: pd.DataFrame, actions, x: str) -> go.Figure:
+def scatter(sample: pd.DataFrame, actions, x: str) -> Figure:
     traces = []
     for action in clear.ACTIONS:
         picked = sample[np.asarray(actions) == action]
