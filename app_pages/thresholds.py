@@ -9,18 +9,20 @@ per confidence bin (``Store.confidence_bins``, for the review budget) and picks 
 (``Store.threshold_sample``), all cached until a row is scored or decided or the calibration changes; moving γ or η
 re-counts the grid (``clear_core.histograms``). What depends on the scores alone (the grid's scores part, the bins,
 the scatter's candidate rows) the store keeps in the database per scores version (``Store.threshold_summary``), so
-a first open reads a few hundred KB, and after a decision only the decided rows are read again. The browser gets
-bars, not points, as plotly's JSON built directly (``figure``). The calibration section reads the reviewed rows' raw
-logits only (``Store.reviewed_labels``), as many as people have decided.
+a first open reads a few hundred KB, and after a decision only the decided rows are read again, in one join that
+gives their grid cells, the scatter's decided rows and the reviewed rows' raw logits for the calibration section
+(``Store.threshold_decided``). Everything read is kept per ``Store.threshold_version`` (``threshold_view``). The
+browser gets bars, not points, as plotly's JSON built directly (``app_pages/_charts.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
+from plotly.graph_objects import Figure
 
+from app_pages._charts import figure
 from app_pages._components import (
     actor,
     db_path,
@@ -83,50 +85,31 @@ def refit(run_id: int) -> None:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def summary_frame(path: str, run_id: int, name: str, version: tuple) -> pd.DataFrame:
-    """One of ``Store.threshold_summary``'s frames ('grid': the grid's scores part; 'bins': the review budget's
-    ``confidence_bins``), kept while ``version`` (a ``scores_version``) stands. The store keeps them in the
-    database per scores version, so a fresh process reads them instead of every score."""
-    return get_store().threshold_summary(run_id, SCATTER_POINTS)[name]
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def decided_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.threshold_grid(run_id, 'decided')``, kept while ``version`` stands: a few KB."""
-    return get_store().threshold_grid(run_id, "decided")
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def threshold_grid(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.threshold_grid``, kept while ``version`` stands, put together from its scores part, kept until the
-    scores change, and its decided rows, re-counted after each decision (``Store.threshold_version``: the decision
-    is its last field)."""
-    scores = summary_frame(path, run_id, "grid", scores_version(version))
-    return histograms.with_decisions(scores, decided_grid(path, run_id, version))
+def threshold_view(path: str, run_id: int, dataset_id: int, version: tuple) -> dict:
+    """What the page reads of the run, kept while ``version`` (``Store.threshold_version``: the scores, the
+    calibrations, the latest decision) stands: 'grid' (``Store.threshold_grid``), 'bins' (the review budget's
+    ``confidence_bins``) and its 'curve', the scatter's 'sample', the 'reviewed' rows' (raw logit, bad), the saved
+    'calibration' and the 'reasons' table. The scores part is ``Store.threshold_summary``'s (kept in the database
+    per scores version, so a fresh process reads a few hundred KB); the decided rows are read in one join
+    (``Store.threshold_decided``)."""
+    store = get_store()
+    scores = scores_version(version)  # read just now with the decision: the store need not read it again
+    summary = store.threshold_summary(run_id, SCATTER_POINTS, scores_version=scores)
+    decided = store.threshold_decided(run_id, SCATTER_POINTS, scores_version=scores)
+    return {
+        "grid": histograms.with_decisions(summary["grid"], decided["grid"]),
+        "bins": summary["bins"],
+        "curve": histograms.budget_curve(summary["bins"]),
+        "sample": decided["sample"],
+        "reviewed": decided["reviewed"],
+        "calibration": store.calibration(run_id),
+        "reasons": reason_table(store.reason_counts(dataset_id)),
+    }
 
 
 def scores_version(version: tuple) -> tuple:
     """What of ``Store.threshold_version`` the scores alone depend on: all but the latest decision (its last field)."""
     return version[:-1]
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def threshold_sample(path: str, run_id: int, version: tuple) -> pd.DataFrame:
-    """``Store.threshold_sample`` of ``SCATTER_POINTS`` rows, kept while ``version`` stands."""
-    return get_store().threshold_sample(run_id, SCATTER_POINTS)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def reviewed_labels(path: str, run_id: int, version: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """``Store.reviewed_labels``: (raw logit, bad) of each reviewed row, kept while ``version`` stands."""
-    return get_store().reviewed_labels(run_id)
-
-
-def figure(data: list[dict], layout: dict) -> go.Figure:
-    """A plotly figure from plotly's own JSON (traces with their ``type``, a layout), not validated: a few ms
-    where building it through plotly's checked setters took 0.1-0.3 s per draw at any size. ``st.plotly_chart``
-    sends ``to_dict()`` as it is; the charts' JSON equals what the validated figures gave."""
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
 
 
 def vline(x: float, color: str, text: str, axis: str = "", anchor: str = "left") -> tuple[dict, dict]:
@@ -171,7 +154,7 @@ def bars(grid: pd.DataFrame, actions, column: str, axis: str) -> list[dict]:
     return traces
 
 
-def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> go.Figure:
+def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> Figure:
     """Confidence and correction confidence side by side, bars stacked by action, γ and η marked (the layout
     plotly's ``make_subplots(rows=1, cols=2, subplot_titles=...)`` gives)."""
     gamma_line, gamma_label = vline(gamma, "#b23a48", f"γ = {gamma:.2f}", "", "right")
@@ -196,7 +179,7 @@ def histograms_figure(grid: pd.DataFrame, actions, gamma: float, eta: float) -> 
     return figure(bars(grid, actions, "conf_bin", "") + bars(grid, actions, "corr_bin", "2"), layout)
 
 
-def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
+def agreement_chart(buckets: pd.DataFrame, gamma: float) -> Figure:
     decided = buckets[buckets["n_decided"] > 0]
     labels = [f"{r.n_agree} of {r.n_decided}" for r in decided.itertuples()]
     line, label = vline(gamma, "#b23a48", f"γ = {gamma:.2f}")
@@ -221,7 +204,7 @@ def agreement_chart(buckets: pd.DataFrame, gamma: float) -> go.Figure:
     return figure([bar], layout)
 
 
-def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad: float) -> go.Figure:
+def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad: float) -> Figure:
     """Expected share of bad rows left against the share of rows reviewed (least confident first), γ marked."""
     total = max(float(curve["rows"].max()) if len(curve) else 0.0, 1.0)  # no curve: no row has a confidence
     line, label = vline(gamma_rows / total, "#b23a48", f"rows below γ = {gamma:.2f}")
@@ -261,7 +244,7 @@ def budget_chart(curve: pd.DataFrame, gamma: float, gamma_rows: float, gamma_bad
     return figure(traces, layout)
 
 
-def reliability_chart(table: pd.DataFrame) -> go.Figure:
+def reliability_chart(table: pd.DataFrame) -> Figure:
     """Per confidence bin, the share of reviewed rows kept as they were (bars, labelled 'k of n kept') and the mean
     calibrated confidence (diamonds): a calibrated confidence puts each diamond on its bar's top."""
     filled = table[table["count"] > 0]
@@ -308,7 +291,7 @@ def reason_table(counts: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis(index="Reason", columns=None).reset_index()
 
 
-def reason_chart(table: pd.DataFrame) -> go.Figure:
+def reason_chart(table: pd.DataFrame) -> Figure:
     traces = [
         {
             "type": "bar",
@@ -330,7 +313,7 @@ def reason_chart(table: pd.DataFrame) -> go.Figure:
     return figure(traces, layout)
 
 
-def scatter(sample: pd.DataFrame, actions, x: str) -> go.Figure:
+def scatter(sample: pd.DataFrame, actions, x: str) -> Figure:
     traces = []
     for action in clear.ACTIONS:
         picked = sample[np.asarray(actions) == action]
@@ -360,9 +343,10 @@ store = get_store()
 dataset = require_dataset(store)
 run = require_scores(store, dataset, counts=False)  # the grid counts the scored rows
 dataset_id, run_id = dataset["dataset_id"], run["run_id"]
-fitted = runs.current_calibration(store, run_id)
 version = store.threshold_version(run_id)  # a refit of the calibration changes it too
-grid = threshold_grid(str(db_path()), run_id, version)
+view = threshold_view(str(db_path()), run_id, dataset_id, version)
+fitted = runs.calibration_from(view["calibration"])
+grid = view["grid"]
 n_scored = int(grid["n"].sum())
 st.title("Thresholds")
 html_line(
@@ -430,14 +414,12 @@ st.plotly_chart(histograms_figure(grid, actions, gamma, eta), config={"displaylo
 budget_side, calibration_side = st.columns(2, gap="large")
 with budget_side:
     st.subheader("Review budget")
-    bins = summary_frame(str(db_path()), run_id, "bins", scores_version(version))
+    bins = view["bins"]
     n_rated = int(bins["rows"].sum())  # scored rows with a confidence
     gamma_rows = histograms.rows_below(bins, gamma)
     gamma_bad = histograms.bad_share_left(bins, gamma_rows)
     html_line(ui_state.budget_reading(gamma_rows, n_rated, gamma_bad, gamma=gamma), kind="line")
-    st.plotly_chart(
-        budget_chart(histograms.budget_curve(bins), gamma, gamma_rows, gamma_bad), config={"displaylogo": False}
-    )
+    st.plotly_chart(budget_chart(view["curve"], gamma, gamma_rows, gamma_bad), config={"displaylogo": False})
     state.setdefault("th_budget", round(gamma_rows))
     state.th_budget = min(state.th_budget, n_rated)
     c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
@@ -459,12 +441,12 @@ with budget_side:
         html_line(ui_state.budget_reading(budget_rows, n_rated, budget_bad, gamma=budget_gamma))
 with calibration_side:
     st.subheader("Calibration")
-    html_line(ui_state.calibration_basis(fitted, saved=store.calibration(run_id) is not None), kind="line")
+    html_line(ui_state.calibration_basis(fitted, saved=view["calibration"] is not None), kind="line")
     estimate = fitted.noise_share if fitted.source == "synthetic" else None  # the fit's own estimate
     if estimate is None:
         estimate = histograms.bad_share_left(bins, 0)  # mean(1 − confidence) over every scored row
     html_line(ui_state.bad_rows_estimate(estimate, n_rated, fitted.source))
-    logits, bad = reviewed_labels(str(db_path()), run_id, version)
+    logits, bad = view["reviewed"]
     if len(logits):
         confidence = fitted.confidence(logits)
         table = calibration.reliability_against(confidence, ~bad, bins=RELIABILITY_BINS)
@@ -516,7 +498,7 @@ with right:
         key="th_scatter_x",
         help=SIGNAL_HELP.get("confidence"),
     )
-    sample = threshold_sample(str(db_path()), run_id, version)
+    sample = view["sample"]
     sample_actions = clear.decide_many(sample["confidence"], sample["correction_confidence"], gamma, eta)
     st.plotly_chart(scatter(sample, sample_actions, x), config={"displaylogo": False})
     if len(sample) < n_scored:
@@ -526,7 +508,7 @@ with right:
         )
 
 st.subheader("Why rows were removed or kept")
-reasons = reason_table(store.reason_counts(dataset_id))
+reasons = view["reasons"]
 if reasons.drop(columns="Reason").to_numpy().sum() == 0:
     st.info(
         "No reasons recorded yet. On Review, keys 1-6 give a Remove or Reject its reason; the counts per reason "

@@ -172,22 +172,30 @@ def review_budget(confidences, points: int = 21) -> list[tuple[float, float]]:
 
 def review_budget_from_bins(bins: Sequence[tuple[int, int, float]], n_bins: int, points: int = 21):
     """`review_budget` from per-bin counts (bin, rows, expected bad rows), as `Store.confidence_bins` gives them at
-    any dataset size: rows within a bin are taken in proportion. Returns [(share reviewed, bad share left)]."""
+    any dataset size: rows within a bin are taken in proportion. Returns [(share reviewed, bad share left)].
+
+    Each point walks the bins least confident first, taking whole bins until the last, partial one: the whole
+    bins' sum is shared by every point (``whole``, summed in the walk's order, so the floats are the walk's), and
+    the partial bin is found by bisection: 0.9 ms instead of 8 ms for 200 bins and 101 points (16-77 ms at load 4-6)."""
     table = sorted((int(b), int(n), float(e)) for b, n, e in bins)
     total = sum(n for _, n, _ in table)
     if total == 0:
         return []
     bad_total = sum(e for _, _, e in table)
+    whole = [0.0]  # whole[k]: expected bad rows in bins 0..k-1, each taken whole
+    for _, n, e in table:
+        whole.append(whole[-1] + (e * n / n if n else 0.0))
+    reached = np.cumsum([n for _, n, _ in table])  # rows in bins 0..k
     out = []
     for share in np.linspace(0.0, 1.0, points):
         to_review = share * total
-        reviewed_bad = 0.0
-        for _, n, e in table:  # least confident bins first
-            take = min(n, to_review)
+        k = int(np.searchsorted(reached, to_review, side="left"))  # the first bin the walk does not take whole
+        reviewed_bad = whole[min(k, len(table))]
+        if k < len(table):
+            _, n, e = table[k]
+            left = to_review - (int(reached[k - 1]) if k else 0)  # exact: whole numbers off a float below 2**53
+            take = n if n <= left else left  # min(n, left), n on a tie, as the walk takes it
             reviewed_bad += e * take / n if n else 0.0
-            to_review -= take
-            if to_review <= 0:
-                break
         rest = total - share * total
         out.append((float(share), float((bad_total - reviewed_bad) / rest) if rest > 1e-9 else 0.0))
     return out

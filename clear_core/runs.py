@@ -201,7 +201,11 @@ def recalibrate(store: Store, run_id: int) -> calibration.Calibration | None:
 
 def current_calibration(store: Store, run_id: int) -> calibration.Calibration:
     """The run's calibration: the latest it saved, or the combiner's shipped map."""
-    saved = store.calibration(run_id)
+    return calibration_from(store.calibration(run_id))
+
+
+def calibration_from(saved: dict | None) -> calibration.Calibration:
+    """``current_calibration`` from what ``Store.calibration`` returned (a page that has it kept)."""
     if saved is None:
         return calibration.shipped(DEFAULT_COMBINER.platt_a, DEFAULT_COMBINER.platt_b)
     return calibration.Calibration.from_json(saved)

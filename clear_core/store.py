@@ -271,8 +271,15 @@ def _scores_version(cursor: duckdb.DuckDBPyConnection, run_id: int) -> tuple:
     )
 
 
-def _threshold_grid(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str, dataset_id: int | None) -> pd.DataFrame:
-    """``Store.threshold_grid`` on ``cursor`` (``dataset_id``: the run's, unless ``rows`` is 'scores')."""
+def _threshold_grid(
+    cursor: duckdb.DuckDBPyConnection,
+    run_id: int,
+    rows: str,
+    dataset_id: int | None,
+    decided: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """``Store.threshold_grid`` on ``cursor`` (``dataset_id``: the run's, unless ``rows`` is 'scores'); with
+    ``decided`` (``_decided_scores``' rows, ``rows`` 'decided'), counted from those instead of a join."""
     if rows not in ("all", "scores", "decided"):
         raise InvalidInput(f"Unknown grid rows {rows!r}; expected 'all', 'scores' or 'decided'.")
     decisions = {
@@ -280,6 +287,20 @@ def _threshold_grid(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str, d
         "scores": "LEFT JOIN (SELECT NULL::BIGINT AS row_index, NULL::VARCHAR AS decision) c ON FALSE",
         "decided": f"JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index",
     }[rows]
+    decision, rows_sql = "c.decision", f"FROM scores s {decisions} WHERE s.run_id = $run_id AND s.error IS NULL"
+    params = {"run_id": run_id, **({"dataset_id": dataset_id} if rows != "scores" else {})}
+    if decided is not None:  # the same rows, read before: their scores and decisions as lists, not a join again
+        scored = decided[decided["scored"].to_numpy(dtype=bool)]
+        decision = "s.decision"
+        rows_sql = (
+            "FROM (SELECT unnest($x::DOUBLE[]) AS confidence, unnest($y::DOUBLE[]) AS correction_confidence, "
+            "unnest($decision::VARCHAR[]) AS decision) s"
+        )
+        params = {
+            "x": scored["confidence"].to_numpy(dtype=float).tolist(),  # NULL read as NaN: the grid takes both as NULL
+            "y": scored["correction_confidence"].to_numpy(dtype=float).tolist(),
+            "decision": scored["decision"].astype(object).tolist(),
+        }
     steps, bins, buckets = histograms.STEPS, histograms.BINS, histograms.AGREEMENT_BUCKETS
     # conf_step / corr_step: floor/ceil of 100·x, then corrected by the very comparisons the action rule makes
     # (x >= k/100, x > k/100), so a value on a threshold lands on the right side whatever 100·x rounds to.
@@ -288,9 +309,8 @@ def _threshold_grid(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str, d
         WITH v AS (
             SELECT CASE WHEN NOT isnan(s.confidence) THEN s.confidence END AS x,
                    CASE WHEN NOT isnan(s.correction_confidence) THEN s.correction_confidence END AS y,
-                   c.decision
-            FROM scores s {decisions}
-            WHERE s.run_id = $run_id AND s.error IS NULL
+                   {decision} AS decision
+            {rows_sql}
         ), k AS (
             SELECT x, y, decision, CAST(least(greatest(floor(x * {steps}), 0), {steps}) AS INTEGER) AS fx,
                    CAST(least(greatest(ceil(y * {steps}), 1), {steps}) AS INTEGER) AS cy
@@ -311,7 +331,7 @@ def _threshold_grid(cursor: duckdb.DuckDBPyConnection, run_id: int, rows: str, d
                decision, count(*) AS n
         FROM k GROUP BY ALL ORDER BY ALL
         """,
-        {"run_id": run_id, **({"dataset_id": dataset_id} if rows != "scores" else {})},
+        params,
     ).df()
 
 
@@ -352,6 +372,37 @@ def _deciles(grid: pd.DataFrame) -> pd.Series:
     confidence that is not NaN)."""
     placed = grid[grid["bucket"].notna()]
     return placed.groupby(placed["bucket"].astype("int64"))["n"].sum().astype("int64").rename_axis("decile")
+
+
+def _decided_scores(cursor: duckdb.DuckDBPyConnection, run_id: int, dataset_id: int) -> pd.DataFrame:
+    """The run's score rows that have a current decision, in one join of the scores with the decisions: row_index,
+    the numeric score fields, ``decision``, ``scored`` (no error), ``has_logit`` (raw_logit not NULL), ``placed``
+    (scored, with a confidence: the scatter's) and, where placed, ``decile`` and ``h`` (``threshold_sample``'s
+    strata and hash). The decided grid, the reviewed labels and the scatter's decided rows are all taken from it."""
+    return cursor.execute(
+        f"""
+        SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
+               s.error IS NULL AS scored, s.raw_logit IS NOT NULL AS has_logit,
+               coalesce(s.error IS NULL AND NOT isnan(s.confidence), false) AS placed,
+               CASE WHEN s.error IS NULL AND NOT isnan(s.confidence) THEN {_DECILE} END AS decile,
+               hash(s.row_index) AS h
+        FROM scores s JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
+        WHERE s.run_id = $run_id
+        """,
+        {"run_id": run_id, "dataset_id": dataset_id},
+    ).df()
+
+
+def _placed_decided(decided: pd.DataFrame) -> pd.DataFrame:
+    """``_decided_scores``' placed rows as ``histograms.scatter_sample`` takes them (row_index, the numeric score
+    fields, decision, decile, h), typed as a query of those rows alone types them: DuckDB gives an integer column a
+    nullable type only when it holds a NULL (here perhaps in a failed row, which is not placed)."""
+    placed = decided.loc[
+        decided["placed"].to_numpy(dtype=bool), ["row_index", *NUMERIC_SCORE_FIELDS, "decision", "decile", "h"]
+    ]
+    masked = [c for c, t in placed.dtypes.items() if isinstance(t, pd.core.dtypes.dtypes.BaseMaskedDtype)]
+    types = {c: placed[c].dtype.numpy_dtype for c in masked if not placed[c].isna().any()}
+    return placed.astype({**types, "decile": "int64"}).reset_index(drop=True)
 
 
 def _frame_to_bytes(frame: pd.DataFrame) -> bytes:
@@ -507,6 +558,14 @@ def _lease_holder(actor: permissions.Actor) -> str:
     return f"{actor.id}:{actor.name.strip()}" if actor.id == permissions.LOCAL_ID else actor.id
 
 
+def _record_value(value: Any) -> Any:
+    """A value DuckDB returned as a record's value from a DataFrame holds it (``_df_records``): NULL and NaN as None,
+    a timestamp as a pandas Timestamp."""
+    if isinstance(value, dt.datetime):
+        return pd.Timestamp(value)
+    return None if _is_missing(value) else value
+
+
 def _is_missing(value: Any) -> bool:
     if value is None or value is pd.NaT or value is pd.NA:
         return True
@@ -631,8 +690,16 @@ class Store:
             return cursor.execute(sql, params).df()
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> dict[str, Any] | None:
-        records = _df_records(self._df(sql, params))
-        return records[0] if records else None
+        """The first row as a dict, its values as ``_df_records`` gives them (NULL and NaN as None, timestamps as
+        pandas Timestamps), read without a DataFrame: building one took 5-15 ms a row at 1M rows' load (its text
+        columns), and the sidebar and pages read several such rows on every rerun."""
+        with self._cursor() as cursor:
+            result = cursor.execute(sql, params)
+            row = result.fetchone()
+            names = [column[0] for column in result.description]
+        if row is None:
+            return None
+        return {name: _record_value(value) for name, value in zip(names, row, strict=True)}
 
     def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         with self._cursor() as cursor:
@@ -1101,7 +1168,15 @@ class Store:
     def get_run(self, run_id: int, counts: bool = True) -> dict[str, Any]:
         """One run as a dict (``params`` decoded, plus ``n_scored`` and ``n_failed`` unless ``counts=False``: see
         ``latest_run``); NotFoundError if absent."""
-        row = self._one((self._RUNS_SQL if counts else "SELECT * FROM runs") + " WHERE run_id = ?", [run_id])
+        sql = "SELECT * FROM runs WHERE run_id = $run_id"
+        if counts:  # this run's scores only (not _RUNS_SQL's count of every run's): 3-6 ms instead of 20-60 at 1M
+            sql = """
+                SELECT runs.*, scored.n_scored, scored.n_failed
+                FROM runs, (SELECT count(*) - count(error) AS n_scored, count(error) AS n_failed
+                            FROM scores WHERE run_id = $run_id) scored
+                WHERE runs.run_id = $run_id
+            """
+        row = self._one(sql, {"run_id": run_id})
         if row is None:
             raise NotFoundError(f"There is no scoring run with id {run_id}.")
         return self._run_record(row)
@@ -1384,12 +1459,11 @@ class Store:
 
     def calibration(self, run_id: int) -> dict[str, Any] | None:
         """The run's current calibration (the latest saved) as a dict of its columns, or None: the shipped map."""
-        frame = self._df(
+        return self._one(
             "SELECT source, a, b, noise_share, n_good, n_bad, note, fitted_at, fitted_by FROM calibrations "
             "WHERE run_id = ? ORDER BY fitted_at DESC, rowid DESC LIMIT 1",
             [run_id],
         )
-        return _df_records(frame)[0] if len(frame) else None
 
     def confidence_bins(self, run_id: int, bins: int = 200) -> pd.DataFrame:
         """Scored rows per confidence bin (bin, rows, expected_bad = Σ(1 − confidence)): enough for a review-budget
@@ -1925,7 +1999,9 @@ class Store:
         with self._cursor() as cursor:
             return _threshold_grid(cursor, run_id, rows, None if rows == "scores" else self._dataset_of_run(run_id))
 
-    def threshold_summary(self, run_id: int, size: int = 2_000, floor: int = 60) -> dict[str, pd.DataFrame]:
+    def threshold_summary(
+        self, run_id: int, size: int = 2_000, floor: int = 60, *, scores_version: tuple | None = None
+    ) -> dict[str, pd.DataFrame]:
         """What the Thresholds page draws from the run's scores alone, kept in the database per scores version
         (``score_summaries``), so that a fresh process reads a few hundred KB instead of every score:
 
@@ -1937,10 +2013,13 @@ class Store:
 
         Computed in one snapshot when missing or stale (new or replaced scores or a recalibration change
         ``_scores_version``; so do another size, floor or DuckDB version) and saved unless the store is read-only;
-        a run marked done gets it then (``set_run_status``). The frames are shared: do not modify them."""
+        a run marked done gets it then (``set_run_status``). The frames are shared: do not modify them.
+        ``scores_version``: ``threshold_version(run_id)`` but its last field, when the caller has just read it (one
+        scan of the scores fewer)."""
         key = (run_id, size, floor)
         with self._cursor() as cursor:
-            version = _dumps([*_scores_version(cursor, run_id), size, floor, duckdb.__version__])
+            scores = _scores_version(cursor, run_id) if scores_version is None else tuple(scores_version)
+            version = _dumps([*scores, size, floor, duckdb.__version__])
             with self._cursor_lock:
                 kept = self.__dict__.setdefault("_summary_cache", {}).get(key)
             if kept is not None and kept[0] == version:
@@ -2005,18 +2084,35 @@ class Store:
         Undecided rows come from ``threshold_summary``'s candidates (kept per scores version), decided rows from a
         join with the current decisions (``histograms.scatter_sample``); when so many candidates were decided that
         a stratum runs short, the scores are read again (``_threshold_sample_scan``, the same rows)."""
-        summary = self.threshold_summary(run_id, size, floor)
         dataset_id = self._dataset_of_run(run_id)
         with self._cursor() as cursor:
-            decided = cursor.execute(
-                f"""
-                SELECT s.row_index, {", ".join(f"s.{f}" for f in NUMERIC_SCORE_FIELDS)}, c.decision,
-                       {_DECILE} AS decile, hash(s.row_index) AS h
-                FROM scores s JOIN ({_CURRENT_DECISIONS}) c ON c.row_index = s.row_index
-                WHERE s.run_id = $run_id AND s.error IS NULL AND NOT isnan(s.confidence)
-                """,
-                {"run_id": run_id, "dataset_id": dataset_id},
-            ).df()
+            decided = _decided_scores(cursor, run_id, dataset_id)
+        return self._threshold_sample_from(run_id, decided, size, floor)
+
+    def threshold_decided(
+        self, run_id: int, size: int = 2_000, floor: int = 60, *, scores_version: tuple | None = None
+    ) -> dict[str, Any]:
+        """What the Thresholds page reads of the run's decided rows, from one join of the scores with the current
+        decisions (instead of one per part): 'grid' = ``threshold_grid(run_id, 'decided')``, 'reviewed' =
+        ``reviewed_labels(run_id)`` (the same rows, in another order) and 'sample' = ``threshold_sample(run_id,
+        size, floor)``. ``scores_version``: ``threshold_version``'s all but last fields, when the caller has read
+        it (``threshold_summary``)."""
+        dataset_id = self._dataset_of_run(run_id)
+        with self._cursor() as cursor:
+            decided = _decided_scores(cursor, run_id, dataset_id)
+            grid = _threshold_grid(cursor, run_id, "decided", dataset_id, decided)
+        labelled = decided[decided["has_logit"].to_numpy(dtype=bool)]
+        reviewed = (labelled["raw_logit"].to_numpy(dtype=float), (labelled["decision"] != "reject").to_numpy(bool))
+        sample = self._threshold_sample_from(run_id, decided, size, floor, scores_version)
+        return {"grid": grid, "reviewed": reviewed, "sample": sample}
+
+    def _threshold_sample_from(
+        self, run_id: int, decided: pd.DataFrame, size: int, floor: int, scores_version: tuple | None = None
+    ) -> pd.DataFrame:
+        """``threshold_sample`` given the run's decided rows (``_decided_scores``)."""
+        summary = self.threshold_summary(run_id, size, floor, scores_version=scores_version)
+        dataset_id = self._dataset_of_run(run_id)
+        decided = _placed_decided(decided)
         picked = histograms.scatter_sample(summary["candidates"], _deciles(summary["grid"]), decided, size, floor)
         if picked is None:
             return self._threshold_sample_scan(run_id, size, floor)
@@ -2026,14 +2122,16 @@ class Store:
         )
         # decided rows' lengths (not in the candidates), looked up by key: an IN list of constants is answered from
         # migration 12's index (ints from the query above: nothing to escape)
-        need = ", ".join(str(int(k)) for k in picked.loc[picked["decided"], "row_index"]) or "NULL"
-        lengths = self._df(
-            "SELECT row_index, length(response) AS response_length FROM rows "
-            f"WHERE dataset_id = $dataset_id AND row_index IN ({need})",
-            {"dataset_id": dataset_id},
-        )
-        found = picked["row_index"].map(lengths.set_index("row_index")["response_length"])
-        picked["response_length"] = picked["response_length"].fillna(found).astype("int64")
+        need = ", ".join(str(int(k)) for k in picked.loc[picked["decided"], "row_index"])
+        if need:  # else every picked row is a candidate, whose length the summary has
+            lengths = self._df(
+                "SELECT row_index, length(response) AS response_length FROM rows "
+                f"WHERE dataset_id = $dataset_id AND row_index IN ({need})",
+                {"dataset_id": dataset_id},
+            )
+            found = picked["row_index"].map(lengths.set_index("row_index")["response_length"])
+            picked["response_length"] = picked["response_length"].fillna(found)
+        picked["response_length"] = picked["response_length"].astype("int64")
         columns = ["row_index", *NUMERIC_SCORE_FIELDS, "response_length", "decision", "weight"]
         return picked.sort_values("row_index")[columns].reset_index(drop=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from clear_core import clear, permissions, runs, workspace
@@ -190,3 +191,39 @@ def test_an_annotator_cannot_refit_or_set_gamma_from_the_budget(reviewed_db, app
     assert [e.value for e in at.error] == ["alice (annotator) may not change the thresholds γ and η; ask a lead."]
     with Store(path) as store:
         assert store.calibration(run_id) is None
+
+
+ARRAYS = {
+    "float64": np.array([0.1, np.nan, -2.5e300, 1 / 3]),
+    "float32": np.array([0.5, 1.25], dtype=np.float32),
+    "int64 small": np.array([0, -3, 127]),
+    "int64 int16": np.array([-129, 30_000]),
+    "int64 int32": np.array([70_000, -(2**31)]),
+    "int64 wide": np.array([2**40, 1]),
+    "uint64": np.array([1, 2**20], dtype=np.uint64),
+    "int32": np.array([5, -5], dtype=np.int32),
+    "empty": np.array([], dtype=float),
+    "object": np.array([1.5, None], dtype=object),
+    "bool": np.array([True, False]),
+    "strings": ["a", "b"],
+}
+
+
+@pytest.mark.parametrize("name", list(ARRAYS))
+def test_a_chart_sends_each_array_as_plotly_itself_would(name):
+    """``_charts.figure`` gives numeric arrays as plotly.js typed arrays itself: the JSON st.plotly_chart sends is
+    the same as for the arrays handed to plotly."""
+    import plotly.graph_objects as go
+    import plotly.io
+    import plotly.tools
+
+    from app_pages._charts import figure, typed_array
+
+    def sent(fig) -> str:  # what st.plotly_chart puts in its message
+        return plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(fig, True), validate=False)
+
+    trace = {"type": "scatter", "x": ARRAYS[name], "customdata": ARRAYS[name], "mode": "markers"}
+    layout = {"height": 300}
+    assert sent(figure([trace], layout)) == sent(go.Figure({"data": [dict(trace)], "layout": layout}, _validate=False))
+    encoded = isinstance(typed_array(ARRAYS[name]), dict)  # done here, not left to plotly
+    assert encoded == (name not in ("int64 wide", "empty", "object", "bool", "strings"))

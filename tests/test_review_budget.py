@@ -151,3 +151,38 @@ def test_refit_outcome():
         "Not refitted: 3 kept and 1 removed or corrected rows so far; needs 10 of each. Confidence keeps the "
         "shipped map.",
     )
+
+
+def walk(bins, points: int) -> list[tuple[float, float]]:
+    """The review budget by its definition: per point, take the bins least confident first, whole until the last."""
+    table = sorted((int(b), int(n), float(e)) for b, n, e in bins)
+    total, bad_total = sum(n for _, n, _ in table), sum(e for _, _, e in table)
+    if total == 0:
+        return []
+    out = []
+    for share in np.linspace(0.0, 1.0, points):
+        to_review, reviewed_bad = share * total, 0.0
+        for _, n, e in table:
+            take = min(n, to_review)
+            reviewed_bad += e * take / n if n else 0.0
+            to_review -= take
+            if to_review <= 0:
+                break
+        rest = total - share * total
+        out.append((float(share), float((bad_total - reviewed_bad) / rest) if rest > 1e-9 else 0.0))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_budget_curve_is_the_walk_through_the_bins_to_the_last_bit(seed):
+    """``review_budget_from_bins`` shares the whole bins' sums between points: the same floats as walking the bins
+    for every point, with empty bins, bins in any order, one bin, and sizes up to a million rows."""
+    rng = np.random.default_rng(seed)
+    n_bins = int(rng.integers(1, 250))
+    n = rng.integers(0, (1, 7, 1_000, 1_000_000)[seed % 4] + 1, n_bins)
+    if seed % 3 == 0:
+        n[rng.random(n_bins) < 0.4] = 0
+    bins = [(b, int(k), float(k * rng.random())) for b, k in zip(rng.permutation(n_bins), n)]
+    for points in (2, 21, histograms.BUDGET_POINTS):
+        assert calibration.review_budget_from_bins(bins, n_bins, points) == walk(bins, points)
+    assert calibration.review_budget_from_bins([(0, 0, 0.0)], 1, 21) == []

@@ -502,6 +502,12 @@ def test_failed_rows_are_stored_apart_from_scored_rows_and_retried(store):
     run = store.get_run(run_id)
     assert (run["n_scored"], run["n_failed"]) == (2, 1)
     assert store.list_datasets().loc[0, "n_scored"] == 2
+    other = store.create_run(dataset_id, "m2", {})  # get_run counts its own run's scores, not another's
+    store.add_scores(other, [score(3, 0.4), {"row_index": 0, "error": "E"}, {"row_index": 1, "error": "E"}])
+    assert [(store.get_run(r)["n_scored"], store.get_run(r)["n_failed"]) for r in (run_id, other)] == [(2, 1), (1, 2)]
+    listed = store.list_runs(dataset_id).set_index("run_id")  # the count of every run's scores at once
+    assert listed.loc[[run_id, other], ["n_scored", "n_failed"]].values.tolist() == [[2, 1], [1, 2]]
+    assert store.get_run(store.create_run(dataset_id, "m3", {}))["n_scored"] == 0
     assert store.unscored_rows(run_id)["row_index"].tolist() == [2, 3]  # a failed row is handed out again
     scores = store.scores(run_id).set_index("row_index")
     assert scores.loc[2, ERROR_FIELD] == failure["error"] and pd.isna(scores.loc[2, "confidence"])

@@ -473,3 +473,33 @@ def test_the_thresholds_summary_is_kept_per_scores_version_across_processes(tmp_
         store.delete_dataset(dataset_id)
         with store._cursor() as cursor:
             assert cursor.execute("SELECT count(*) FROM score_summaries").fetchone()[0] == 0
+
+
+def test_the_decided_rows_read_once_give_the_grid_labels_and_sample_of_their_own_reads(tmp_path, monkeypatch):
+    """``threshold_decided``: one join of the scores with the decisions gives what ``threshold_grid(run, 'decided')``,
+    ``reviewed_labels`` and the scatter sample (as a scan of every score picks it) give, with no decision yet and
+    then with decisions on failed rows, NaN and NULL confidences and rows with and without a raw logit, one undone."""
+    store, dataset_id, run_id = scored_store(tmp_path / "d.duckdb", 1_500)
+    with store:
+        for size, floor in ((100, 5), (10_000, 60)):
+            parts = store.threshold_decided(run_id, size, floor)
+            assert parts["grid"].empty and [len(a) for a in parts["reviewed"]] == [0, 0]
+            pd.testing.assert_frame_equal(parts["sample"], store._threshold_sample_scan(run_id, size, floor))
+        store.add_scores(run_id, [{"row_index": i, "confidence": 0.1 * (i % 9), "raw_logit": i / 50} for i in (6, 8)])
+        store.add_scores(run_id, [{"row_index": 10, "confidence": None, "correction_confidence": 0.9}])
+        for i in (3, 5, 6, 8, 10, 11, 92, 102, 400, 401, 877):  # 5, 102: failed; 3, 92: NaN; 10: NULL
+            extra = {"final_response": f"Edited {i}"} if i % 3 == 1 else {}
+            store.record_decision(dataset_id, i, ("remove", "edit", "reject")[i % 3], actor=LEAD, **extra)
+        store.undo_last_decision(dataset_id, LEAD)
+        version = store.threshold_version(run_id)
+        for size, floor in ((100, 5), (10_000, 60)):
+            for scores_version in (None, version[:-1]):
+                parts = store.threshold_decided(run_id, size, floor, scores_version=scores_version)
+                pd.testing.assert_frame_equal(parts["grid"], store.threshold_grid(run_id, "decided"))
+                assert parts["grid"]["n"].sum() == 8  # 11 decided, one undone, two failed
+                logits, bad = store.reviewed_labels(run_id)
+                assert sorted(zip(*parts["reviewed"])) == sorted(zip(logits, bad)) and len(logits) == 2
+                pd.testing.assert_frame_equal(parts["sample"], store._threshold_sample_scan(run_id, size, floor))
+        with monkeypatch.context() as patched:  # the caller's scores version: the scores are not read for it
+            patched.setattr("clear_core.store._scores_version", lambda *args: pytest.fail("read the version"))
+            store.threshold_decided(run_id, 100, 5, scores_version=version[:-1])
