@@ -4,6 +4,9 @@ of every text gives (``ReviewQuery.search``: a case-insensitive substring under 
 
 from __future__ import annotations
 
+import os
+import threading
+
 import duckdb
 import numpy as np
 import pytest
@@ -231,6 +234,23 @@ def test_warm_search_builds_the_indexes_in_the_background_only_for_a_large_datas
         assert store._search_rows(run_id, store._dataset_of_run(run_id), search).tolist() == _scanned(
             store, run_id, search
         )
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a POSIX call")
+def test_an_index_built_in_the_background_gives_way_to_the_page_and_leaves_its_priority(random_store, monkeypatch):
+    store, run_id, _ = random_store
+    seen = []
+    monkeypatch.setattr(store, "prepare_search", lambda *_: seen.append(_niceness()))
+    monkeypatch.setattr("clear_core.store._WARM_SEARCH_ROWS", 100)
+    before = _niceness()
+    store.warm_search(run_id)
+    store.__dict__["_index_thread"].join(timeout=60)
+    assert seen == [19]  # the build thread runs last in line for a core
+    assert _niceness() == before  # only that thread: the server's own threads keep theirs
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next_store(random_store, tmp_path):
