@@ -281,14 +281,18 @@ def continuation_logprobs(
     continuations: Sequence[Sequence[int]],
     max_batch_tokens: int | None = None,
     max_batch_size: int | None = None,
+    shared: Sequence[int] = (),
 ) -> list[Continuation]:
     """For each (prefix, continuation): log p of every continuation token, and of ending (or stopping) right after.
 
     Batch limits default to the device's (`batch_token_budget`); the results leave the device once, at the end.
+    ``shared``: tokens that come before every prefix (a dataset's example turns), run once; each batch continues
+    from a copy of their KV cache. Each prefix must then hold at least one token of its own.
     """
     seqs = [list(p) + list(c) + [lm.end_token_id] for p, c in zip(prefixes, continuations)]
     if not seqs:
         return []
+    shared_cache = _prefill(lm, shared) if shared else None
     budget = max_batch_tokens or batch_token_budget(lm, kv_cache=False, cpu_default=8192)
     head = lm.model.get_output_embeddings()
     head_positions = _head_positions(lm)
@@ -298,9 +302,12 @@ def continuation_logprobs(
     stop_parts: list[torch.Tensor] = []
     for batch in length_batches([len(s) for s in seqs], budget, max_batch_size or _max_rows(lm, 16)):
         ids, mask = _pad([seqs[i] for i in batch], lm.tokenizer.pad_token_id, left=False)
-        hidden = lm.model.base_model(
-            input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
-        ).last_hidden_state
+        if shared_cache is None:
+            hidden = lm.model.base_model(
+                input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
+            ).last_hidden_state
+        else:
+            hidden = _after_shared(lm, shared_cache, len(shared), ids, mask)
         hidden = hidden.reshape(-1, hidden.shape[-1])
         width = ids.shape[1]
         for rows in _row_groups([len(seqs[i]) - len(prefixes[i]) for i in batch], head_positions):
@@ -327,6 +334,29 @@ def continuation_logprobs(
         results[i] = Continuation(values[:-1], values[-1], stop)
         offset += n
     return results
+
+
+def _prefill(lm: LoadedModel, tokens: Sequence[int]):
+    """The KV cache of one token sequence (a prefix every row of a pass shares)."""
+    ids = _to_device(torch.tensor([list(tokens)], dtype=torch.long), lm.device)
+    return _returned_cache(lm.model.base_model(input_ids=ids, use_cache=True))
+
+
+def _after_shared(lm: LoadedModel, shared_cache, n_shared: int, ids: torch.Tensor, mask: torch.Tensor):
+    """Last hidden states of right-padded rows that continue after the shared prefix held in ``shared_cache``
+    (copied, so the next batch starts from it again): what each row gives when run whole after the prefix."""
+    cache = copy.deepcopy(shared_cache)
+    cache.batch_repeat_interleave(ids.shape[0])
+    full_mask = torch.cat([torch.ones((ids.shape[0], n_shared), dtype=mask.dtype), mask], dim=1)
+    positions = (n_shared + torch.arange(ids.shape[1]))[None, :].expand(ids.shape[0], -1)
+    base = lm.model.base_model
+    return base(
+        input_ids=_to_device(ids, lm.device),
+        attention_mask=_to_device(full_mask, lm.device),
+        position_ids=_to_device(positions.contiguous(), lm.device),
+        use_cache=True,
+        **{_cache_arg(base): cache},
+    ).last_hidden_state
 
 
 def _row_groups(positions: Sequence[int], limit: int) -> Iterator[list[int]]:
