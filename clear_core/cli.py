@@ -102,7 +102,7 @@ scoring_options = _options(
         type=click.IntRange(min=0, max=8),
         default=None,
         help="Show the model this many of the dataset's own most confident rows before each prompt when it judges "
-        "a response (learns the dataset's form; about doubles the likelihood pass; default: the profile's, 0).",
+        "a response (learns the dataset's form; 10-16% more CPU time a row; default 0: none).",
     ),
 )
 
