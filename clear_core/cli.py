@@ -97,6 +97,13 @@ scoring_options = _options(
     ),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
     click.option("--no-propose", is_flag=True, help="Skip Auto-Correct proposals (faster)."),
+    click.option(
+        "--context-examples",
+        type=click.IntRange(min=0, max=8),
+        default=None,
+        help="Show the model this many of the dataset's own most confident rows before each prompt when it judges "
+        "a response (learns the dataset's form; 10-16% more CPU time a row; default 0: none).",
+    ),
 )
 
 # What scores the rows (runs.start_run's backend): one worker process here, or Ray Data replicas (docs/scale-out.md).
@@ -154,10 +161,16 @@ import_options = _options(
 
 
 def score_config(
-    profile: str, samples: int | None, self_reflection: bool | None, no_propose: bool, device: str, model: str | None
+    profile: str,
+    samples: int | None,
+    self_reflection: bool | None,
+    no_propose: bool,
+    device: str,
+    model: str | None,
+    context_examples: int | None = None,
 ) -> profiles.Choice:
     """The settings --profile asks for (auto: picked from --device and --model), with --samples,
-    --self-reflection and --no-propose over them."""
+    --self-reflection, --no-propose and --context-examples over them."""
     return profiles.resolve(
         profile,
         device=device,
@@ -165,6 +178,7 @@ def score_config(
         samples=samples,
         self_reflection=self_reflection,
         propose=False if no_propose else None,
+        context_examples=context_examples,
     )
 
 
@@ -196,6 +210,8 @@ def profile_args(config: ScoringConfig) -> list[str]:
         args.append("--self-reflection" if config.self_reflection else "--no-self-reflection")
     if not config.propose:
         args.append("--no-propose")
+    if config.context_examples:
+        args += ["--context-examples", str(config.context_examples)]
     return args
 
 
@@ -231,6 +247,7 @@ def score(
     self_reflection,
     device,
     no_propose,
+    context_examples,
     prompt_column,
     input_column,
     response_column,
@@ -244,7 +261,7 @@ def score(
     interrupted run."""
     mapping = _mapping(prompt_column, input_column, response_column)
     scorer = engine_choice(engine, ray_address, replicas, gpus_per_replica)
-    choice = score_config(profile, samples, self_reflection, no_propose, device, model)
+    choice = score_config(profile, samples, self_reflection, no_propose, device, model, context_examples)
     staging = tempfile.TemporaryDirectory(prefix="clear-import-")  # the rows, staged as Parquet until stored
     dataset = load_dataset(  # before the database
         input_path, mapping=mapping, drop_duplicates=drop_duplicates, staging_dir=staging.name

@@ -36,6 +36,9 @@ class ScoringConfig:
     max_response_tokens: int = 1024  # longer responses are scored on their first tokens only
     batch_size: int = 8  # rows per generation batch
     seed: int = 0
+    # Issue 8, "learn the dataset's own form": this many of the dataset's own most confident rows are shown as
+    # user/assistant turns before each prompt of the likelihood pass (engine.choose_examples); 0: none
+    context_examples: int = 0
 
     def to_params(self) -> dict:
         """Plain dict for storing with a run (and for finding a run to resume). A field added after runs were first
@@ -54,7 +57,7 @@ class ScoringConfig:
 
 
 # Fields added to ScoringConfig after runs were first stored, with the value all runs before them had.
-_IMPLIED_WHEN_ABSENT = {"self_reflection": True}
+_IMPLIED_WHEN_ABSENT = {"self_reflection": True, "context_examples": 0}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -48,10 +48,16 @@ GPU_ROWS_PER_CALL = 256
 
 
 def score_rows(
-    lm: LoadedModel, rows: Sequence[dict], config: ScoringConfig, form: FormModel | None = None
+    lm: LoadedModel,
+    rows: Sequence[dict],
+    config: ScoringConfig,
+    form: FormModel | None = None,
+    examples: Sequence[dict] | None = None,
 ) -> list[dict]:
     """Signals and confidences for rows of {row_index, prompt_messages, prompt, response}; one dict per row.
-    ``form`` is the dataset's form model (form.py), fitted when the run started; without it no form signal."""
+    ``form`` is the dataset's form model (form.py), fitted when the run started; without it no form signal.
+    ``examples``: the dataset's rows to show before each prompt in the likelihood pass (``choose_examples``),
+    used when ``config.context_examples`` > 0. Samples, reflection and proposals see the prompt alone."""
     if not rows:
         return []
     prefixes = [lm.encode_prompt(r["prompt_messages"])[-config.max_prompt_tokens :] for r in rows]
@@ -59,7 +65,10 @@ def score_rows(
     responses = [ids[: config.max_response_tokens] for ids, _ in encoded]
     number_tokens = [final_number_tokens(r["response"], spans) for r, (_, spans) in zip(rows, encoded)]
 
-    likelihood = _likelihood(lm, prefixes, responses, number_tokens)
+    if config.context_examples > 0 and examples:
+        likelihood = _likelihood_in_context(lm, rows, responses, number_tokens, examples, config)
+    else:
+        likelihood = _likelihood(lm, prefixes, responses, number_tokens)
     reflection = _self_reflection(lm, rows) if config.self_reflection else [None] * len(rows)
     seed = config.seed + int(rows[0]["row_index"])
     sampled = generate(
@@ -228,8 +237,79 @@ def _likelihood(
     uncond_prefix = lm.encode_prompt(prompts.UNCONDITIONAL)
     n = len(prefixes)
     passes = continuation_logprobs(lm, prefixes + [uncond_prefix] * n, responses + responses)
+    return _likelihood_signals(passes[:n], passes[n:], number_tokens)
+
+
+# Examples longer than this (prompt and response, in tokens) are not shown: three of them already double a short
+# row's pass, and the form shows in short rows as well (bench/form_context.py measured with this cap).
+EXAMPLE_MAX_TOKENS = 200
+
+
+def choose_examples(
+    lm: LoadedModel, pool: Sequence[dict], config: ScoringConfig, form: FormModel | None = None
+) -> list[dict]:
+    """The rows of ``pool`` (a fixed sample of the dataset) to show before each prompt: the
+    ``config.context_examples`` + 1 most confident of them, scored without examples, each at most
+    EXAMPLE_MAX_TOKENS long (one spare, for a row that is itself an example). Deterministic for a pool, a model and
+    a device, so a resumed run shows the same ones. Empty when the config asks for none."""
+    if config.context_examples <= 0 or not pool:
+        return []
+    plain = dataclasses.replace(config, context_examples=0, samples=0, self_reflection=False, propose=False)
+    short = [
+        r for r in pool if len(lm.encode_text(r["prompt"])) + len(lm.encode_text(r["response"])) <= EXAMPLE_MAX_TOKENS
+    ]
+    scored = score_rows(lm, short, plain, form)
+    ranked = sorted(zip(short, scored), key=lambda pair: (-pair[1]["confidence"], int(pair[0]["row_index"])))
+    return [row for row, _ in ranked[: config.context_examples + 1]]
+
+
+def _likelihood_in_context(
+    lm: LoadedModel,
+    rows: Sequence[dict],
+    responses: list[list[int]],
+    number_tokens: list[list[int] | None],
+    examples: Sequence[dict],
+    config: ScoringConfig,
+) -> list[dict]:
+    """``_likelihood`` with the dataset's example turns before each prompt, and before the empty prompt of the
+    unconditional pass: the model has seen what this dataset's responses look like in both, so PMI still measures
+    what the prompt adds. A row never sees itself: an example row gets the spare example instead. The turns run
+    once per pass (a shared KV cache)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        shown = [j for j, e in enumerate(examples) if int(e["row_index"]) != int(row["row_index"])]
+        groups.setdefault(tuple(shown[: config.context_examples]), []).append(i)
+    out: list[dict] = [{}] * len(rows)
+    for shown, members in groups.items():
+        turns = []
+        for e in (examples[j] for j in shown):
+            turns += [*e["prompt_messages"], {"role": "assistant", "content": e["response"]}]
+        uncond = lm.encode_prompt(turns + prompts.UNCONDITIONAL)
+        shared = uncond[: _shared_length(lm, turns, uncond)]
+        own = [lm.encode_prompt(turns + rows[i]["prompt_messages"])[len(shared) :] for i in members]
+        own = [ids[-config.max_prompt_tokens :] for ids in own]
+        group_responses = [responses[i] for i in members]
+        cond = continuation_logprobs(lm, own, group_responses, shared=shared)
+        plain = continuation_logprobs(lm, [uncond[len(shared) :]] * len(members), group_responses, shared=shared)
+        for i, signals in zip(members, _likelihood_signals(cond, plain, [number_tokens[i] for i in members])):
+            out[i] = signals
+    return out
+
+
+def _shared_length(lm: LoadedModel, turns: list[dict], encoded: list[int]) -> int:
+    """How many tokens of ``encoded`` (the turns, then an empty user turn) every prompt after the turns begins
+    with: the common beginning with the turns and another user turn, less one (each prompt keeps a token)."""
+    other = lm.encode_prompt(turns + [{"role": "user", "content": "x"}])
+    n = 0
+    while n < min(len(encoded), len(other)) - 1 and encoded[n] == other[n]:
+        n += 1
+    return n
+
+
+def _likelihood_signals(conds, unconds, number_tokens: list[list[int] | None]) -> list[dict]:
+    """The likelihood signals from the passes given the prompt and given no prompt (``_likelihood``)."""
     out = []
-    for cond, uncond, numbers in zip(passes[:n], passes[n:], number_tokens):
+    for cond, uncond, numbers in zip(conds, unconds, number_tokens):
         tokens = cond.token_logprobs
         # An empty response has no tokens of its own: its likelihood is that of ending at once.
         lp = sum(tokens) / len(tokens) if tokens else cond.end_logprob
@@ -318,6 +398,7 @@ def score_batches(
     stop_requested: Callable[[], bool] = lambda: False,
     score: Callable[[LoadedModel, Sequence[dict], ScoringConfig], list[dict]] | None = None,
     form: FormModel | None = None,
+    examples: Sequence[dict] | None = None,
 ) -> Iterator[list[dict]]:
     """Score ``rows`` in batches of ``config.batch_size`` (at least ``GPU_ROWS_PER_CALL`` on a GPU), yielding one list
     of score records per batch.
@@ -325,11 +406,14 @@ def score_batches(
     Rows of similar length go together (less padding, less wasted compute), so batches come in length order, not
     input order. A row that cannot be scored comes back as ``{"row_index", "error"}`` (see ``score_isolating``).
     ``stop_requested`` is asked before each batch; when it says yes, ``handoff.Cancelled`` is raised. ``score``
-    replaces ``score_rows`` (tests, other engines). ``form``: the dataset's form model, passed on to ``score``.
+    replaces ``score_rows`` (tests, other engines). ``form``: the dataset's form model, and ``examples``: the rows
+    shown before each prompt (``choose_examples``), passed on to ``score``.
     """
     score = score or score_rows  # looked up at call time, so a patched engine.score_rows is the one used
     if form is not None:
         score = functools.partial(score, form=form)
+    if examples:
+        score = functools.partial(score, examples=examples)
     config = for_device(config, lm)
     ordered = sorted(rows, key=lambda r: len(r["prompt"]) + len(r["response"]))
     for start in range(0, len(ordered), config.batch_size):

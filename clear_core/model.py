@@ -305,6 +305,7 @@ def continuation_logprobs(
     max_batch_tokens: int | None = None,
     max_batch_size: int | None = None,
     packed: bool | None = None,
+    shared: Sequence[int] = (),
 ) -> list[Continuation]:
     """For each (prefix, continuation): log p of every continuation token, and of ending (or stopping) right after.
 
@@ -312,11 +313,16 @@ def continuation_logprobs(
     `packed` (default: on CUDA when the variable-length kernel is there, `packing_available`) lays each batch's
     sequences end to end in one row instead of padding them to a rectangle; every number is the same up to the
     kernels' rounding.
+    ``shared``: tokens that come before every prefix (a dataset's example turns), run once; each batch continues
+    from a copy of their KV cache, in padded batches (also on CUDA). Each prefix must then hold at least one token
+    of its own.
     """
     seqs = [list(p) + list(c) + [lm.end_token_id] for p, c in zip(prefixes, continuations)]
     if not seqs:
         return []
-    packed = packing_available(lm) if packed is None else packed
+    shared_cache = _prefill(lm, shared) if shared else None
+    # a shared prefix continues from its KV cache in padded batches; packing is for passes without one
+    packed = (packing_available(lm) if packed is None else packed) and shared_cache is None
     budget = max_batch_tokens or batch_token_budget(lm, kv_cache=False, cpu_default=8192)
     lengths = [len(s) for s in seqs]
     if packed:
@@ -331,7 +337,10 @@ def continuation_logprobs(
     stop_parts: list[torch.Tensor] = []
     for batch in batches:
         batch_seqs = [seqs[i] for i in batch]
-        hidden, offsets = _packed_hidden(lm, batch_seqs) if packed else _padded_hidden(lm, batch_seqs)
+        if packed:
+            hidden, offsets = _packed_hidden(lm, batch_seqs)
+        else:
+            hidden, offsets = _padded_hidden(lm, batch_seqs, shared_cache, len(shared))
         for rows in _row_groups([len(seqs[i]) - len(prefixes[i]) for i in batch], head_positions):
             # hidden state at t predicts token t+1: positions start-1 .. end-2 predict the continuation and end token
             flat, targets, last = [], [], []
@@ -358,12 +367,18 @@ def continuation_logprobs(
     return results
 
 
-def _padded_hidden(lm: LoadedModel, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
-    """Last hidden states of right-padded sequences, flattened, and where each sequence starts in them."""
+def _padded_hidden(
+    lm: LoadedModel, seqs: Sequence[Sequence[int]], shared_cache=None, n_shared: int = 0
+) -> tuple[torch.Tensor, list[int]]:
+    """Last hidden states of right-padded sequences (after the shared prefix in ``shared_cache``, if any),
+    flattened, and where each sequence starts in them."""
     ids, mask = _pad(seqs, lm.tokenizer.pad_token_id, left=False)
-    hidden = lm.model.base_model(
-        input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
-    ).last_hidden_state
+    if shared_cache is None:
+        hidden = lm.model.base_model(
+            input_ids=_to_device(ids, lm.device), attention_mask=_to_device(mask, lm.device), use_cache=False
+        ).last_hidden_state
+    else:
+        hidden = _after_shared(lm, shared_cache, n_shared, ids, mask)
     width = ids.shape[1]
     return hidden.reshape(-1, hidden.shape[-1]), [row * width for row in range(len(seqs))]
 
@@ -503,6 +518,29 @@ def _attention_implementation(model: torch.nn.Module, name: str):
         yield
     finally:
         model.config._attn_implementation = before
+
+
+def _prefill(lm: LoadedModel, tokens: Sequence[int]):
+    """The KV cache of one token sequence (a prefix every row of a pass shares)."""
+    ids = _to_device(torch.tensor([list(tokens)], dtype=torch.long), lm.device)
+    return _returned_cache(lm.model.base_model(input_ids=ids, use_cache=True))
+
+
+def _after_shared(lm: LoadedModel, shared_cache, n_shared: int, ids: torch.Tensor, mask: torch.Tensor):
+    """Last hidden states of right-padded rows that continue after the shared prefix held in ``shared_cache``
+    (copied, so the next batch starts from it again): what each row gives when run whole after the prefix."""
+    cache = copy.deepcopy(shared_cache)
+    cache.batch_repeat_interleave(ids.shape[0])
+    full_mask = torch.cat([torch.ones((ids.shape[0], n_shared), dtype=mask.dtype), mask], dim=1)
+    positions = (n_shared + torch.arange(ids.shape[1]))[None, :].expand(ids.shape[0], -1)
+    base = lm.model.base_model
+    return base(
+        input_ids=_to_device(ids, lm.device),
+        attention_mask=_to_device(full_mask, lm.device),
+        position_ids=_to_device(positions.contiguous(), lm.device),
+        use_cache=True,
+        **{_cache_arg(base): cache},
+    ).last_hidden_state
 
 
 def _row_groups(positions: Sequence[int], limit: int) -> Iterator[list[int]]:

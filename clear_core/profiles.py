@@ -96,6 +96,7 @@ def resolve(
     samples: int | None = None,
     self_reflection: bool | None = None,
     propose: bool | None = None,
+    context_examples: int | None = None,
 ) -> Choice:
     """The ScoringConfig a run uses: the profile's settings (``auto``: picked from device and model), then any
     explicit setting given (None: the profile's)."""
@@ -104,7 +105,12 @@ def resolve(
     name, reason = auto_profile(device, model) if profile == "auto" else (profile, "")
     explicit = {
         field: value
-        for field, value in {"samples": samples, "self_reflection": self_reflection, "propose": propose}.items()
+        for field, value in {
+            "samples": samples,
+            "self_reflection": self_reflection,
+            "propose": propose,
+            "context_examples": context_examples,
+        }.items()
         if value is not None
     }
     config = dataclasses.replace(ScoringConfig(), **{**SETTINGS[name], **explicit})

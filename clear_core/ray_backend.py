@@ -50,9 +50,12 @@ class Replica:
     """One model replica (a Ray actor): loads the model once, then scores each block it is given with
     ``engine.score_batches``, the local worker's loop, and returns one JSON score record per row."""
 
-    def __init__(self, model: str, device: str, params: dict, threads: int, form: str | None = None):
+    def __init__(
+        self, model: str, device: str, params: dict, threads: int, form: str | None = None, pool: list | None = None
+    ):
         import torch
 
+        from clear_core.engine import choose_examples
         from clear_core.form import FormModel
         from clear_core.model import load_model
 
@@ -60,6 +63,8 @@ class Replica:
         self.lm = load_model(model, device)
         self.config = ScoringConfig.from_params(params)
         self.form = FormModel.from_json(form) if form else None  # the dataset's form model travels as JSON text
+        # every replica picks the same examples from the same pool (engine.choose_examples is deterministic)
+        self.examples = choose_examples(self.lm, pool or [], self.config, self.form)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, block):
@@ -70,7 +75,7 @@ class Replica:
         rows = [
             {**row, "prompt_messages": json.loads(row["prompt_messages"])} for row in block.to_pylist()
         ]  # messages travel as JSON text: Arrow needs no struct schema for them
-        batches = score_batches(self.lm, rows, self.config, form=self.form)
+        batches = score_batches(self.lm, rows, self.config, form=self.form, examples=self.examples)
         records = [record for batch in batches for record in batch]
         return pa.table(
             {
@@ -224,6 +229,7 @@ def _dataset(ray, rows, config: ScoringConfig, options: RayOptions, job: dict, r
                 job["params"],
                 max(1, int(cpus)),
                 job.get("form"),
+                job.get("example_pool"),
             ),
             batch_size=None,  # a block is one batch: one task per block, retried alone when its replica dies
             batch_format="pyarrow",

@@ -130,6 +130,12 @@ def start_run(
     job["backend_options"] = backend_options or {}
     if len(sample) >= FORM_MIN_ROWS:
         job["form"] = FormModel.fit(list(sample["response"])).to_json()
+    if config.context_examples > 0:  # the worker picks the most confident of these (engine.choose_examples)
+        pool = sample.head(EXAMPLE_POOL_ROWS)
+        fields = ("prompt_messages", "prompt", "response")
+        job["example_pool"] = [
+            {"row_index": int(r.row_index), **{f: getattr(r, f) for f in fields}} for r in pool.itertuples()
+        ]
     handoff.prepare_run_dir(directory, job, rows)  # a full disk raises handoff.DiskFullError, naming the directory
     store.set_run_status(run_id, "running")
     scorer.start(directory, rows_stored=store.scored_count(run_id))
@@ -142,6 +148,9 @@ def start_run(
 # both from a fixed sample of the dataset; below these sizes there is too little to learn from and neither is done.
 SAMPLE_ROWS = 2000
 FORM_MIN_ROWS = 50
+# Rows of that sample from which a run with --context-examples picks the ones shown before each prompt: scored once
+# more at its start (about a minute on a CPU), a whole small dataset (bench/form_context.py chose from 60 rows).
+EXAMPLE_POOL_ROWS = 64
 CALIBRATION_COPIES = 32  # corrupted copies scored with each run of a dataset of at least CALIBRATION_MIN_ROWS rows
 CALIBRATION_MIN_ROWS = 2 * calibration.MIN_ORIGINALS
 CALIBRATION_SAMPLE = 5000  # the dataset's scored rows a synthetic fit reads at most

@@ -105,15 +105,16 @@ def _scored_batches(job: dict, rows: list[dict], config, where: dict, ready, sto
         yield from ray_backend.score_batches(job, rows, config, where=where, ready=ready, stop_requested=stop)
         return
     # imported here so `--help`-style failures stay cheap
-    from clear_core.engine import score_batches
+    from clear_core.engine import choose_examples, score_batches
     from clear_core.form import FormModel
     from clear_core.model import load_model
 
     lm = load_model(job["model"], job.get("device", "auto"))
     where["device"] = str(lm.device)
     form = FormModel.from_json(job["form"]) if job.get("form") else None  # fitted by the owner (runs.start_run)
+    examples = choose_examples(lm, job.get("example_pool") or [], config, form)  # [] unless context_examples
     ready()
-    yield from score_batches(lm, rows, config, stop_requested=stop, form=form)
+    yield from score_batches(lm, rows, config, stop_requested=stop, form=form, examples=examples)
 
 
 def main(argv: list[str] | None = None) -> int:

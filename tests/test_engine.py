@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import pytest
+
+from clear_core import prompts
 from clear_core.confidence import ScoringConfig
-from clear_core.engine import score_rows
+from clear_core.engine import EXAMPLE_MAX_TOKENS, choose_examples, score_rows
+from clear_core.model import continuation_logprobs
 from clear_core.store import SCORE_FIELDS
 
 
@@ -70,3 +75,63 @@ def test_without_self_reflection_its_signal_is_absent_and_the_rest_unchanged(tin
         assert 0.0 <= b["confidence"] <= 1.0
     with_samples = score_rows(tiny_model, rows, ScoringConfig(samples=2, self_reflection=False, max_new_tokens=4))
     assert all(s["confidence_bsdetector"] == s["consistency"] for s in with_samples)  # O alone
+
+
+def _examples(rows):
+    """The example rows in order (as choose_examples returns them): three shown, one spare."""
+    return [rows[3], rows[0], rows[1], rows[2]]
+
+
+def test_context_examples_are_shown_before_each_prompt_in_the_likelihood_pass(tiny_model):
+    lm = tiny_model
+    rows = _rows()
+    extra = {"row_index": 9, "prompt_messages": [{"role": "user", "content": "Say hi."}], "prompt": "Say hi."}
+    extra["response"] = "Hi there."
+    config = ScoringConfig(samples=0, self_reflection=False, propose=False, context_examples=2)
+    examples = _examples(rows)
+    scored = score_rows(lm, [extra], config, examples=examples)[0]
+    turns = []
+    for e in examples[:2]:
+        turns += [*e["prompt_messages"], {"role": "assistant", "content": e["response"]}]
+    response = lm.encode_text(extra["response"])
+    cond, uncond = continuation_logprobs(
+        lm,
+        [lm.encode_prompt(turns + extra["prompt_messages"]), lm.encode_prompt(turns + prompts.UNCONDITIONAL)],
+        [response, response],
+    )
+    assert scored["logprob_mean"] == pytest.approx(sum(cond.token_logprobs) / len(response), abs=1e-4)
+    assert scored["logprob_uncond_mean"] == pytest.approx(sum(uncond.token_logprobs) / len(response), abs=1e-4)
+    assert scored["pmi"] == scored["logprob_mean"] - scored["logprob_uncond_mean"]
+    assert scored["stop_prob"] == pytest.approx(math.exp(cond.stop_logprob), abs=1e-4)
+    plain = score_rows(lm, [extra], dataclasses.replace(config, context_examples=0), examples=examples)[0]
+    assert plain == score_rows(lm, [extra], dataclasses.replace(config, context_examples=0))[0]  # 0: no examples
+    assert abs(plain["logprob_mean"] - scored["logprob_mean"]) > 1e-6
+
+
+def test_a_row_never_sees_itself_among_the_examples(tiny_model):
+    rows = _rows()
+    config = ScoringConfig(samples=0, self_reflection=False, propose=False, context_examples=2)
+    examples = _examples(rows)
+    together = score_rows(tiny_model, rows, config, examples=examples)
+    # row 3 is the first example: it is shown rows 0 and 1 (the next two), as if the examples were only those
+    alone = score_rows(tiny_model, [rows[3]], config, examples=[rows[0], rows[1]])[0]
+    assert together[3]["logprob_mean"] == pytest.approx(alone["logprob_mean"], abs=1e-4)
+    assert together[3]["pmi"] == pytest.approx(alone["pmi"], abs=1e-4)
+    # row 2 is only the spare: it sees rows 3 and 0, like every row that is not an example
+    others = score_rows(tiny_model, [rows[2]], config, examples=[rows[3], rows[0]])[0]
+    assert together[2]["logprob_mean"] == pytest.approx(others["logprob_mean"], abs=1e-4)
+
+
+def test_choose_examples_takes_the_most_confident_short_rows_and_one_spare(tiny_model):
+    rows = _rows()
+    long_text = "word " * (EXAMPLE_MAX_TOKENS + 10)
+    rows.append({"row_index": 4, "prompt_messages": [{"role": "user", "content": "Long?"}], "prompt": "Long?"})
+    rows[-1]["response"] = long_text
+    config = ScoringConfig(samples=0, self_reflection=False, propose=False, context_examples=2)
+    chosen = choose_examples(tiny_model, rows, config)
+    assert len(chosen) == 3 and all(r["row_index"] != 4 for r in chosen)  # the long row is never shown
+    plain = score_rows(tiny_model, rows[:4], dataclasses.replace(config, context_examples=0))
+    by_confidence = sorted(range(4), key=lambda i: (-plain[i]["confidence"], i))
+    assert [r["row_index"] for r in chosen] == by_confidence[:3]
+    assert choose_examples(tiny_model, rows, dataclasses.replace(config, context_examples=0)) == []
+    assert choose_examples(tiny_model, [], config) == []

@@ -258,3 +258,19 @@ def test_a_batch_of_prompted_and_unprompted_rows_matches_each_row_run_whole(tiny
         naive_tokens, naive_end = _naive_logprobs(lm, prefix, cont)
         assert result.token_logprobs == pytest.approx(naive_tokens, abs=1e-5)
         assert result.end_logprob == pytest.approx(naive_end, abs=1e-5)
+
+
+def test_a_shared_beginning_runs_once_and_gives_what_the_whole_prefix_gives(tiny_model):
+    lm = tiny_model
+    shared = lm.encode_prompt([{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}])
+    own = [lm.encode_text("<|im_start|>user\nWhat is 2+2?"), lm.encode_text("<|im_start|>user\nName a colour.")]
+    continuations = [lm.encode_text("It is four, of course."), lm.encode_text("Blue")]
+    whole = continuation_logprobs(lm, [shared + p for p in own], continuations)
+    split = continuation_logprobs(lm, own, continuations, shared=shared, max_batch_size=2)
+    for a, b in zip(split, whole):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+        assert a.end_logprob == pytest.approx(b.end_logprob, abs=1e-4)
+        assert a.stop_logprob == pytest.approx(b.stop_logprob, abs=1e-4)
+    again = continuation_logprobs(lm, own, continuations, shared=shared, max_batch_size=1)  # the cache is copied
+    for a, b in zip(again, split):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)

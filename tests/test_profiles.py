@@ -4,10 +4,12 @@ settings stored with a run (so it resumes exactly, runs from before profiles inc
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from clear_core import EMBEDDED_MODEL, profiles, workspace
+from clear_core import EMBEDDED_MODEL, handoff, profiles, workspace
 from clear_core.confidence import ScoringConfig
 from clear_core.errors import InvalidInput
 from clear_core.store import Store
@@ -62,7 +64,8 @@ def test_the_profiles_settings_and_explicit_settings_over_them():
 def test_stored_params_are_the_resolved_settings_and_runs_from_before_profiles_resume(tmp_path, gsm8k_file):
     fast = profiles.resolve("auto", device="cpu").config.to_params()
     assert fast["samples"] == 0 and fast["self_reflection"] is False and "profile" not in fast
-    legacy = {k: v for k, v in dataclasses.asdict(ScoringConfig()).items() if k != "self_reflection"}
+    added_since = ("self_reflection", "context_examples")  # fields that runs stored before them do not hold
+    legacy = {k: v for k, v in dataclasses.asdict(ScoringConfig()).items() if k not in added_since}
     assert profiles.resolve("paper").config.to_params() == legacy  # a paper run's params read as before profiles
     assert ScoringConfig.from_params(legacy).self_reflection is True
     with Store(tmp_path / "c.duckdb") as store:
@@ -108,3 +111,30 @@ def test_a_run_stores_the_resolved_profile_and_resumes_with_it(tmp_path, gsm8k_f
         scores = store.scores(2)
         assert scores["self_reflection"].isna().all() and scores["consistency"].isna().all()
         assert store.scores(1)["self_reflection"].between(0, 1).all()
+
+
+def test_context_examples_travel_with_the_run_and_the_command_that_resumes_it(
+    tmp_path, gsm8k_file, tiny_model_path, cli_here
+):
+    """--context-examples 2: stored with the run (a run without it stores nothing new, so older runs resume), the
+    job carries the dataset's sample to pick the examples from, the worker scores with them, and status gives the
+    option back in the command that scores the rest."""
+    db = tmp_path / "c.duckdb"
+    args = ("--db", str(db), "--model", str(tiny_model_path), "--device", "cpu", "--profile", "fast", "--no-propose")
+    shown = cli_here("score", str(gsm8k_file), *args, "--context-examples", "2", "--limit", "3")
+    assert shown.returncode == 0, shown.stderr
+    assert "--context-examples 2" in cli_here("status", "--db", str(db)).stdout  # the command that scores the rest
+    plain = cli_here("score", str(gsm8k_file), *args, "--limit", "3")
+    assert plain.returncode == 0, plain.stderr
+    assert "--context-examples" in cli_here("score", "--help").stdout
+    with Store(db) as store:
+        runs = store.list_runs(1).sort_values("run_id")
+        first, second = (ScoringConfig.from_params(p) for p in runs["params"])
+        assert first.context_examples == 2 and second.context_examples == 0
+        assert "context_examples" not in runs["params"].iloc[1]
+        job, _ = handoff.read_job(Path(store.get_run(1)["work_dir"]))
+        assert sorted(r["row_index"] for r in job["example_pool"]) == list(range(12))  # the whole 12-row sample
+        with_examples, without = store.scores(1), store.scores(2)
+        assert len(with_examples) == len(without) == 3
+        assert not np.allclose(with_examples["logprob_mean"], without["logprob_mean"])  # the examples were shown
+        assert np.allclose(with_examples["repetition"], without["repetition"])  # text checks do not change
