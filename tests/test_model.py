@@ -274,3 +274,6 @@ def test_a_shared_beginning_runs_once_and_gives_what_the_whole_prefix_gives(tiny
     again = continuation_logprobs(lm, own, continuations, shared=shared, max_batch_size=1)  # the cache is copied
     for a, b in zip(again, split):
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
+    # where packing is asked for (CUDA's default), a shared beginning still continues from its cache, padded
+    asked_to_pack = continuation_logprobs(lm, own, continuations, shared=shared, max_batch_size=2, packed=True)
+    assert [r.token_logprobs for r in asked_to_pack] == [r.token_logprobs for r in split]
