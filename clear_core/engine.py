@@ -35,6 +35,7 @@ from clear_core.confidence import (
 from clear_core.form import FormModel
 from clear_core.model import (
     LoadedModel,
+    common_prefix_length,
     continuation_logprobs,
     generate,
     next_token_probs,
@@ -299,11 +300,7 @@ def _likelihood_in_context(
 def _shared_length(lm: LoadedModel, turns: list[dict], encoded: list[int]) -> int:
     """How many tokens of ``encoded`` (the turns, then an empty user turn) every prompt after the turns begins
     with: the common beginning with the turns and another user turn, less one (each prompt keeps a token)."""
-    other = lm.encode_prompt(turns + [{"role": "user", "content": "x"}])
-    n = 0
-    while n < min(len(encoded), len(other)) - 1 and encoded[n] == other[n]:
-        n += 1
-    return n
+    return common_prefix_length([encoded, lm.encode_prompt(turns + [{"role": "user", "content": "x"}])])
 
 
 def _likelihood_signals(conds, unconds, number_tokens: list[list[int] | None]) -> list[dict]:

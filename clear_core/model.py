@@ -634,7 +634,7 @@ def _grouped_last_hidden(lm: LoadedModel, groups: Sequence[Sequence[Sequence[int
     copied to each member, then the members' endings (left-padded after it) continue from it. Padding in the
     middle is masked and positions count real tokens only, so every prompt sees what it would see alone."""
     m = len(groups[0])
-    shared = [_common_prefix_length(group) for group in groups]
+    shared = [common_prefix_length(group) for group in groups]
     if not any(shared):
         return _last_hidden(lm, groups)
     ids, mask = _pad([group[0][:n] for group, n in zip(groups, shared)], lm.tokenizer.pad_token_id, left=True)
@@ -658,7 +658,7 @@ def _grouped_last_hidden(lm: LoadedModel, groups: Sequence[Sequence[Sequence[int
     return hidden[:, -1]
 
 
-def _common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     """Tokens all of `seqs` begin with, leaving each at least one of its own (its last position is the one read)."""
     n = min(len(s) for s in seqs) - 1
     first = seqs[0]
