@@ -17,6 +17,13 @@ a run, the text's word has that same byte on that side, so only the rows of (wor
 common words beside punctuation (``(#12``: a word starting with 12 just after a '#'; ``it's``: a word ending with
 "it" before a "'", and one starting with "s" after it) is narrowed to the few rows that hold that neighbourhood.
 
+Pairs of *frequent* words (held by at least ``PAIR_SHARE`` of the rows) that stand one byte apart are indexed too,
+each (word, byte, word) with its rows (``with_pairs``, a second read of the texts). A query of two runs one byte
+apart (``of the``, ``how many``: words so common that their own rows narrow nothing) reads the rows of its words'
+pairs, and the rows of the rarer words on either side stay candidates. ``WordIndex.candidates`` also says which
+candidates are known to match without the exact test: a query that is one run alone, one run with one indexed byte
+on one side (``$12``), or two runs one byte apart found as a pair.
+
 Words of up to 12 bytes are packed exactly into one integer (base 37: 37**12 < 2**63), so building needs no
 dictionary of strings and no hash that could collide; longer words go through a Python dict. Pure numpy: no
 database, testable on lists of strings (``build_from_texts``).
@@ -35,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["FORMAT", "WordIndex", "build", "build_from_texts", "query_runs"]
+__all__ = ["FORMAT", "PAIR_SHARE", "WordIndex", "build", "build_from_texts", "query_runs", "with_pairs"]
 
 _ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789"
 _BASE = 37  # a word byte's code is 1-36, so a packed word never starts with a zero digit
@@ -50,8 +57,14 @@ _EDGE[ord(" ")] = False
 _OUTSIDE = _ALPHABET[0]  # a word's edge beyond its text's start or end: a word byte, so never indexed
 _EDGE_SHIFT = 9  # an edge's key: word id << 9 | side << 8 | byte (side 0: the byte before the word, 1: after it)
 # What WordIndex.save writes, one .npy file each. FORMAT names this layout in a saved index's folder name.
-_ARRAYS = ("vocabulary", "word_starts", "pointers", "rows", "edge_keys", "edge_pointers", "edge_rows")
-FORMAT = 2
+_ARRAYS = (
+    *("vocabulary", "word_starts", "pointers", "rows", "edge_keys", "edge_pointers", "edge_rows"),
+    *("pair_words", "pair_keys", "pair_pointers", "pair_rows"),
+)
+FORMAT = 3
+# A word is *frequent* when at least this share of the rows hold it: only pairs of frequent words are indexed
+# (``with_pairs``), as a query with a rarer word is narrowed enough by that word's rows alone.
+PAIR_SHARE = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +74,11 @@ class WordIndex:
     vocabulary: every distinct word, each followed by a newline (``b"w1\\nw2\\n..."``), preceded by one newline.
     word_starts: where each word begins in ``vocabulary``. pointers: word i's rows are
     ``rows[pointers[i]:pointers[i + 1]]``. edge_keys: every (word, side, byte) found, as ``word << 9 | side << 8 |
-    byte``, sorted; edge i's rows are ``edge_rows[edge_pointers[i]:edge_pointers[i + 1]]``. n_rows: one more than
-    the largest row index indexed."""
+    byte``, sorted; edge i's rows are ``edge_rows[edge_pointers[i]:edge_pointers[i + 1]]``. pair_words: the
+    frequent words' ids, sorted (word ``pair_words[f]`` is frequent word f); pair_keys: every (f1, byte, f2) found,
+    frequent word f1 then one separator byte then frequent word f2, as ``(f1 * 256 + byte) * len(pair_words) + f2``,
+    sorted, with their rows in pair_pointers and pair_rows (none where ``with_pairs`` was not run). n_rows: one more
+    than the largest row index indexed."""
 
     vocabulary: np.ndarray  # uint8
     word_starts: np.ndarray  # int64
@@ -72,6 +88,10 @@ class WordIndex:
     edge_pointers: np.ndarray  # int64
     edge_rows: np.ndarray  # uint32
     n_rows: int
+    pair_words: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pair_keys: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pair_pointers: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    pair_rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
 
     @property
     def nbytes(self) -> int:
@@ -128,27 +148,64 @@ class WordIndex:
         found = at[self.edge_keys[at] == keys] if len(self.edge_keys) else at[:0]
         return _mask(self.edge_pointers, self.edge_rows, found, self.n_rows)
 
-    def candidates(self, lowered_query: str) -> tuple[np.ndarray, bool] | None:
+    def pair_rows_of(self, first: np.ndarray, byte: int, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two boolean masks over row indices: the rows where one of the words ``first``, then ``byte``, then one
+        of the words ``second`` stand together, of the frequent words alone (exact); and the rows holding any of the
+        other, rarer words of either side (where such a pair may also stand, unindexed)."""
+        n_frequent = len(self.pair_words)
+        sides = []
+        for words in (first, second):
+            at = np.minimum(np.searchsorted(self.pair_words, words), max(n_frequent - 1, 0))
+            frequent = self.pair_words[at] == words if n_frequent else np.zeros(len(words), dtype=bool)
+            sides.append((at[frequent], words[~frequent]))
+        (first_dense, first_rare), (second_dense, second_rare) = sides
+        rare = self.rows_of(np.concatenate((first_rare, second_rare)))
+        if not len(first_dense) or not len(second_dense):
+            return np.zeros(self.n_rows, dtype=bool), rare
+        # Each frequent first word's keys are one run of pair_keys; keep the keys whose second word is wanted.
+        low = (first_dense.astype(np.int64) * 256 + byte) * n_frequent
+        begin, end = np.searchsorted(self.pair_keys, low), np.searchsorted(self.pair_keys, low + n_frequent)
+        lengths = end - begin
+        at = np.repeat(begin - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+        wanted = np.zeros(n_frequent, dtype=bool)
+        wanted[second_dense] = True
+        found = at[wanted[np.asarray(self.pair_keys[at]) % n_frequent]]
+        return _mask(self.pair_pointers, self.pair_rows, found, self.n_rows), rare
+
+    def candidates(self, lowered_query: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The sorted row indices whose texts may contain ``lowered_query`` (already DuckDB-``lower()``-ed), and
-        whether they are exactly the rows that do (a query that is one run of word bytes alone); None when the
-        query has no word byte to look up. A run with an indexed byte beside it reads the rows of that edge."""
+        a boolean mask over them: the rows known to contain it, which need no exact test. None when the query has
+        no word byte to look up. A run with an indexed byte beside it reads the rows of that edge; two runs one
+        byte apart read the rows of their words' pairs. Known: a query that is one run alone, one run with one
+        indexed byte on one side, or two runs one byte apart found as a pair of frequent words."""
         runs = query_runs(lowered_query)
         if not runs:
             return None
+        words = [self.words_matching(run, before is not None, after is not None) for run, before, after in runs]
         hit = None
-        for run, before, after in runs:
-            words = self.words_matching(run, before is not None, after is not None)
+        for (_, before, after), matching in zip(runs, words, strict=True):
             found = None
             for side, byte in ((0, before), (1, after)):
                 if byte is not None and _EDGE[byte]:
-                    edge = self.edge_rows_of(words, side, byte)
+                    edge = self.edge_rows_of(matching, side, byte)
                     found = edge if found is None else found & edge
-            found = self.rows_of(words) if found is None else found
+            found = self.rows_of(matching) if found is None else found
             hit = found if hit is None else hit & found
             if not hit.any():
-                break
-        exact = len(runs) == 1 and runs[0][1] is None and runs[0][2] is None
-        return np.flatnonzero(hit), exact
+                return np.flatnonzero(hit), np.zeros(0, dtype=bool)
+        separators = _separators(lowered_query)
+        for k, gap in enumerate(separators[1:-1]):
+            if len(gap) == 1:
+                pairs, rare = self.pair_rows_of(words[k], gap[0], words[k + 1])
+                hit &= pairs | rare
+        rows = np.flatnonzero(hit)
+        if len(runs) == 1:
+            before, after = separators
+            known = (not before or not after) and all(not b or (len(b) == 1 and _EDGE[b[0]]) for b in separators)
+            return rows, np.full(len(rows), known, dtype=bool)
+        if len(runs) == 2 and not separators[0] and not separators[2] and len(separators[1]) == 1:
+            return rows, pairs[rows]
+        return rows, np.zeros(len(rows), dtype=bool)
 
 
 def _mask(pointers: np.ndarray, rows: np.ndarray, ids: np.ndarray, n_rows: int) -> np.ndarray:
@@ -178,6 +235,16 @@ def query_runs(lowered_query: str) -> list[tuple[bytes, int | None, int | None]]
     ]
 
 
+def _separators(lowered_query: str) -> list[bytes]:
+    """The bytes around and between the query's runs of word bytes: before the first run, between each two, and
+    after the last (one more than the runs; empty where nothing is)."""
+    data = lowered_query.encode("utf-8")
+    word = _IS_WORD[np.frombuffer(data, dtype=np.uint8)]
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8))).tolist()
+    bounds = [0, *edges, len(data)]
+    return [data[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
+
+
 class _Powers:
     """37**j and 37**-j mod 2**64 (numpy's uint64 arithmetic wraps; 37 is odd, so it has an inverse) for the
     positions j of a batch's bytes, grown as batches need."""
@@ -199,7 +266,8 @@ class _Powers:
 class _Tokens:
     """The words of a string array: each word of up to 12 bytes as its packed key, the position in the array of
     its text, and its edges (the byte just before and just after it in that text, ``_OUTSIDE`` at the text's start
-    or end); the longer words as bytes, with the same."""
+    or end); the longer words as bytes, with the same. Over all words in text order: whether each is short, and
+    the byte between it and the next word where one byte alone separates them in the same text (else -1)."""
 
     keys: np.ndarray
     at: np.ndarray
@@ -209,6 +277,8 @@ class _Tokens:
     long_at: np.ndarray
     long_before: np.ndarray
     long_after: np.ndarray
+    short: np.ndarray
+    gap_after: np.ndarray
 
 
 def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
@@ -222,12 +292,14 @@ def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
     n = len(data)
     if n == 0:
         empty, no_bytes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-        return _Tokens(empty.astype(np.uint64), empty, no_bytes, no_bytes, [], empty, no_bytes, no_bytes)
+        return _Tokens(
+            empty.astype(np.uint64), empty, no_bytes, no_bytes, [], empty, no_bytes, no_bytes, empty.astype(bool), empty
+        )
     edges = np.diff(_IS_WORD[data].view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     del edges
     # A word that runs from one row's end into the next row's start is two words: cut it at the row boundary.
-    inner = offsets[1:-1]
+    inner = np.unique(offsets[1:-1])  # an empty text leaves the same offset twice: one cut, not an empty word
     inner = inner[(inner > 0) & (inner < n)]
     cut = inner[_IS_WORD[data[inner - 1]] & _IS_WORD[data[inner]]]
     if len(cut):
@@ -241,6 +313,9 @@ def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
     before[text_edge[starts]] = _OUTSIDE
     after = data[np.minimum(ends, n - 1)]
     after[text_edge[ends]] = _OUTSIDE
+    gap_after = np.full(len(starts), -1, dtype=np.int16)
+    one_byte = (starts[1:] - ends[:-1] == 1) & (positions[1:] == positions[:-1])
+    gap_after[:-1][one_byte] = data[ends[:-1][one_byte]]
     lengths = ends - starts
     short = lengths <= _PACKED
     # prefix[i] = sum of code[j] * 37**-j for j < i, so a word's value in base 37 (its codes, most significant
@@ -254,7 +329,16 @@ def _tokens(array: pa.Array, powers: _Powers) -> _Tokens:
     long = ~short
     long_words = [data[a:b].tobytes() for a, b in zip(starts[long].tolist(), ends[long].tolist())]
     return _Tokens(
-        keys, positions[short], before[short], after[short], long_words, positions[long], before[long], after[long]
+        keys,
+        positions[short],
+        before[short],
+        after[short],
+        long_words,
+        positions[long],
+        before[long],
+        after[long],
+        short,
+        gap_after,
     )
 
 
@@ -291,6 +375,23 @@ def _postings(groups: list[tuple[np.ndarray, np.ndarray]], n_ids: int) -> tuple[
     low = 0 if np.little_endian else 1  # a pair's row is its low 32 bits
     rows = allpairs.view(np.uint32)[low::2].copy()
     return pointers, rows
+
+
+def _keyed_postings(keys: list[np.ndarray], pairs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct keys, pointers and rows (``WordIndex``) from groups of (each local code's key, distinct
+    ``local code << 32 | row`` pairs); ``pairs`` is emptied as it is copied. One id per distinct key, in key order,
+    so that a look-up is a binary search."""
+    codes, distinct = pd.factorize(np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64))
+    distinct = np.asarray(distinct, dtype=np.int64)
+    order = np.argsort(distinct)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    to_id = np.split(rank[codes], np.cumsum([len(k) for k in keys])[:-1]) if keys else []
+    del codes
+    groups = [*zip(to_id, pairs)]
+    pairs.clear()
+    pointers, rows = _postings(groups, len(order))
+    return distinct[order], pointers, rows
 
 
 def _unpack(keys: np.ndarray) -> list[bytes]:
@@ -363,28 +464,78 @@ def build(batches: Iterable[tuple[np.ndarray, Sequence[pa.Array]]]) -> WordIndex
         for b, edges in enumerate(batch_edges)
     ]
     keys.append(long_edge_keys + (len(packed) << _EDGE_SHIFT))  # a long word's id comes after the packed words'
-    edge_codes, edge_keys = pd.factorize(np.concatenate(keys))
-    edge_keys = np.asarray(edge_keys, dtype=np.int64)
-    order = np.argsort(edge_keys)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    to_edge = np.split(rank[edge_codes], np.cumsum([len(k) for k in keys])[:-1])
-    del keys, edge_codes
     long_edge_pairs = np.sort(long_local.reshape(-1).astype(np.int64) << 32 | long_edges[:, 1])
-    groups = [*zip(to_edge, [*batch_edge_pairs, long_edge_pairs])]
-    del batch_edge_pairs, long_edge_pairs
-    edge_pointers, edge_rows = _postings(groups, len(order))
+    batch_edge_pairs.append(long_edge_pairs)
+    del long_edge_pairs
+    edge_keys, edge_pointers, edge_rows = _keyed_postings(keys, batch_edge_pairs)
     words = _unpack(packed) + list(long_ids)
     vocabulary = np.frombuffer(b"\n" + b"".join(w + b"\n" for w in words), dtype=np.uint8)
     lengths = np.fromiter((len(w) + 1 for w in words), dtype=np.int64, count=len(words))
     word_starts = np.cumsum(lengths) - lengths + 1
-    return WordIndex(vocabulary, word_starts, pointers, rows, edge_keys[order], edge_pointers, edge_rows, n_rows)
+    return WordIndex(vocabulary, word_starts, pointers, rows, edge_keys, edge_pointers, edge_rows, n_rows)
 
 
-def build_from_texts(texts: Sequence[Sequence[str | None]], row_index: Sequence[int] | None = None) -> WordIndex:
-    """The index of rows given as tuples of texts (already lowercased), for tests and small inputs."""
+def with_pairs(
+    index: WordIndex, batches: Iterable[tuple[np.ndarray, Sequence[pa.Array]]], share: float = PAIR_SHARE
+) -> WordIndex:
+    """``index`` with its pairs of frequent words (``WordIndex.pair_keys``; a word held by at least ``share`` of the
+    rows), read from ``batches``: the same texts ``index`` was built from, read again. Each text's words in turn,
+    where one byte alone stands between two frequent words; words not in ``index`` are skipped. Memory: 8 bytes per
+    distinct (pair, row) while building, 4 once built."""
+    counts = np.diff(np.asarray(index.pointers))
+    frequent = np.flatnonzero(counts >= max(share * index.n_rows, 1))
+    n_frequent = len(frequent)
+    dense = np.full(len(counts) + 1, -1, dtype=np.int64)  # a word id's frequent id; the last entry: a word not found
+    dense[frequent] = np.arange(n_frequent)
+    word_id = _WordIds(index)
+    powers = _Powers()
+    batch_keys, batch_pairs = [], []
+    for row_index, arrays in batches:
+        row_index = np.asarray(row_index, dtype=np.int64)
+        keys, rows = [], []
+        for array in arrays:
+            tokens = _tokens(array, powers)
+            ids = dense[word_id(tokens)]
+            positions = np.empty(len(ids), dtype=np.int64)
+            positions[tokens.short], positions[~tokens.short] = tokens.at, tokens.long_at
+            at = np.flatnonzero((tokens.gap_after[:-1] >= 0) & (ids[:-1] >= 0) & (ids[1:] >= 0))
+            keys.append((ids[at] * 256 + tokens.gap_after[at]) * n_frequent + ids[at + 1])
+            rows.append(row_index[positions[at]])
+        codes, distinct = pd.factorize(np.concatenate(keys))
+        batch_keys.append(np.asarray(distinct, dtype=np.int64))
+        batch_pairs.append(_distinct_pairs(codes, np.concatenate(rows)))
+    pair_keys, pair_pointers, pair_rows = _keyed_postings(batch_keys, batch_pairs)
+    return dataclasses.replace(
+        index, pair_words=frequent, pair_keys=pair_keys, pair_pointers=pair_pointers, pair_rows=pair_rows
+    )
+
+
+class _WordIds:
+    """Each word of ``_Tokens`` as its id in an index's vocabulary (-1 for a word not in it), in text order."""
+
+    def __init__(self, index: WordIndex) -> None:
+        vocabulary = _tokens(pa.array([np.asarray(index.vocabulary).tobytes().decode("ascii")]), _Powers())
+        short_ids = np.flatnonzero(vocabulary.short)
+        order = np.argsort(vocabulary.keys)
+        self.keys, self.short_ids = vocabulary.keys[order], short_ids[order]
+        self.long_ids = dict(zip(vocabulary.long_words, np.flatnonzero(~vocabulary.short).tolist(), strict=True))
+
+    def __call__(self, tokens: _Tokens) -> np.ndarray:
+        ids = np.full(len(tokens.short), -1, dtype=np.int64)
+        if len(self.keys):
+            at = np.minimum(np.searchsorted(self.keys, tokens.keys), len(self.keys) - 1)
+            ids[tokens.short] = np.where(self.keys[at] == tokens.keys, self.short_ids[at], -1)
+        ids[~tokens.short] = [self.long_ids.get(word, -1) for word in tokens.long_words]
+        return ids
+
+
+def build_from_texts(
+    texts: Sequence[Sequence[str | None]], row_index: Sequence[int] | None = None, share: float = PAIR_SHARE
+) -> WordIndex:
+    """The index of rows given as tuples of texts (already lowercased), with its pairs (``with_pairs``), for tests
+    and small inputs."""
     if row_index is None:
         row_index = range(len(texts))
     columns = list(zip(*texts)) if texts else []
-    arrays = [pa.array(list(c), type=pa.string()) for c in columns]
-    return build([(np.asarray(row_index, dtype=np.int64), arrays)])
+    batches = [(np.asarray(row_index, dtype=np.int64), [pa.array(list(c), type=pa.string()) for c in columns])]
+    return with_pairs(build(batches), batches, share)

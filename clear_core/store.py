@@ -217,7 +217,7 @@ _SEARCH_PATTERN = r"'(?i)\Q' || replace(lower($search), 'i', '\E[iİ]\Q') || '\E
 
 _SEARCH_CACHE = 4  # searches whose matching rows a Store keeps (Store._search_rows)
 # Word indexes a Store keeps (Store._word_index): a dataset's prompts and responses, and a run's proposals at one
-# scores version; about 310 MB and 160 MB at 1M rows of GSM8K-like text (words and their edges).
+# scores version; about 450 MB and 230 MB at 1M rows of GSM8K-like text (words, their edges and pairs).
 _WORD_INDEXES = 2
 # From this many rows the Review page has the word indexes built before the first search (Store.warm_search); a
 # smaller dataset's texts are read in well under half a second.
@@ -666,7 +666,12 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; every write was already committed."""
+        """Close the connection; every write was already committed. An index being built in the background stops
+        at its next batch of text and is waited for: DuckDB refuses to close a connection a cursor is reading."""
+        self.__dict__["_closing"] = True
+        building = self.__dict__.get("_index_thread")
+        if building is not None and building is not threading.current_thread():
+            building.join()
         self._conn.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -1749,26 +1754,37 @@ class Store:
         index = self._word_index(key, table, columns, {"id": params["id"]})
         narrowed = None if index is None else index.candidates(lowered)
         if narrowed is not None:
-            rows, exact = narrowed
-            if exact or not len(rows):  # none left: no query (DuckDB tested 1M proposals for an empty list: 0.5 s)
-                return rows
-            if len(rows) <= min(_CHECK_BY_KEY, index.n_rows / _ROWS_PER_KEY):
-                keys = rows.tolist()  # ints: nothing to escape
-                found = [
-                    cursor.execute(
-                        f"SELECT row_index FROM {table} AND row_index IN ({', '.join(map(str, part))}) AND ({match})",
-                        params,
-                    ).fetchnumpy()["row_index"]
-                    for part in (keys[i : i + _INDEX_SCAN_KEYS] for i in range(0, len(keys), _INDEX_SCAN_KEYS))
-                ]
-                return np.sort(np.concatenate(found).astype(np.int64))
-            if len(rows) <= _CHECK_SHARE * index.n_rows:
-                sql = f"SELECT row_index FROM {table} AND row_index = ANY($candidates) AND ({match})"
-                return np.asarray(
-                    cursor.execute(sql, {**params, "candidates": rows.tolist()}).fetchnumpy()["row_index"]
-                )
+            candidates, known = narrowed
+            rows = candidates[~known]  # the rows the index cannot vouch for: the exact test decides
+            if not len(rows):  # none: no query (DuckDB tested 1M proposals for an empty list: 0.5 s)
+                return candidates
+            found = self._checked(cursor, table, match, params, rows, index.n_rows)
+            if found is not None:
+                return np.sort(np.concatenate((candidates[known], found.astype(np.int64))))  # disjoint
         sql = f"SELECT row_index FROM {table} AND ({match})"
         return np.asarray(cursor.execute(sql, params).fetchnumpy()["row_index"])
+
+    @staticmethod
+    def _checked(
+        cursor: duckdb.DuckDBPyConnection, table: str, match: str, params: dict, rows: np.ndarray, n_rows: int
+    ) -> np.ndarray | None:
+        """Those of ``rows`` (sorted) of ``table`` whose text passes ``match``: looked up by key when few
+        (``_CHECK_BY_KEY``), in one scan when at most ``_CHECK_SHARE`` of the table's ``n_rows``; None when more,
+        as one scan of every text costs about as much."""
+        if len(rows) <= min(_CHECK_BY_KEY, n_rows / _ROWS_PER_KEY):
+            keys = rows.tolist()  # ints: nothing to escape
+            found = [
+                cursor.execute(
+                    f"SELECT row_index FROM {table} AND row_index IN ({', '.join(map(str, part))}) AND ({match})",
+                    params,
+                ).fetchnumpy()["row_index"]
+                for part in (keys[i : i + _INDEX_SCAN_KEYS] for i in range(0, len(keys), _INDEX_SCAN_KEYS))
+            ]
+            return np.sort(np.concatenate(found).astype(np.int64))
+        if len(rows) <= _CHECK_SHARE * n_rows:
+            sql = f"SELECT row_index FROM {table} AND row_index = ANY($candidates) AND ({match})"
+            return np.sort(cursor.execute(sql, {**params, "candidates": rows.tolist()}).fetchnumpy()["row_index"])
+        return None
 
     def _index_folder(self, dataset_id: int) -> Path | None:
         """Where the word index of a dataset's prompts and responses is saved (a dataset's text never changes, so
@@ -1822,9 +1838,20 @@ class Store:
 
         def build() -> search_index.WordIndex:
             lowered = ", ".join(f"lower({c})" for c in columns)
-            with self._cursor() as cursor:
+
+            def batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.ndarray, list]]:
                 reader = cursor.sql(f"SELECT row_index, {lowered} FROM {table}", params=params).to_arrow_reader(8_192)
-                index = search_index.build((batch.column(0).to_numpy(), batch.columns[1:]) for batch in reader)
+                for batch in reader:
+                    if self.__dict__.get("_closing"):
+                        raise StoreError("The store was closed while a search index was being built.")
+                    yield batch.column(0).to_numpy(), batch.columns[1:]
+
+            with self._cursor() as cursor:
+                cursor.begin()  # the words and their pairs read from one snapshot of the text
+                try:
+                    index = search_index.with_pairs(search_index.build(batches(cursor)), batches(cursor))
+                finally:
+                    cursor.rollback()
             if folder is not None and not self.read_only:
                 with contextlib.suppress(OSError):  # a folder it may not write: built again next time
                     index.save(folder)
@@ -1878,7 +1905,7 @@ class Store:
     def warm_search(self, run_id: int) -> None:
         """Start building, in the background, the word indexes a new search of ``run_id``'s queue reads, for a
         dataset of at least ``_WARM_SEARCH_ROWS`` rows: the Review page calls it on each draw, so that a person's
-        first search finds them built (about a minute of one core at 1M rows). The proposals' index only once the
+        first search finds them built (about two minutes of one core at 1M rows). The proposals' index only once the
         run has stopped scoring (every chunk of new scores would make it stale). Nothing while a build runs."""
         run = self._one(
             "SELECT r.dataset_id, d.n_rows, r.status FROM runs r JOIN datasets d USING (dataset_id) WHERE r.run_id = ?",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import duckdb
 import numpy as np
@@ -51,26 +52,60 @@ def _random_queries(rng: np.random.Generator, texts: list[str], n: int) -> list[
     return queries
 
 
-def test_candidates_hold_every_match_and_one_word_is_exact():
+@pytest.mark.parametrize("share", [search_index.PAIR_SHARE, 0.0, 1.1])  # some words frequent, all, none
+def test_candidates_hold_every_match_and_the_rows_known_to_match_do(share):
     rng = np.random.default_rng(11)
     prompts, responses = _random_texts(rng, 300), _random_texts(rng, 300)
     prompts[5] = None
     low_p, low_r = _lower(prompts), _lower(responses)
-    index = search_index.build_from_texts(list(zip(low_p, low_r, strict=True)))
+    index = search_index.build_from_texts(list(zip(low_p, low_r, strict=True)), share=share)
     queries = _random_queries(rng, prompts + responses, 400) + ["sss", "zzzzzzzzzzzzzzzzzz", "k", "i", "ß", "?"]
-    checked = 0
+    queries += [a + sep + b for a, b in rng.choice(["a", "ab", "s", "0", "9k", "e"], (150, 2)) for sep in " ,."]
+    whole, known_pairs = 0, 0
     for query, lowered in zip(queries, _lower(queries), strict=True):
         truth = [i for i, (p, r) in enumerate(zip(low_p, low_r)) if lowered in (p or "") or lowered in r]
         narrowed = index.candidates(lowered)
         if narrowed is None:
             assert not any(c.isascii() and c.isalnum() for c in lowered), query
             continue
-        rows, exact = narrowed
+        rows, known = narrowed
         assert set(truth) <= set(rows.tolist()), query
-        if exact:
-            assert rows.tolist() == truth, query
-            checked += 1
-    assert checked > 100
+        assert set(rows[known].tolist()) <= set(truth), query
+        whole += bool(known.all()) and len(rows) > 0
+        separators = search_index._separators(lowered)
+        if len(separators) == 3 and [len(s) for s in separators] == [0, 1, 0]:  # two words one byte apart
+            assert known.all() or share > 0, query  # every word frequent: every pair indexed
+            known_pairs += bool(known.any())
+    assert whole > 100
+    assert (known_pairs > 30) if share < 1 else known_pairs == 0
+
+
+def test_two_frequent_words_one_byte_apart_are_known_from_their_pair():
+    texts = [
+        ("how many apples of the tree",),  # 0
+        ("the tree of the king",),  # 1
+        ("proof the x",),  # 2: 'proof' is rare (one row), so row 2 is a candidate to check, not known
+        ("of-the of  the",),  # 3: a '-' between, and two spaces: neither is "of the"
+        ("$12 and 12.5",),  # 4
+        ("the of",),  # 5: the words in the other order (as in row 3)
+    ]
+    index = search_index.build_from_texts(texts, share=0.3)  # frequent: held by 2 rows or more
+    rows, known = index.candidates("of the")
+    assert rows.tolist() == [0, 1, 2] and known.tolist() == [True, True, False]
+    assert index.candidates("f th")[0].tolist() == [0, 1, 2]  # a suffix and a prefix: the same pairs
+    rows, known = index.candidates("of-the")
+    assert rows.tolist() == [3] and known.all()
+    rows, known = index.candidates("the of")
+    assert rows.tolist() == [3, 5] and known.all()
+    rows, known = index.candidates("$12")
+    assert rows.tolist() == [4] and known.all()  # one word beside one indexed byte
+    rows, known = index.candidates("12.5")
+    assert rows.tolist() == [4] and not known.any()  # 12 and 5 are rare: no pair
+    rows, known = index.candidates(" of the")
+    assert not known.any()  # a third part: each pair found, the whole checked
+    rows, known = index.candidates("of  the")  # two bytes apart: no pair to read, the words' rows checked
+    assert rows.tolist() == [0, 1, 2, 3, 5] and not known.any()
+    assert index.pair_rows_of(np.array([], dtype=np.int64), ord(" "), np.array([1]))[0].sum() == 0
 
 
 def test_edges_only_narrow_the_words_candidates(monkeypatch):
@@ -89,6 +124,7 @@ def test_edges_only_narrow_the_words_candidates(monkeypatch):
             continue
         truth = {i for i, t in enumerate(texts) if query in t}
         assert truth <= set(narrowed[0].tolist()) <= set(words[0].tolist()), query
+        assert set(narrowed[0][narrowed[1]].tolist()) <= truth, query
         narrower += len(narrowed[0]) < len(words[0])
     assert narrower > 50
 
@@ -236,6 +272,29 @@ def test_warm_search_builds_the_indexes_in_the_background_only_for_a_large_datas
         )
 
 
+def test_closing_the_store_stops_an_index_built_in_the_background(random_store, monkeypatch):
+    """DuckDB refuses to close a connection a cursor is reading: close() stops the build at its next batch."""
+    store, run_id, _ = random_store
+    reading, build = threading.Event(), search_index.build
+
+    def slow_build(batches):
+        def slowly():
+            for batch in batches:
+                reading.set()
+                time.sleep(0.3)
+                yield batch
+
+        return build(slowly())
+
+    monkeypatch.setattr(search_index, "build", slow_build)
+    store._search_rows(run_id, store._dataset_of_run(run_id), "zz")  # no index yet: scans, and starts one
+    assert reading.wait(timeout=30)
+    thread = store.__dict__["_index_thread"]
+    store.close()
+    assert not thread.is_alive()
+    assert not store.__dict__.get("_word_indexes")  # stopped, not finished
+
+
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a POSIX call")
 def test_an_index_built_in_the_background_gives_way_to_the_page_and_leaves_its_priority(random_store, monkeypatch):
     store, run_id, _ = random_store
@@ -271,13 +330,17 @@ def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next
         assert not list((tmp_path / ".search").iterdir())
 
 
-def test_an_index_saved_without_edges_is_not_read(tmp_path):
-    """A folder of an older layout (no edge arrays) reads as no index, so the index is built again."""
-    index = search_index.build_from_texts([("a b",), ("c#d",)])
+def test_an_index_saved_without_edges_or_pairs_is_not_read(tmp_path):
+    """A folder of an older layout (no edge or pair arrays) reads as no index, so the index is built again."""
+    index = search_index.build_from_texts([("a b",), ("c#d",), ("a b",)], share=0.5)
     index.save(tmp_path / "saved")
-    assert search_index.WordIndex.load(tmp_path / "saved").candidates("c#")[0].tolist() == [1]
-    (tmp_path / "saved" / "edge_keys.npy").unlink()
-    assert search_index.WordIndex.load(tmp_path / "saved") is None
+    loaded = search_index.WordIndex.load(tmp_path / "saved")
+    assert loaded.candidates("c#")[0].tolist() == [1]
+    rows, known = loaded.candidates("a b")
+    assert rows.tolist() == [0, 2] and known.all()
+    for array in ("pair_keys", "edge_keys"):
+        (tmp_path / "saved" / f"{array}.npy").unlink()
+        assert search_index.WordIndex.load(tmp_path / "saved") is None
 
 
 def test_a_saved_index_is_not_read_for_other_text(tmp_path):
