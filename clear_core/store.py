@@ -13,18 +13,24 @@ writes additionally hold one lock, so write transactions never conflict with eac
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import glob
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -222,6 +228,7 @@ _WORD_INDEXES = 2
 # From this many rows the Review page has the word indexes built before the first search (Store.warm_search); a
 # smaller dataset's texts are read in well under half a second.
 _WARM_SEARCH_ROWS = 100_000
+_INDEX_BATCH_ROWS = 8_192  # rows of text per batch a word index is built from (a closing store stops between two)
 # A search checks the rows its word index leaves (Store._search_part) with the exact test when they are at most this
 # share of the rows; more, and one scan of every text costs about as much.
 _CHECK_SHARE = 0.1
@@ -251,6 +258,23 @@ def _search_sql(column: str, pattern: str = _SEARCH_PATTERN) -> str:
     return (
         f"CASE WHEN regexp_matches({column}, {pattern}) THEN contains(lower({column}), lower($search)) ELSE FALSE END"
     )
+
+
+# Stores whose index build may be running in a background thread: stopped when the interpreter exits, as a daemon
+# thread still streaming text to its child aborts Python's finalization ("PyGILState_Release").
+_BUILDING: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_index_builds() -> None:
+    for store in list(_BUILDING):
+        store._stop_building(timeout=10)
+
+
+def _index_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[np.ndarray, list[pa.Array]]]:
+    """``search_index.build``'s batches from record batches of (row_index, texts...)."""
+    for batch in batches:
+        yield batch.column(0).to_numpy(), batch.columns[1:]
 
 
 def _search_any() -> str:
@@ -668,10 +692,7 @@ class Store:
     def close(self) -> None:
         """Close the connection; every write was already committed. An index being built in the background stops
         at its next batch of text and is waited for: DuckDB refuses to close a connection a cursor is reading."""
-        self.__dict__["_closing"] = True
-        building = self.__dict__.get("_index_thread")
-        if building is not None and building is not threading.current_thread():
-            building.join()
+        self._stop_building()
         self._conn.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -1107,17 +1128,14 @@ class Store:
     def delete_dataset(self, dataset_id: int) -> list[str]:
         """Delete a dataset with its rows, runs, scores, decisions and thresholds; returns the runs' work dirs.
 
-        The work dirs are returned, not removed: files on disk belong to ``runs.py``. Its saved word index (the
-        store's own file) is removed.
+        The work dirs are returned, not removed: files on disk belong to ``runs.py``. Its saved word indexes (the
+        store's own files) are removed.
         """
         with self._transaction() as cursor:
-            work_dirs = [
-                w
-                for (w,) in cursor.execute(
-                    "SELECT work_dir FROM runs WHERE dataset_id = ? AND work_dir IS NOT NULL ORDER BY run_id",
-                    [dataset_id],
-                ).fetchall()
-            ]
+            runs = cursor.execute(
+                "SELECT run_id, work_dir FROM runs WHERE dataset_id = ? ORDER BY run_id", [dataset_id]
+            ).fetchall()
+            work_dirs = [w for _, w in runs if w is not None]
             for table in ("scores", "score_summaries"):
                 cursor.execute(
                     f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = ?)", [dataset_id]
@@ -1126,10 +1144,12 @@ class Store:
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
             for table in ("leases", "review_settings"):
                 cursor.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
-        if self.path != ":memory:" and not self.read_only:  # its saved word index (Store._index_folder)
+        if self.path != ":memory:" and not self.read_only:  # its saved word indexes (_index_folder, _proposals_folder)
             path = Path(self.path)
-            for folder in (path.parent / ".search").glob(f"{glob.escape(path.name)}-rows-{dataset_id}-*"):
-                shutil.rmtree(folder, ignore_errors=True)
+            kinds = [f"rows-{dataset_id}", *(f"proposals-{run_id}" for run_id, _ in runs)]
+            for kind in kinds:
+                for folder in (path.parent / ".search").glob(f"{glob.escape(path.name)}-{kind}-*"):
+                    shutil.rmtree(folder, ignore_errors=True)
         return work_dirs
 
     # -- runs -----------------------------------------------------------------------------------------------
@@ -1808,22 +1828,32 @@ class Store:
         path = Path(self.path)
         return path.parent / ".search" / f"{path.name}-rows-{dataset_id}-{str(digest)[:16]}-v{search_index.FORMAT}"
 
+    def _proposals_folder(self, run_id: int, version: tuple) -> Path | None:
+        """Where the word index of a run's proposals at one scores version (``_scores_version``) is saved, beside
+        ``_index_folder``'s; None in memory. Saving one removes the run's older ones (``_word_index``)."""
+        if self.path == ":memory:":
+            return None
+        digest = hashlib.md5(repr(version).encode()).hexdigest()[:16]
+        path = Path(self.path)
+        return path.parent / ".search" / f"{path.name}-proposals-{run_id}-{digest}-v{search_index.FORMAT}"
+
     def _word_index(
         self, key: tuple, table: str, columns: tuple[str, ...], params: dict, wait: bool = False
     ) -> search_index.WordIndex | None:
         """The word index of ``columns`` of ``table`` (``search_index``), kept under ``key`` (the last
         ``_WORD_INDEXES``), or None while it is not built: then one background thread builds it (at most one
         build at a time per Store), or, with ``wait``, this call does. ``key`` holds the scores version for
-        proposals, so an index of older proposals is never read. A dataset's index (key 'rows') is read from its
-        ``_index_folder`` instead of built when saved there, and saved there when built (not by a read-only
-        store)."""
+        proposals, so an index of older proposals is never read. An index is read from its folder (a dataset's
+        ``_index_folder``, a run's ``_proposals_folder``) instead of built when saved there; else built by a child
+        process that saves it there (``index_builder``), or here, kept in memory only, by a read-only or in-memory
+        store or where the folder cannot be written."""
         with self._cursor_lock:
             kept = self.__dict__.setdefault("_word_indexes", {})
             if key in kept:
                 return kept[key]
             if not wait and self._index_building():
                 return None
-        folder = self._index_folder(key[1]) if key[0] == "rows" else None
+        folder = self._index_folder(key[1]) if key[0] == "rows" else self._proposals_folder(key[1], key[2])
 
         def keep(index: search_index.WordIndex) -> search_index.WordIndex:
             with self._cursor_lock:
@@ -1838,29 +1868,97 @@ class Store:
 
         def build() -> search_index.WordIndex:
             lowered = ", ".join(f"lower({c})" for c in columns)
-
-            def batches(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.ndarray, list]]:
-                reader = cursor.sql(f"SELECT row_index, {lowered} FROM {table}", params=params).to_arrow_reader(8_192)
-                for batch in reader:
-                    if self.__dict__.get("_closing"):
-                        raise StoreError("The store was closed while a search index was being built.")
-                    yield batch.column(0).to_numpy(), batch.columns[1:]
-
+            sql = f"SELECT row_index, {lowered} FROM {table}"
             with self._cursor() as cursor:
-                cursor.begin()  # the words and their pairs read from one snapshot of the text
+                cursor.begin()  # the words and their pairs from one snapshot of the text
+                opened = []
+
+                def texts() -> Iterator[pa.RecordBatch]:
+                    reader, batches = self._text_batches(cursor, sql, params)
+                    opened.append(reader)
+                    yield from batches
+
                 try:
-                    index = search_index.with_pairs(search_index.build(batches(cursor)), batches(cursor))
+                    index = None
+                    if folder is not None and not self.read_only:
+                        index = self._build_in_child(texts(), folder)
+                    if index is None:  # here: the text read twice, the words' then the pairs'
+                        index = search_index.build(_index_batches(texts()))
+                        index = search_index.with_pairs(index, _index_batches(texts()))
                 finally:
+                    for reader in opened:  # DuckDB refuses to end the transaction while a result is open
+                        reader.close()
                     cursor.rollback()
-            if folder is not None and not self.read_only:
-                with contextlib.suppress(OSError):  # a folder it may not write: built again next time
-                    index.save(folder)
+            if key[0] == "proposals" and folder is not None:  # the run's older proposals: never read again
+                run_prefix = folder.name.rsplit("-", 2)[0]  # {database}-proposals-{run_id}
+                for old in folder.parent.glob(f"{glob.escape(run_prefix)}-*"):
+                    if old != folder:
+                        shutil.rmtree(old, ignore_errors=True)
             return keep(index)
 
         if wait:
             return build()
         self._build_in_background(build, f"search-index-{key[0]}")
         return None
+
+    def _text_batches(
+        self, cursor: duckdb.DuckDBPyConnection, sql: str, params: dict
+    ) -> tuple[pa.RecordBatchReader, Iterator[pa.RecordBatch]]:
+        """The reader of ``sql``'s result (to close, whether read to the end or not) and its batches, for an index
+        build: stopped (StoreError) once the store is closing."""
+        reader = cursor.sql(sql, params=params).to_arrow_reader(_INDEX_BATCH_ROWS)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                if self.__dict__.get("_closing"):
+                    raise StoreError("The store was closed while a search index was being built.")
+                yield batch
+
+        return reader, batches()
+
+    def _build_in_child(self, texts: Iterator[pa.RecordBatch], folder: Path) -> search_index.WordIndex | None:
+        """Build a word index in a child process (``index_builder``) that saves it into ``folder``, sending it
+        ``texts`` as an Arrow stream; the index as mapped from there. None when there is no text or the folder's
+        parent cannot be made (then the caller builds it here)."""
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        first = next(texts, None)
+        if first is None:
+            return None
+        package_root = str(Path(search_index.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
+        command = [sys.executable, "-m", "clear_core.index_builder", str(folder)]
+        with tempfile.TemporaryFile() as errors:
+            child = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors, env=env)
+            try:
+                with contextlib.suppress(BrokenPipeError):  # the child ended early: its exit code and error say why
+                    with pa.ipc.new_stream(child.stdin, first.schema) as writer:
+                        writer.write_batch(first)
+                        for batch in texts:
+                            writer.write_batch(batch)
+                    child.stdin.close()
+                while (code := child.poll()) is None:
+                    if self.__dict__.get("_closing"):
+                        raise StoreError("The store was closed while a search index was being built.")
+                    time.sleep(0.1)
+            except BaseException:
+                child.terminate()  # it removes its spool file and exits
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                raise
+            if code != 0:
+                errors.seek(0)
+                detail = errors.read()[-2_000:].decode("utf-8", "replace").strip()
+                raise StoreError(f"Building the search index in {folder} failed (exit code {code}): {detail}")
+        index = search_index.WordIndex.load(folder)
+        if index is None:
+            raise StoreError(f"The search index built in {folder} could not be read back.")
+        return index
 
     def _index_building(self) -> bool:
         """Whether the Store's one index-building thread is running (call it holding ``_cursor_lock``)."""
@@ -1881,7 +1979,16 @@ class Store:
                 return
             thread = threading.Thread(target=quietly, name=name, daemon=True)
             self.__dict__["_index_thread"] = thread
+        _BUILDING.add(self)
         thread.start()
+
+    def _stop_building(self, timeout: float | None = None) -> None:
+        """Stop the index build running in the background, if any (at its next batch of text, its child process
+        terminated) and wait up to ``timeout`` seconds for it to end."""
+        self.__dict__["_closing"] = True
+        building = self.__dict__.get("_index_thread")
+        if building is not None and building is not threading.current_thread():
+            building.join(timeout)
 
     def prepare_search(self, run_id: int, proposals: bool = True) -> None:
         """Build now the word indexes a search of ``run_id``'s queue reads (its dataset's prompts and responses,

@@ -5,15 +5,18 @@ of every text gives (``ReviewQuery.search``: a case-insensitive substring under 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
 from clear_core import search_index
-from clear_core.store import ReviewQuery, Store
+from clear_core.store import ReviewQuery, Store, StoreError
 from tests.test_store import Dataset, Mapping, Row
 
 # Letters in both cases, digits, separators, and characters whose lowercase is ASCII (İ -> i, Kelvin sign -> k)
@@ -275,24 +278,63 @@ def test_warm_search_builds_the_indexes_in_the_background_only_for_a_large_datas
 def test_closing_the_store_stops_an_index_built_in_the_background(random_store, monkeypatch):
     """DuckDB refuses to close a connection a cursor is reading: close() stops the build at its next batch."""
     store, run_id, _ = random_store
-    reading, build = threading.Event(), search_index.build
+    reading, text_batches = threading.Event(), store._text_batches
 
-    def slow_build(batches):
-        def slowly():
+    def slowly(cursor, sql, params):
+        reader, batches = text_batches(cursor, sql, params)
+
+        def one_by_one():
             for batch in batches:
                 reading.set()
                 time.sleep(0.3)
                 yield batch
 
-        return build(slowly())
+        return reader, one_by_one()
 
-    monkeypatch.setattr(search_index, "build", slow_build)
+    monkeypatch.setattr(store, "_text_batches", slowly)
+    monkeypatch.setattr("clear_core.store._INDEX_BATCH_ROWS", 50)  # 400 rows: 8 batches
     store._search_rows(run_id, store._dataset_of_run(run_id), "zz")  # no index yet: scans, and starts one
     assert reading.wait(timeout=30)
     thread = store.__dict__["_index_thread"]
     store.close()
     assert not thread.is_alive()
     assert not store.__dict__.get("_word_indexes")  # stopped, not finished
+
+
+_EXIT_WHILE_BUILDING = """
+import sys, time
+from clear_core import store as s
+
+s._INDEX_BATCH_ROWS = 20
+text_batches = s.Store._text_batches
+
+def slowly(self, cursor, sql, params):
+    reader, batches = text_batches(self, cursor, sql, params)
+    return reader, (time.sleep(0.2) or batch for batch in batches)
+
+s.Store._text_batches = slowly
+store = s.Store(sys.argv[1])
+store._search_rows(1, store._dataset_of_run(1), "zz")  # starts the build in the background
+time.sleep(1)
+assert store._index_building()
+"""
+
+
+def test_a_process_that_exits_during_a_build_stops_it_and_exits_cleanly(random_store, tmp_path):
+    """Python aborts its exit when a daemon thread is inside C code streaming to the child: it is stopped first."""
+    store, _, _ = random_store
+    store.close()
+    root = str(Path(search_index.__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WHILE_BUILDING, str(tmp_path / "r.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Fatal Python error" not in done.stderr
+    assert not [p.name for p in (tmp_path / ".search").glob("*") if "spool" in p.name or "tmp" in p.name]
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a POSIX call")
@@ -312,22 +354,50 @@ def _niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-def test_a_datasets_word_index_is_saved_beside_the_database_and_read_by_the_next_store(random_store, tmp_path):
+def test_word_indexes_are_built_by_a_child_saved_beside_the_database_and_read_by_the_next_store(
+    random_store, tmp_path, monkeypatch
+):
     store, run_id, queries = random_store
     dataset_id = store._dataset_of_run(run_id)
+    monkeypatch.setattr(search_index, "build", None)  # built here, it would fail: the child process builds it
     store.prepare_search(run_id)
-    (folder,) = (tmp_path / ".search").iterdir()
-    assert folder.name.startswith(f"r.duckdb-rows-{dataset_id}-")
-    assert folder.name.endswith(f"-v{search_index.FORMAT}")
+    proposals, rows = sorted((tmp_path / ".search").iterdir())
+    assert proposals.name.startswith(f"r.duckdb-proposals-{run_id}-")
+    assert rows.name.startswith(f"r.duckdb-rows-{dataset_id}-")
+    assert all(f.name.endswith(f"-v{search_index.FORMAT}") for f in (rows, proposals))
+    assert all(isinstance(index.rows, np.memmap) for index in store.__dict__["_word_indexes"].values())
+    store.add_scores(run_id, [{"row_index": 1, "confidence": 0.5, "proposed_response": "new"}])
+    store.prepare_search(run_id)  # new scores: a new proposals index, and the older one removed
+    assert len(list((tmp_path / ".search").glob(f"r.duckdb-proposals-{run_id}-*"))) == 1
+    assert proposals not in set((tmp_path / ".search").iterdir())
     store.close()
-    with Store(tmp_path / "r.duckdb") as again:  # a new server: the index is read, not built
-        index = again._word_index(("rows", dataset_id), "", (), {})
-        assert index is not None and "_index_thread" not in again.__dict__
-        assert isinstance(index.rows, np.memmap)
+    monkeypatch.undo()
+    with Store(tmp_path / "r.duckdb") as again:  # a new server: both indexes read, not built
+        again.prepare_search(run_id)
+        assert "_index_thread" not in again.__dict__
+        assert all(isinstance(index.rows, np.memmap) for index in again.__dict__["_word_indexes"].values())
         for search in queries[:30]:
             assert again._search_rows(run_id, dataset_id, search).tolist() == _scanned(again, run_id, search)
         again.delete_dataset(dataset_id)
         assert not list((tmp_path / ".search").iterdir())
+
+
+def test_a_failing_index_build_says_why_and_a_read_only_store_builds_in_memory(random_store, tmp_path, monkeypatch):
+    store, run_id, queries = random_store
+    (tmp_path / "python").write_text("#!/bin/sh\necho 'index builder: out of memory' >&2\nexit 3\n")
+    (tmp_path / "python").chmod(0o755)
+    monkeypatch.setattr("clear_core.store.sys.executable", str(tmp_path / "python"))
+    with pytest.raises(StoreError, match="exit code 3.*out of memory"):
+        store.prepare_search(run_id)
+    assert not (tmp_path / ".search").exists() or not list((tmp_path / ".search").iterdir())
+    store.close()
+    with Store(tmp_path / "r.duckdb", read_only=True) as reader:  # may not write: builds here, saves nothing
+        reader.prepare_search(run_id)
+        assert not (tmp_path / ".search").exists() or not list((tmp_path / ".search").iterdir())
+        for search in queries[:20]:
+            assert reader._search_rows(run_id, reader._dataset_of_run(run_id), search).tolist() == _scanned(
+                reader, run_id, search
+            )
 
 
 def test_an_index_saved_without_edges_or_pairs_is_not_read(tmp_path):
