@@ -10,8 +10,10 @@
 bench/scale.py's import and setup steps (the same data as there: GSM8K rows cycled, synthetic scores through
 ``Store.add_scores``, the least confident rows with a proposal). ``--db FILE`` takes a database built that way
 before (bench/scale.py's ``--step import`` and ``--step setup``) instead, copied so that every run starts from the
-same file; ``--only-review`` stops after Thresholds (no Export). Then one server (``streamlit run app.py`` in that
-checkout, with tests/app_server.py as the browser tests start it) and one browser session:
+same file (``--with-index``: with the word indexes ``Store.prepare_search`` saved for it, so that no search index
+is built during the run, as on every open after a dataset's first); ``--only-review`` stops after Thresholds (no
+Export). Then one server (``streamlit run app.py`` in that checkout, with tests/app_server.py as the browser tests
+start it) and one browser session:
 
 - Review first load: the address typed in until the row and 'Reviewed 0 of N rows' are on screen and the script
   run is over; then a reload (the server warm).
@@ -323,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--db", type=Path, help="a database built before (copied; --rows must be its size)")
     parser.add_argument("--only-review", action="store_true", help="Review and Thresholds only, no Export")
+    parser.add_argument(
+        "--with-index", action="store_true", help="copy --db's saved word indexes (Store.prepare_search): none built"
+    )
     parser.add_argument("--screenshot", type=Path, help="a PNG of the Thresholds page as the first session drew it")
     opts = parser.parse_args(argv)
 
@@ -333,6 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     if opts.db:
         db = folder / "app.duckdb"
         shutil.copyfile(opts.db, db)
+        if opts.with_index:  # the word indexes saved for --db, renamed for its copy
+            for index in (opts.db.parent / ".search").glob(f"{opts.db.name}-*"):
+                shutil.copytree(index, folder / ".search" / (db.name + index.name[len(opts.db.name) :]))
         print(f"database copied from {opts.db} in {time.perf_counter() - t0:.0f} s", flush=True)
     else:
         db = build_database(opts.root.resolve(), opts.rows, folder)
