@@ -17,19 +17,12 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from clear_core import search_index
-
-
-def _columns(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[np.ndarray, list[pa.Array]]]:
-    """``search_index.build``'s batches: the row indices, and the text columns."""
-    for batch in batches:
-        yield batch.column(0).to_numpy(), batch.columns[1:]
 
 
 def _spooled(reader: pa.ipc.RecordBatchStreamReader, writer: pa.ipc.RecordBatchFileWriter) -> Iterator[pa.RecordBatch]:
@@ -46,11 +39,11 @@ def build(source: pa.NativeFile, folder: Path) -> None:
         spool = Path(work) / "texts.arrow"
         reader = pa.ipc.open_stream(source)
         with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_file(sink, reader.schema) as writer:
-            index = search_index.build(_columns(_spooled(reader, writer)))
+            index = search_index.build(search_index.batch_columns(_spooled(reader, writer)))
         with pa.memory_map(str(spool)) as mapped:
             spooled = pa.ipc.open_file(mapped)
             batches = (spooled.get_batch(i) for i in range(spooled.num_record_batches))
-            index = search_index.with_pairs(index, _columns(batches))
+            index = search_index.with_pairs(index, search_index.batch_columns(batches))
         index.save(folder)
 
 

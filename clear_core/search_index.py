@@ -35,14 +35,23 @@ import dataclasses
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["FORMAT", "PAIR_SHARE", "WordIndex", "build", "build_from_texts", "query_runs", "with_pairs"]
+__all__ = [
+    "FORMAT",
+    "PAIR_SHARE",
+    "WordIndex",
+    "batch_columns",
+    "build",
+    "build_from_texts",
+    "query_runs",
+    "with_pairs",
+]
 
 _ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789"
 _BASE = 37  # a word byte's code is 1-36, so a packed word never starts with a zero digit
@@ -225,23 +234,24 @@ def query_runs(lowered_query: str) -> list[tuple[bytes, int | None, int | None]]
     starts with the run, after that byte) and just after it (so the word ends with it, before that byte), or None
     where the run begins or ends the query."""
     data = np.frombuffer(lowered_query.encode("utf-8"), dtype=np.uint8)
-    word = _IS_WORD[data]
-    if not word.any():
-        return []
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8)))
+    edges = _run_edges(data)
     return [
         (data[s:e].tobytes(), int(data[s - 1]) if s > 0 else None, int(data[e]) if e < len(data) else None)
-        for s, e in zip(edges[::2].tolist(), edges[1::2].tolist())
+        for s, e in zip(edges[::2], edges[1::2])
     ]
+
+
+def _run_edges(data: np.ndarray) -> list[int]:
+    """Where each maximal run of word bytes in ``data`` (uint8) starts and ends: [start, end, start, end, ...]."""
+    word = _IS_WORD[data]
+    return np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8))).tolist()
 
 
 def _separators(lowered_query: str) -> list[bytes]:
     """The bytes around and between the query's runs of word bytes: before the first run, between each two, and
     after the last (one more than the runs; empty where nothing is)."""
     data = lowered_query.encode("utf-8")
-    word = _IS_WORD[np.frombuffer(data, dtype=np.uint8)]
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8))).tolist()
-    bounds = [0, *edges, len(data)]
+    bounds = [0, *_run_edges(np.frombuffer(data, dtype=np.uint8)), len(data)]
     return [data[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
 
 
@@ -473,6 +483,12 @@ def build(batches: Iterable[tuple[np.ndarray, Sequence[pa.Array]]]) -> WordIndex
     lengths = np.fromiter((len(w) + 1 for w in words), dtype=np.int64, count=len(words))
     word_starts = np.cumsum(lengths) - lengths + 1
     return WordIndex(vocabulary, word_starts, pointers, rows, edge_keys, edge_pointers, edge_rows, n_rows)
+
+
+def batch_columns(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[np.ndarray, list[pa.Array]]]:
+    """``build``'s and ``with_pairs``' batches from Arrow record batches of (row_index, the text columns...)."""
+    for batch in batches:
+        yield batch.column(0).to_numpy(), batch.columns[1:]
 
 
 def with_pairs(

@@ -271,12 +271,6 @@ def _stop_index_builds() -> None:
         store._stop_building(timeout=10)
 
 
-def _index_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[np.ndarray, list[pa.Array]]]:
-    """``search_index.build``'s batches from record batches of (row_index, texts...)."""
-    for batch in batches:
-        yield batch.column(0).to_numpy(), batch.columns[1:]
-
-
 def _search_any() -> str:
     """prompt, response or proposed_response contains $search (``ReviewQuery.search``)."""
     return f"({' OR '.join(_search_sql(c) for c in ('prompt', 'response', 'proposed_response'))})"
@@ -1883,8 +1877,8 @@ class Store:
                     if folder is not None and not self.read_only:
                         index = self._build_in_child(texts(), folder)
                     if index is None:  # here: the text read twice, the words' then the pairs'
-                        index = search_index.build(_index_batches(texts()))
-                        index = search_index.with_pairs(index, _index_batches(texts()))
+                        index = search_index.build(search_index.batch_columns(texts()))
+                        index = search_index.with_pairs(index, search_index.batch_columns(texts()))
                 finally:
                     for reader in opened:  # DuckDB refuses to end the transaction while a result is open
                         reader.close()
