@@ -150,7 +150,8 @@ def _propose(
     confidence in its own answer (``correction_confidence``).
     """
     out: list[Proposal | None] = [None] * len(rows)
-    todo = [i for i, s in enumerate(scored) if s.confidence < config.propose_below]
+    # a run's corrupted calibration copies (row_index < 0) need only their scores: a proposal would be thrown away
+    todo = [i for i, s in enumerate(scored) if s.confidence < config.propose_below and int(rows[i]["row_index"]) >= 0]
     if not todo:
         return out
     continues = {i for i in todo if _continues(rows[i]["response"], response_ids[i], scored[i], config)}

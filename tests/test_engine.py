@@ -54,6 +54,27 @@ def test_no_proposals_above_propose_below_and_none_when_disabled(tiny_model):
     assert all(s["proposed_response"] is None for s in scored)
 
 
+def test_calibration_copies_get_no_proposal_generated(tiny_model, monkeypatch):
+    """A run's corrupted copies (row_index < 0) are scored only for the calibration: generating a proposal for them
+    would be thrown away, so none is generated."""
+    from clear_core import engine
+
+    prompted = []
+    real_generate = engine.generate
+
+    def counting_generate(lm, prompts_ids, *args, **kwargs):
+        if kwargs.get("greedy"):  # the proposals' pass (the samples' pass is not greedy)
+            prompted.extend(prompts_ids)
+        return real_generate(lm, prompts_ids, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate", counting_generate)
+    rows = _rows()
+    copies = [{**r, "row_index": -(i + 1)} for i, r in enumerate(rows[:2])]
+    scored = score_rows(tiny_model, copies + rows, ScoringConfig(samples=0, max_new_tokens=4, propose_below=1.01))
+    assert [s["row_index"] for s in scored] == [-1, -2, 0, 1, 2, 3]
+    assert len(prompted) == len(rows)  # one proposal prompt per dataset row, none for the two copies
+
+
 def test_scores_do_not_depend_on_batch_composition(tiny_model):
     rows = _rows()
     config = ScoringConfig(samples=0, propose=False)
