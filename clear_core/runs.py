@@ -151,14 +151,17 @@ FORM_MIN_ROWS = 50
 # Rows of that sample from which a run with --context-examples picks the ones shown before each prompt: scored once
 # more at its start (about a minute on a CPU), a whole small dataset (bench/form_context.py chose from 60 rows).
 EXAMPLE_POOL_ROWS = 64
-CALIBRATION_COPIES = 32  # corrupted copies scored with each run of a dataset of at least CALIBRATION_MIN_ROWS rows
+# Corrupted copies scored with each run of a dataset of at least CALIBRATION_MIN_ROWS rows (as many as the sample
+# holds, if fewer). 128 rather than 32: the spread of the fitted map's ECE from draw to draw shrinks 2-3×, and a copy
+# costs one row of the likelihood pass (no proposal is made for it); bench/results/calibration-copies-*.md.
+CALIBRATION_COPIES = 128
 CALIBRATION_MIN_ROWS = 2 * calibration.MIN_ORIGINALS
 CALIBRATION_SAMPLE = 5000  # the dataset's scored rows a synthetic fit reads at most
 
 
 def _calibration_rows(store: Store, run_id: int, sample) -> list[dict]:
-    """The run's corrupted copies still to score (made and stored on its first start): CALIBRATION_COPIES rows of
-    the sample, each corrupted with one of the classic noise kinds in turn, with row indices -1, -2, ..."""
+    """The run's corrupted copies still to score (made and stored on its first start): the first CALIBRATION_COPIES
+    rows of the sample, each corrupted with one of the classic noise kinds in turn, with row indices -1, -2, ..."""
     if store.get_run(run_id)["rows_total"] < CALIBRATION_MIN_ROWS or len(sample) < CALIBRATION_MIN_ROWS:
         return []
     if not store.calibration_rows(run_id):
