@@ -8,8 +8,8 @@ as a user would import it, because the form model and the calibration are per da
 1. Draws `--rows` rows of one dev file (gsm8k, self_instruct or codegen = GPTeacher code generation), corrupts 30%
    with all eight recipes of clear_core.noise (the six classic kinds plus house_format and prompt_echo), and scores
    them through the real path (`python -m clear_core score FILE --db DB --profile fast --no-propose`). The run fits
-   the dataset's form model and scores corrupted copies of its own rows (runs.CALIBRATION_COPIES; classic kinds only: the two new kinds are
-   never seen by the calibration) to fit its calibration.
+   the dataset's form model and scores corrupted copies of its own rows (runs.CALIBRATION_COPIES; classic kinds
+   only: the two new kinds are never seen by the calibration) to fit its calibration.
 2. Reports detection AUROC per kind for the shipped combiner, and for the combiner before issue 8 (no form factor,
    no prompt-echo check) recomputed from the same stored signals; and calibration: ECE, and precision and recall
    of filtering at γ = 0.5, with the shipped dev-data map and with the run's own synthetic calibration.
