@@ -116,14 +116,15 @@ def main() -> None:
     parser.add_argument("--part", choices=["design", "untouched"], default="design")
     parser.add_argument("--rows", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh", action="store_true", help="leave out every row a design seed drew")
     parser.add_argument("--extra", type=int, default=192, help="corrupted copies scored beside the run's own")
     parser.add_argument("--sizes", default="32,64,128,224")
     parser.add_argument("--draws", type=int, default=40)
     args = parser.parse_args()
-    tag = f"{args.dataset}-s{args.seed}-{args.part}-{args.rows}"
+    tag = f"{args.dataset}-s{args.seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}"
     db = RESULTS / f"transfer-{tag}.duckdb"
     extra_db = RESULTS / f"copies-{tag}-{args.extra}.duckdb"
-    frame = build_rows(args.dataset, args.rows, args.seed, args.part)
+    frame = build_rows(args.dataset, args.rows, args.seed, args.part, args.fresh)
     copies = extra_copies(frame, args.extra, args.seed)
     if not db.exists():
         print(f"scored the rows in {score(frame, db):.0f} s", flush=True)

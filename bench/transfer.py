@@ -52,11 +52,21 @@ FILES = {
 GAMMA = 0.5
 
 
-def build_rows(dataset: str, n: int, seed: int, part: str) -> pd.DataFrame:
-    """`n` rows of one dev file, 30% corrupted with every noise kind; codegen's untouched quarter or the rest."""
+DESIGN_SEEDS = (0, 1, 2)
+DESIGN_MAX_ROWS = 200  # the most rows any design draw took from one file (bench/quality.py, seed 2)
+
+
+def build_rows(dataset: str, n: int, seed: int, part: str, fresh: bool = False) -> pd.DataFrame:
+    """`n` rows of one dev file, 30% corrupted with every noise kind; codegen's untouched quarter or the rest.
+    `fresh`: leave out every row a design seed drew (this function's, bench/quality.py's and bench/form_context.py's
+    draws of seeds 0-2 are all prefixes of one sample per seed, so its first DESIGN_MAX_ROWS rows cover them)."""
     rows = noise.load_dev_rows(DEV / FILES[dataset], None, seed)
     if dataset == "codegen":
         rows = [r for r in rows if (r["source_index"] % 4 == 3) == (part == "untouched")]
+    if fresh:
+        every = noise.load_dev_rows(DEV / FILES[dataset])
+        drawn = {r["source_index"] for s in DESIGN_SEEDS for r in random.Random(s).sample(every, DESIGN_MAX_ROWS)}
+        rows = [r for r in rows if r["source_index"] not in drawn]
     rows = random.Random(seed).sample(rows, min(n, len(rows)))
     return noise.inject_noise(rows, fraction=0.3, seed=seed)
 
@@ -163,11 +173,12 @@ def main() -> None:
     parser.add_argument("--part", choices=["design", "untouched"], default="untouched")
     parser.add_argument("--rows", type=int, default=160)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--fresh", action="store_true", help="leave out every row a design seed drew")
     parser.add_argument("--db", type=Path, help="scored database (default: bench/results/transfer-<dataset>-...)")
     args = parser.parse_args()
-    tag = f"{args.dataset}-s{args.seed}-{args.part}-{args.rows}"
+    tag = f"{args.dataset}-s{args.seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}"
     db = args.db or REPO / "bench" / "results" / f"transfer-{tag}.duckdb"
-    frame = build_rows(args.dataset, args.rows, args.seed, args.part)
+    frame = build_rows(args.dataset, args.rows, args.seed, args.part, args.fresh)
     if not db.exists():
         seconds = score(frame, db)
         print(f"scored {len(frame)} rows in {seconds:.0f} s")
