@@ -107,6 +107,7 @@ def repetition(text: str) -> float:
 
 _WORD = re.compile(r"\w+")
 _ECHO_GRAM = 4  # words per n-gram when comparing response and prompt
+ECHO_SHARE = 0.5  # a prompt_copy above this: the prompt given back instead of answered
 
 
 def prompt_copy(prompt: str, response: str) -> float:
@@ -163,6 +164,6 @@ def proposal_problem(prompt: str, proposal: str | None, *, cut_off: bool) -> str
         return "loops"
     if cut_off:
         return "cut off"
-    if prompt_copy(prompt, proposal) > 0.5:
+    if prompt_copy(prompt, proposal) > ECHO_SHARE:
         return "echoes the prompt"
     return None

@@ -185,8 +185,12 @@ def _propose(
 
 def _continues(response: str, ids: list[int], signals: RowSignals, config: ScoringConfig) -> bool:
     """Whether to continue the response instead of rewriting it: it is cut off (its own completeness is the
-    problem), not blank, and whole within the tokens scored (a longer one would be continued from the wrong place)."""
-    return bool(response.strip()) and len(ids) <= config.max_response_tokens and is_cut_off(vars(signals))
+    problem), not blank, not the prompt given back (continuing an echo keeps the echo), and whole within the tokens
+    scored (a longer one would be continued from the wrong place)."""
+    echoes = (signals.prompt_copy or 0.0) > checks.ECHO_SHARE
+    return (
+        bool(response.strip()) and not echoes and len(ids) <= config.max_response_tokens and is_cut_off(vars(signals))
+    )
 
 
 _JOINS_WITHOUT_SPACE = re.compile(r"^[.,;:!?)\]}'\"%]")

@@ -126,6 +126,19 @@ def test_a_cut_off_response_is_continued_from_prompt_and_response(canned, tiny_m
     assert asked[0] == tiny_model.encode_prompt(rows[0]["prompt_messages"])
 
 
+def test_a_cut_off_echo_of_the_prompt_is_rewritten_not_continued(canned, tiny_model, monkeypatch):
+    """Continuing a response that gives the prompt back keeps the echo (the check on the proposal no longer sees
+    one once the continuation dilutes it): such a row gets a rewrite, even when it reads as cut off."""
+    rows, asked = canned
+    rows[3]["response"] = rows[3]["prompt"]  # the prompt given back instead of an answer
+    monkeypatch.setattr(engine, "is_cut_off", lambda raw: raw.get("row_index") in (1, 3))
+    config = ScoringConfig(samples=0, self_reflection=False, propose_below=1.01, max_new_tokens=64)
+    engine.score_rows(tiny_model, rows, config)
+    prefix = tiny_model.encode_prompt(rows[1]["prompt_messages"])
+    assert asked[1] == prefix + tiny_model.encode_text(rows[1]["response"])  # cut off: continued
+    assert asked[3] == tiny_model.encode_prompt(rows[3]["prompt_messages"])  # cut-off echo: rewritten
+
+
 def test_the_proposal_confidence_ranks_the_offer(canned, tiny_model, monkeypatch):
     rows, _ = canned
     config = ScoringConfig(samples=0, self_reflection=False, propose_below=1.01, max_new_tokens=64)
