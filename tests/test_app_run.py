@@ -134,7 +134,8 @@ def test_the_page_shows_what_auto_picks_and_lets_people_override_it(unscored_db,
         return next(c.value for c in at.caption if c.value.startswith("This run:"))
 
     assert at.radio(key="run_profile").value == "auto"
-    assert this_run().startswith("This run: fast (auto: CPU): k = 0, no self-reflection, proposals on.")
+    fast = "This run: fast (auto: CPU): k = 0, no self-reflection, 3 context examples, proposals on."
+    assert this_run().startswith(fast)
     at.radio(key="run_profile").set_value("paper").run()
     assert this_run().startswith("This run: paper: k = 5, self-reflection, proposals on.")
     at.number_input(key="run_samples").set_value(2).run()

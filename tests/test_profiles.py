@@ -49,14 +49,14 @@ def test_no_gpu_when_cuda_visible_devices_hides_them(monkeypatch):
 
 def test_the_profiles_settings_and_explicit_settings_over_them():
     fast, paper = profiles.resolve("fast").config, profiles.resolve("paper").config
-    assert (fast.samples, fast.self_reflection, fast.propose) == (0, False, True)
+    assert (fast.samples, fast.self_reflection, fast.propose, fast.context_examples) == (0, False, True, 3)
     assert (paper.samples, paper.self_reflection) == (5, True)
     assert paper == ScoringConfig()  # the paper profile is ScoringConfig's defaults, the papers'
     custom = profiles.resolve("fast", samples=3, propose=False)
     assert (custom.config.samples, custom.config.self_reflection, custom.config.propose) == (3, False, False)
     assert custom.profile == "custom" and profiles.profile_of(custom.config) == "custom"
     assert profiles.resolve("paper", propose=False).profile == "paper"  # proposals are not what a profile decides
-    assert profiles.settings_text(custom.config) == "k = 3, no self-reflection, proposals off"
+    assert profiles.settings_text(custom.config) == "k = 3, no self-reflection, 3 context examples, proposals off"
     with pytest.raises(InvalidInput, match="Unknown scoring profile 'slow'"):
         profiles.resolve("slow")
 
@@ -101,7 +101,9 @@ def test_a_run_stores_the_resolved_profile_and_resumes_with_it(tmp_path, gsm8k_f
     assert rest.returncode == 0, rest.stderr
     auto = cli_here("score", str(gsm8k_file), *args, "--limit", "1", "--no-propose")
     assert auto.returncode == 0, auto.stderr
-    assert "Scoring profile: fast (auto: CPU): k = 0, no self-reflection, proposals off." in auto.stdout
+    assert "Scoring profile: fast (auto: CPU): k = 0, no self-reflection, 3 context examples, proposals off." in (
+        auto.stdout
+    )
     with Store(db) as store:
         runs = store.list_runs(1).sort_values("run_id")
         assert list(runs["n_scored"]) == [3, 1]  # the second paper command resumed run 1
@@ -124,7 +126,7 @@ def test_context_examples_travel_with_the_run_and_the_command_that_resumes_it(
     shown = cli_here("score", str(gsm8k_file), *args, "--context-examples", "2", "--limit", "3")
     assert shown.returncode == 0, shown.stderr
     assert "--context-examples 2" in cli_here("status", "--db", str(db)).stdout  # the command that scores the rest
-    plain = cli_here("score", str(gsm8k_file), *args, "--limit", "3")
+    plain = cli_here("score", str(gsm8k_file), *args, "--context-examples", "0", "--limit", "3")  # fast's is 3
     assert plain.returncode == 0, plain.stderr
     assert "--context-examples" in cli_here("score", "--help").stdout
     with Store(db) as store:
