@@ -71,13 +71,15 @@ def build_rows(dataset: str, n: int, seed: int, part: str, fresh: bool = False) 
     return noise.inject_noise(rows, fraction=0.3, seed=seed)
 
 
-def score(frame: pd.DataFrame, db: Path) -> float:
-    """Score the rows through the CLI (fast profile, detection only); returns wall seconds."""
+def score(frame: pd.DataFrame, db: Path, context_examples: int = 0) -> float:
+    """Score the rows through the CLI (fast profile, detection only; `context_examples` as `score
+    --context-examples`); returns wall seconds."""
     data = db.with_suffix(".input.jsonl")
     records = [{"instruction": p, "input": "", "output": r} for p, r in zip(frame["prompt"], frame["response"])]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     started = time.time()
     cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--profile", "fast"]
+    cmd += ["--context-examples", str(context_examples)] if context_examples else []
     subprocess.run(cmd + ["--no-propose"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return time.time() - started
 
@@ -174,13 +176,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=160)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="leave out every row a design seed drew")
+    parser.add_argument("--context-examples", type=int, default=0, help="as score --context-examples")
     parser.add_argument("--db", type=Path, help="scored database (default: bench/results/transfer-<dataset>-...)")
     args = parser.parse_args()
     tag = f"{args.dataset}-s{args.seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}"
+    tag += f"-cx{args.context_examples}" if args.context_examples else ""
     db = args.db or REPO / "bench" / "results" / f"transfer-{tag}.duckdb"
     frame = build_rows(args.dataset, args.rows, args.seed, args.part, args.fresh)
     if not db.exists():
-        seconds = score(frame, db)
+        seconds = score(frame, db, args.context_examples)
         print(f"scored {len(frame)} rows in {seconds:.0f} s")
     scores, copies, saved = stored(db)
     with Store(db) as store:
