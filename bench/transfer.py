@@ -79,7 +79,7 @@ def score(frame: pd.DataFrame, db: Path, context_examples: int = 0) -> float:
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     started = time.time()
     cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--profile", "fast"]
-    cmd += ["--context-examples", str(context_examples)] if context_examples else []
+    cmd += ["--context-examples", str(context_examples)]  # always given: the fast profile's own is 3
     subprocess.run(cmd + ["--no-propose"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return time.time() - started
 
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=160)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="leave out every row a design seed drew")
-    parser.add_argument("--context-examples", type=int, default=0, help="as score --context-examples")
+    parser.add_argument("--context-examples", type=int, default=0, help="as score --context-examples (tag -cxN)")
     parser.add_argument("--db", type=Path, help="scored database (default: bench/results/transfer-<dataset>-...)")
     args = parser.parse_args()
     tag = f"{args.dataset}-s{args.seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}"
