@@ -271,8 +271,9 @@ def ingest(store: Store, run_id: int) -> int:
     if batch:
         added += _store_chunks(store, run_id, batch, records)
     if state is not None:
-        if state == "dead" and handoff.cancel_requested(directory):
-            state = "cancelled"  # a worker stopped by Cancel while still starting up dies before it can say so
+        if state in ("dead", "failed") and handoff.cancel_requested(directory):
+            # a worker stopped by Cancel while still starting up dies, or fails on the signal, before it can say so
+            state = "cancelled"
         if state != "running":
             status, error = _ending(store, run_id, directory, state)
             store.set_run_status(run_id, status, error=error)

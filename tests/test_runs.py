@@ -298,6 +298,25 @@ def _running_run(store, db, source) -> tuple[int, Path]:
     return run_id, directory
 
 
+def test_a_worker_gone_after_a_cancel_request_was_cancelled_and_one_gone_without_failed(tmp_path, gsm8k_file):
+    """A cancel's SIGTERM can end the worker before it writes "cancelled" (while it loads the model): it dies, or
+    fails on the signal. Either way that run was cancelled. A worker that failed without a cancel request failed."""
+    for n, worker_said in enumerate([None, {"status": "failed", "error": "KeyboardInterrupt"}]):
+        db = tmp_path / f"c{n}.duckdb"
+        with Store(db) as store:
+            run_id, directory = _running_run(store, db, gsm8k_file)
+            if worker_said:
+                handoff.write_atomic(directory / "progress.json", json.dumps(worker_said))
+            handoff.request_cancel(directory)  # the worker is already gone: only the request is left
+            assert runs.progress(store, run_id).status == "cancelled"
+    db = tmp_path / "failed.duckdb"
+    with Store(db) as store:
+        run_id, directory = _running_run(store, db, gsm8k_file)
+        handoff.write_atomic(directory / "progress.json", json.dumps({"status": "failed", "error": "boom"}))
+        state = runs.progress(store, run_id)
+        assert state.status == "failed" and "boom" in state.error
+
+
 ENOSPC_TRACEBACK = """\
 Loading model...
 Traceback (most recent call last):
