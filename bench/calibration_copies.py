@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/calibration_copies.py --dataset gsm8k --part design --seed 0 --extra 192
 
-Scores one dataset as bench/transfer.py does (its rows, 30% noisy over all eight kinds, and the run's own 32
-copies), then `--extra` more corrupted copies of the same rows (classic kinds in turn, as runs.py makes them) as a
-second file. The copies' likelihood signals do not depend on the rest of the dataset; their text signals (form
-score, prompt copy) are recomputed with the dataset's own form model, so the pooled copies are what a run with that
-many copies would have scored.
+Scores one dataset as bench/transfer.py does (its rows, 30% noisy over all eight kinds, and the run's own
+copies, runs.CALIBRATION_COPIES), then `--extra` more corrupted copies of the same rows (classic kinds in turn, as
+runs.py makes them) as a second file. The copies' likelihood signals do not depend on the rest of the dataset;
+their text signals (form score, prompt copy) are recomputed with the dataset's own form model, so the pooled copies
+are what a run with that many copies would have scored.
 
 Then, for each fit in FITS and each number of copies, `--draws` random subsets of the copies are fitted and the
 calibrated confidence of the dataset's rows is compared with which rows are really noisy: ECE (10 bins), precision

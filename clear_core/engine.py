@@ -150,8 +150,12 @@ def _propose(
     confidence in its own answer (``correction_confidence``).
     """
     out: list[Proposal | None] = [None] * len(rows)
-    # a run's corrupted calibration copies (row_index < 0) need only their scores: a proposal would be thrown away
-    todo = [i for i, s in enumerate(scored) if s.confidence < config.propose_below and int(rows[i]["row_index"]) >= 0]
+    # a run's calibration copies need only their scores: a proposal for one would be thrown away
+    todo = [
+        i
+        for i, s in enumerate(scored)
+        if s.confidence < config.propose_below and not handoff.is_calibration_copy(rows[i])
+    ]
     if not todo:
         return out
     continues = {i for i in todo if _continues(rows[i]["response"], response_ids[i], scored[i], config)}

@@ -230,6 +230,11 @@ class Cancelled(Exception):  # noqa: N818 - it names what happened, as KeyboardI
     """The owner asked the worker to stop (the cancel file, or SIGTERM): not a row's problem, never isolated."""
 
 
+def is_calibration_copy(row: dict) -> bool:
+    """A run's corrupted copy of one of its dataset's rows (row_index -1, -2, ...), scored only for its calibration."""
+    return int(row["row_index"]) < 0
+
+
 def request_cancel(run_dir: Path) -> None:
     """Ask the worker to stop after its current batch; signal it too so a long batch is not waited out."""
     write_atomic(run_dir / "cancel", "")

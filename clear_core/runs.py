@@ -283,8 +283,8 @@ def ingest(store: Store, run_id: int) -> int:
 def _store_chunks(store: Store, run_id: int, chunks: list[Path], records: list[dict]) -> int:
     """Store the records of ``chunks`` in one transaction, then delete the files; returns the rows stored (corrupted
     copies, row_index < 0, go to the run's calibration instead, which is refitted when they bring news)."""
-    copies = [r for r in records if int(r["row_index"]) < 0]
-    records = [r for r in records if int(r["row_index"]) >= 0]
+    copies = [r for r in records if handoff.is_calibration_copy(r)]
+    records = [r for r in records if not handoff.is_calibration_copy(r)]
     try:
         if copies:
             store.add_calibration_scores(run_id, copies)

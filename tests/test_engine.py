@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from clear_core import prompts
+from clear_core import engine, prompts
 from clear_core.confidence import ScoringConfig
 from clear_core.engine import EXAMPLE_MAX_TOKENS, choose_examples, score_rows
 from clear_core.model import continuation_logprobs
@@ -57,8 +57,6 @@ def test_no_proposals_above_propose_below_and_none_when_disabled(tiny_model):
 def test_calibration_copies_get_no_proposal_generated(tiny_model, monkeypatch):
     """A run's corrupted copies (row_index < 0) are scored only for the calibration: generating a proposal for them
     would be thrown away, so none is generated."""
-    from clear_core import engine
-
     prompted = []
     real_generate = engine.generate
 
