@@ -152,7 +152,8 @@ def settings(dataset: dict) -> None:
         profiles.PROFILES,
         key="run_profile",
         horizontal=True,
-        help="fast: likelihood, checks and proposals (k = 0, no self-reflection). paper: BSDetector's k = 5 samples "
+        help="fast: likelihood with 3 of the dataset's own rows shown first, checks and proposals (k = 0, no "
+        "self-reflection). paper: BSDetector's k = 5 samples "
         "and self-reflection on top, for a GPU and a larger model (docs/quality.md: with the embedded model they add "
         "nothing). auto: paper on a CUDA GPU with a model other than the embedded one, else fast.",
     )
