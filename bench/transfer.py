@@ -7,12 +7,14 @@ as a user would import it, because the form model and the calibration are per da
 
 1. Draws `--rows` rows of one dev file (gsm8k, self_instruct or codegen = GPTeacher code generation), corrupts 30%
    with all eight recipes of clear_core.noise (the six classic kinds plus house_format and prompt_echo), and scores
-   them through the real path (`python -m clear_core score FILE --db DB --profile fast --no-propose`). The run fits
+   them through the real path (`python -m clear_core score FILE --db DB --profile fast --no-propose`; with
+   `--propose`, Auto-Correct proposals too). The run fits
    the dataset's form model and scores corrupted copies of its own rows (runs.CALIBRATION_COPIES; classic kinds
    only: the two new kinds are never seen by the calibration) to fit its calibration.
 2. Reports detection AUROC per kind for the shipped combiner, and for the combiner before issue 8 (no form factor,
    no prompt-echo check) recomputed from the same stored signals; and calibration: ECE, and precision and recall
-   of filtering at γ = 0.5, with the shipped dev-data map and with the run's own synthetic calibration.
+   of filtering at γ = 0.5, with the shipped dev-data map and with the run's own synthetic calibration; with
+   `--propose`, how many proposals the app would offer (η = 0.7) and how many of them are closer to the clean original.
 
 `--part untouched` keeps to rows no design choice looked at: for codegen the quarter of the file with
 source_index % 4 == 3 (design used the rest), for the others seed 3 draws (as docs/quality.md). Never reads holdout/.
@@ -35,7 +37,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clear_core import calibration, checks, metrics, noise  # noqa: E402
+from clear_core import calibration, checks, clear, metrics, noise  # noqa: E402
 from clear_core.confidence import load_combiner, raw_logit  # noqa: E402
 from clear_core.form import FormModel  # noqa: E402
 from clear_core.store import Store  # noqa: E402
@@ -71,16 +73,17 @@ def build_rows(dataset: str, n: int, seed: int, part: str, fresh: bool = False) 
     return noise.inject_noise(rows, fraction=0.3, seed=seed)
 
 
-def score(frame: pd.DataFrame, db: Path, context_examples: int = 0) -> float:
-    """Score the rows through the CLI (fast profile, detection only; `context_examples` as `score
-    --context-examples`); returns wall seconds."""
+def score(frame: pd.DataFrame, db: Path, context_examples: int = 0, propose: bool = False) -> float:
+    """Score the rows through the CLI (fast profile; `context_examples` as `score --context-examples`; Auto-Correct
+    proposals only when `propose`); returns wall seconds."""
     data = db.with_suffix(".input.jsonl")
     records = [{"instruction": p, "input": "", "output": r} for p, r in zip(frame["prompt"], frame["response"])]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     started = time.time()
     cmd = [sys.executable, "-m", "clear_core", "score", str(data), "--db", str(db), "--profile", "fast"]
     cmd += ["--context-examples", str(context_examples)]  # always given: the fast profile's own is 3
-    subprocess.run(cmd + ["--no-propose"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    cmd += [] if propose else ["--no-propose"]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return time.time() - started
 
 
@@ -140,6 +143,43 @@ def calibration_row(frame: pd.DataFrame, confidence: np.ndarray) -> dict:
     }
 
 
+def autocorrect(frame: pd.DataFrame, scores: pd.DataFrame) -> str:
+    """Auto-Correct as the app shows it: a proposal is offered where the stored (calibrated) correction confidence
+    exceeds η; "closer" means more like the clean original than the noisy response was (metrics.closer_to_clean).
+    Also every stored proposal (it passed the checks; offered or not), a larger sample of the proposals' quality."""
+    rows = frame.assign(
+        proposal=scores["proposed_response"].to_numpy(),
+        correction=scores["correction_confidence"].to_numpy(dtype=float),
+    )
+    rows["stored"] = rows["proposal"].notna()
+    rows["offered"] = rows["stored"] & (rows["correction"] > clear.DEFAULT_ETA)
+    rows["closer"] = [
+        bool(p is not None and metrics.closer_to_clean(r, p, c))
+        for r, p, c in zip(rows["response"], rows["proposal"], rows["clean_response"])
+    ]
+    noisy, clean = rows[rows["is_noisy"]], rows[~rows["is_noisy"]]
+
+    def share(part: pd.DataFrame, column: str) -> str:
+        picked = part[part[column]]
+        return f"{int(picked['closer'].sum())}/{len(picked)}" if len(picked) else "-"
+
+    table = {
+        "all noisy rows": {"rows": len(noisy), "offered: closer/offered": share(noisy, "offered")},
+        **{
+            kind: {"rows": len(part), "offered: closer/offered": share(part, "offered")}
+            for kind, part in noisy.groupby("noise_kind")
+        },
+    }
+    for name, part in (("all noisy rows", noisy), *noisy.groupby("noise_kind")):
+        table[name]["stored: closer/stored"] = share(part, "stored")
+    lines = [
+        f"## Auto-Correct at eta = {clear.DEFAULT_ETA}",
+        markdown(pd.DataFrame(table).T),
+        f"Offered on clean rows: {int(clean['offered'].sum())} of {len(clean)} (stored: {int(clean['stored'].sum())}).",
+    ]
+    return "\n\n".join(lines)
+
+
 def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved: dict | None) -> str:
     form = FormModel.fit(list(frame["response"]))  # what the run fitted (from its own sample of the same rows)
     records = with_text_signals(scores.reset_index().to_dict("records"), frame["prompt"], frame["response"], form)
@@ -166,6 +206,8 @@ def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved:
         lines.append(
             f"Run's saved calibration: {saved['source']}, a = {saved['a']:.3f}, b = {saved['b']:.3f} ({saved['note']})"
         )
+    if scores["proposed_response"].notna().any() or scores["judge_prob"].notna().any():
+        lines.append(autocorrect(frame, scores))
     return "\n\n".join(lines)
 
 
@@ -177,14 +219,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="leave out every row a design seed drew")
     parser.add_argument("--context-examples", type=int, default=0, help="as score --context-examples (tag -cxN)")
+    parser.add_argument("--propose", action="store_true", help="with Auto-Correct proposals, and report them (tag -ac)")
     parser.add_argument("--db", type=Path, help="scored database (default: bench/results/transfer-<dataset>-...)")
     args = parser.parse_args()
     tag = f"{args.dataset}-s{args.seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}"
     tag += f"-cx{args.context_examples}" if args.context_examples else ""
+    tag += "-ac" if args.propose else ""
     db = args.db or REPO / "bench" / "results" / f"transfer-{tag}.duckdb"
     frame = build_rows(args.dataset, args.rows, args.seed, args.part, args.fresh)
     if not db.exists():
-        seconds = score(frame, db, args.context_examples)
+        seconds = score(frame, db, args.context_examples, args.propose)
         print(f"scored {len(frame)} rows in {seconds:.0f} s")
     scores, copies, saved = stored(db)
     with Store(db) as store:
