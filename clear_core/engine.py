@@ -58,7 +58,8 @@ def score_rows(
     """Signals and confidences for rows of {row_index, prompt_messages, prompt, response}; one dict per row.
     ``form`` is the dataset's form model (form.py), fitted when the run started; without it no form signal.
     ``examples``: the dataset's rows to show before each prompt in the likelihood pass (``choose_examples``),
-    used when ``config.context_examples`` > 0. Samples, reflection and proposals see the prompt alone."""
+    used when ``config.context_examples`` > 0, by the likelihood pass and by Auto-Correct (its proposals are written
+    and scored after the same turns). Samples and reflection see the prompt alone."""
     if not rows:
         return []
     prefixes = [lm.encode_prompt(r["prompt_messages"])[-config.max_prompt_tokens :] for r in rows]
@@ -66,8 +67,9 @@ def score_rows(
     responses = [ids[: config.max_response_tokens] for ids, _ in encoded]
     number_tokens = [final_number_tokens(r["response"], spans) for r, (_, spans) in zip(rows, encoded)]
 
-    if config.context_examples > 0 and examples:
-        likelihood = _likelihood_in_context(lm, rows, responses, number_tokens, examples, config)
+    groups = in_context(lm, rows, examples, config) if config.context_examples > 0 and examples else None
+    if groups:
+        likelihood = _likelihood_in_context(lm, groups, responses, number_tokens)
     else:
         likelihood = _likelihood(lm, prefixes, responses, number_tokens)
     reflection = _self_reflection(lm, rows) if config.self_reflection else [None] * len(rows)
@@ -102,7 +104,7 @@ def score_rows(
         scored.append(signals)
 
     if config.propose:
-        _propose(lm, rows, prefixes, [ids for ids, _ in encoded], scored, config, form)
+        _propose(lm, rows, prefixes, [ids for ids, _ in encoded], scored, config, form, examples if groups else None)
     return [vars(s) for s in scored]
 
 
@@ -136,9 +138,12 @@ def _propose(
     scored: list[RowSignals],
     config: ScoringConfig,
     form: FormModel | None = None,
+    examples: Sequence[dict] | None = None,
 ) -> list[Proposal | None]:
     """Auto-Correct candidates for rows whose confidence is low enough, stored on ``scored``; returns each row's
-    ``Proposal`` (None where none was made).
+    ``Proposal`` (None where none was made). With ``examples``, a proposal is written and scored after the example
+    turns the response was scored after, so it follows the dataset's form and its confidence is on the response's
+    scale.
 
     correction_confidence can never exceed 1 − confidence, so rows at or above `propose_below` could only be
     corrected at η < 1 − propose_below; skipping them saves most of the generation cost on clean data.
@@ -159,20 +164,17 @@ def _propose(
     if not todo:
         return out
     continues = {i for i in todo if _continues(rows[i]["response"], response_ids[i], scored[i], config)}
-    generated = generate(
-        lm,
-        [prefixes[i] + response_ids[i] if i in continues else prefixes[i] for i in todo],
-        samples=0,
-        greedy=True,
-        max_new_tokens=config.max_new_tokens,
-        max_batch_size=config.batch_size,
-    ).greedy
+    todo_rows = [rows[i] for i in todo]
+    groups = in_context(lm, todo_rows, examples, config) if examples else None
+    own = {todo[k]: ids for g in groups for k, ids in zip(g.members, g.own)} if groups else prefixes
+    asked = [own[i] + response_ids[i] if i in continues else own[i] for i in todo]
+    generated = _greedy(lm, asked, groups, config)
     texts = [
         join_continuation(rows[i]["response"], text or "") if i in continues else text or ""
         for i, text in zip(todo, generated)
     ]
     hit_cap = [len(lm.encode_text(text or "")) >= config.max_new_tokens - 1 for text in generated]
-    signals = proposal_signals(lm, [rows[i] for i in todo], [prefixes[i] for i in todo], texts, config, form)
+    signals = proposal_signals(lm, todo_rows, [prefixes[i] for i in todo], texts, config, form, groups)
     for i, text, capped, own in zip(todo, texts, hit_cap, signals):
         problem = checks.proposal_problem(rows[i]["prompt"], text, cut_off=capped or is_cut_off(own))
         out[i] = Proposal(text, i in continues, capped, own, combined_confidence(own), problem)
@@ -184,6 +186,27 @@ def _propose(
         scored[i].judge_prob = judge_prob
         scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence, out[i].confidence)
         scored[i].proposal_raw_logit = raw_logit(out[i].signals)  # so a calibration maps it as it maps the response
+    return out
+
+
+def _greedy(
+    lm: LoadedModel, asked: list[list[int]], groups: Sequence[InContext] | None, config: ScoringConfig
+) -> list[str | None]:
+    """The greedy answer to each prompt of ``asked``; with ``groups``, after each group's example turns (their
+    KV cache computed once per group), ``asked`` then holding what follows them."""
+    kwargs = {
+        "samples": 0,
+        "greedy": True,
+        "max_new_tokens": config.max_new_tokens,
+        "max_batch_size": config.batch_size,
+    }
+    if not groups:
+        return generate(lm, asked, **kwargs).greedy
+    out: list[str | None] = [None] * len(asked)
+    for group in groups:
+        answers = generate(lm, [asked[i] for i in group.members], shared=group.shared, **kwargs).greedy
+        for i, answer in zip(group.members, answers):
+            out[i] = answer
     return out
 
 
@@ -219,13 +242,18 @@ def proposal_signals(
     texts: Sequence[str],
     config: ScoringConfig,
     form: FormModel | None = None,
+    groups: Sequence[InContext] | None = None,
 ) -> list[dict]:
     """The signals of proposed texts as responses to their rows' prompts: one batched likelihood pass (with the
-    unconditional pass for PMI) and the deterministic checks, the inputs of ``combined_confidence``."""
+    unconditional pass for PMI) and the deterministic checks, the inputs of ``combined_confidence``. With
+    ``groups`` (``in_context`` of these rows), the passes run after the example turns, as the responses' did."""
     encoded = [lm.encode_text_with_offsets(t) for t in texts]
     ids = [e[: config.max_response_tokens] for e, _ in encoded]
     numbers = [final_number_tokens(t, spans) for t, (_, spans) in zip(texts, encoded)]
-    likelihood = _likelihood(lm, prefixes, ids, numbers)
+    if groups:
+        likelihood = _likelihood_in_context(lm, groups, ids, numbers)
+    else:
+        likelihood = _likelihood(lm, prefixes, ids, numbers)
     return [
         {
             **lk,
@@ -273,23 +301,27 @@ def choose_examples(
     return [row for row, _ in ranked[: config.context_examples + 1]]
 
 
-def _likelihood_in_context(
-    lm: LoadedModel,
-    rows: Sequence[dict],
-    responses: list[list[int]],
-    number_tokens: list[list[int] | None],
-    examples: Sequence[dict],
-    config: ScoringConfig,
-) -> list[dict]:
-    """``_likelihood`` with the dataset's example turns before each prompt, and before the empty prompt of the
-    unconditional pass: the model has seen what this dataset's responses look like in both, so PMI still measures
-    what the prompt adds. A row never sees itself: an example row gets the spare example instead. The turns run
-    once per pass (a shared KV cache)."""
+@dataclasses.dataclass
+class InContext:
+    """Rows that are shown the same example turns: the turns' tokens every prompt begins with (run once, a shared KV
+    cache), and after them each member's own prompt and the empty prompt of the unconditional pass."""
+
+    shared: list[int]
+    members: list[int]  # indices into the rows given to ``in_context``
+    own: list[list[int]]  # each member's prompt after ``shared``, at most config.max_prompt_tokens
+    uncond: list[int]  # the empty prompt after ``shared``
+
+
+def in_context(
+    lm: LoadedModel, rows: Sequence[dict], examples: Sequence[dict], config: ScoringConfig
+) -> list[InContext]:
+    """The rows grouped by the example turns they are shown: the first ``config.context_examples`` of ``examples``,
+    except that a row never sees itself (an example row gets the spare example instead)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, row in enumerate(rows):
         shown = [j for j, e in enumerate(examples) if int(e["row_index"]) != int(row["row_index"])]
         groups.setdefault(tuple(shown[: config.context_examples]), []).append(i)
-    out: list[dict] = [{}] * len(rows)
+    out = []
     for shown, members in groups.items():
         turns = []
         for e in (examples[j] for j in shown):
@@ -297,11 +329,27 @@ def _likelihood_in_context(
         uncond = lm.encode_prompt(turns + prompts.UNCONDITIONAL)
         shared = uncond[: _shared_length(lm, turns, uncond)]
         own = [lm.encode_prompt(turns + rows[i]["prompt_messages"])[len(shared) :] for i in members]
-        own = [ids[-config.max_prompt_tokens :] for ids in own]
-        group_responses = [responses[i] for i in members]
-        cond = continuation_logprobs(lm, own, group_responses, shared=shared)
-        plain = continuation_logprobs(lm, [uncond[len(shared) :]] * len(members), group_responses, shared=shared)
-        for i, signals in zip(members, _likelihood_signals(cond, plain, [number_tokens[i] for i in members])):
+        out.append(InContext(shared, members, [ids[-config.max_prompt_tokens :] for ids in own], uncond[len(shared) :]))
+    return out
+
+
+def _likelihood_in_context(
+    lm: LoadedModel,
+    groups: Sequence[InContext],
+    responses: list[list[int]],
+    number_tokens: list[list[int] | None],
+) -> list[dict]:
+    """``_likelihood`` with the dataset's example turns before each prompt (``in_context``), and before the empty
+    prompt of the unconditional pass: the model has seen what this dataset's responses look like in both, so PMI
+    still measures what the prompt adds."""
+    out: list[dict] = [{}] * len(responses)
+    for group in groups:
+        group_responses = [responses[i] for i in group.members]
+        cond = continuation_logprobs(lm, group.own, group_responses, shared=group.shared)
+        plain = continuation_logprobs(lm, [group.uncond] * len(group.members), group_responses, shared=group.shared)
+        for i, signals in zip(
+            group.members, _likelihood_signals(cond, plain, [number_tokens[i] for i in group.members])
+        ):
             out[i] = signals
     return out
 

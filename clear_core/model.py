@@ -692,12 +692,14 @@ def generate(
     max_batch_size: int | None = None,
     max_batch_tokens: int | None = None,
     seed: int | None = None,
+    shared: Sequence[int] = (),
 ) -> Generations:
     """Greedy answer and/or k samples per prompt; each prompt is computed once and its cache copied/expanded.
 
     On the CPU batches hold at most 8 prompts and 4096 prompt tokens (as the tests pin down: sampling depends on
     the batches). On CUDA a batch's prompts, each with room for `max_new_tokens` and times k samples, fill the
-    KV-cache budget that free memory allows.
+    KV-cache budget that free memory allows. ``shared``: tokens that come before every prompt (a dataset's example
+    turns), run once; each batch continues from a copy of their KV cache (its padding sits between the two).
     """
     result = Generations([None] * len(prompts), [[] for _ in prompts])
     if not prompts or (samples == 0 and not greedy):
@@ -711,24 +713,34 @@ def generate(
         "pad_token_id": lm.tokenizer.pad_token_id,
     }
     cache_arg = _cache_arg(lm.model)
+    n_shared = len(shared)
+    shared_cache = _prefill(lm, shared) if n_shared else None
     if lm.device.type == "cuda":
-        lengths = [len(p) + max_new_tokens for p in prompts]
+        lengths = [n_shared + len(p) + max_new_tokens for p in prompts]
         budget = max_batch_tokens or batch_token_budget(lm, kv_cache=True, cpu_default=0) // max(samples, 1)
     else:
-        lengths = [len(p) for p in prompts]
+        lengths = [len(p) for p in prompts]  # the shared part is computed once, not per batch
         budget = max_batch_tokens or 4096
     for batch in length_batches(lengths, budget, max_batch_size or _max_rows(lm, 8)):
         ids, mask = _pad([prompts[i] for i in batch], lm.tokenizer.pad_token_id, left=True)
+        cache = None
+        if shared_cache is not None:
+            ids = torch.cat([torch.tensor([list(shared)] * len(batch), dtype=torch.long), ids], dim=1)
+            mask = torch.cat([torch.ones((len(batch), n_shared), dtype=torch.long), mask], dim=1)
+            cache = copy.deepcopy(shared_cache)
+            cache.batch_repeat_interleave(len(batch))
         ids, mask = _to_device(ids, lm.device), _to_device(mask, lm.device)
         # Prefill everything but the last prompt token; generate() feeds that token and continues from the cache.
         # The base model, not the LM: no logits for the prompt's positions (only the cache is wanted).
-        prefill = lm.model.base_model(
-            input_ids=ids[:, :-1],
-            attention_mask=mask[:, :-1],
-            position_ids=_positions(mask)[:, :-1],
-            use_cache=True,
-        )
-        cache = _returned_cache(prefill)
+        if ids.shape[1] - 1 > n_shared:
+            prefill = lm.model.base_model(
+                input_ids=ids[:, n_shared:-1],
+                attention_mask=mask[:, :-1],
+                position_ids=_positions(mask)[:, n_shared:-1],
+                use_cache=True,
+                **({_cache_arg(lm.model.base_model): cache} if cache is not None else {}),
+            )
+            cache = _returned_cache(prefill)
         width = ids.shape[1]
         if greedy:
             greedy_cache = copy.deepcopy(cache) if samples else cache

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from clear_core import checks, engine
+from clear_core import checks, engine, prompts
 from clear_core.confidence import ScoringConfig, correction_confidence, is_cut_off
-from clear_core.model import Generations
+from clear_core.model import Generations, continuation_logprobs
 
 PROMPT = "Explain in one sentence why the sky looks blue during the day."
 
@@ -92,7 +92,7 @@ def canned(monkeypatch, tiny_model):
     def generate(lm, prompts, *, samples, greedy, **kwargs):
         if not greedy:
             return real(lm, prompts, samples=samples, greedy=greedy, **kwargs)
-        asked.extend(list(p) for p in prompts)
+        asked.extend(list(kwargs.get("shared", ())) + list(p) for p in prompts)  # what the model reads
         return Generations([CANNED[i] for i in range(len(prompts))], [[] for _ in prompts])
 
     monkeypatch.setattr(engine, "generate", generate)
@@ -137,6 +137,36 @@ def test_a_cut_off_echo_of_the_prompt_is_rewritten_not_continued(canned, tiny_mo
     prefix = tiny_model.encode_prompt(rows[1]["prompt_messages"])
     assert asked[1] == prefix + tiny_model.encode_text(rows[1]["response"])  # cut off: continued
     assert asked[3] == tiny_model.encode_prompt(rows[3]["prompt_messages"])  # cut-off echo: rewritten
+
+
+def test_with_examples_a_proposal_is_written_and_scored_after_the_example_turns(canned, tiny_model, monkeypatch):
+    """The fast profile scores a response after a few of the dataset's own rows: its proposal is written after them
+    too (so it can follow the dataset's form) and scored after them (so its confidence is on the response's scale)."""
+    lm = tiny_model
+    rows, asked = canned
+    examples = [
+        {"row_index": 10 + i, "prompt_messages": [{"role": "user", "content": p}], "prompt": p, "response": r}
+        for i, (p, r) in enumerate([("Say hi.", "Hi!"), ("Add 1 and 1.", "2"), ("Spell cat.", "C-A-T"), ("?", "!")])
+    ]
+    turns = []
+    for e in examples[:2]:
+        turns += [*e["prompt_messages"], {"role": "assistant", "content": e["response"]}]
+    config = ScoringConfig(samples=0, self_reflection=False, propose_below=1.01, max_new_tokens=64, context_examples=2)
+    captured = []
+    real = engine._propose
+    monkeypatch.setattr(engine, "_propose", lambda *a, **k: captured.extend(real(*a, **k)) or captured)
+    engine.score_rows(lm, rows, config, examples=examples)
+    assert asked[0] == lm.encode_prompt(turns + rows[0]["prompt_messages"])  # a rewrite, after the turns
+    assert asked[1] == lm.encode_prompt(turns + rows[1]["prompt_messages"]) + lm.encode_text(rows[1]["response"])
+    proposal = lm.encode_text(CANNED[0])
+    cond, uncond = continuation_logprobs(
+        lm,
+        [lm.encode_prompt(turns + rows[0]["prompt_messages"]), lm.encode_prompt(turns + prompts.UNCONDITIONAL)],
+        [proposal, proposal],
+    )
+    own = captured[0].signals
+    assert own["logprob_mean"] == pytest.approx(sum(cond.token_logprobs) / len(proposal), abs=1e-4)
+    assert own["logprob_uncond_mean"] == pytest.approx(sum(uncond.token_logprobs) / len(proposal), abs=1e-4)
 
 
 def test_the_proposal_confidence_ranks_the_offer(canned, tiny_model, monkeypatch):

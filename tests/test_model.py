@@ -176,6 +176,17 @@ def test_greedy_generation_with_shared_prefill_equals_plain_generate(tiny_model)
         assert greedy == lm.decode(out[0, len(prompt) :])
 
 
+def test_generation_after_a_shared_beginning_equals_generating_from_the_whole_prompt(tiny_model):
+    lm = tiny_model
+    shared = lm.encode_prompt([{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}])
+    own = [lm.encode_text("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"), lm.encode_text("x")]
+    whole = generate(lm, [shared + p for p in own], samples=0, greedy=True, max_new_tokens=8)
+    split = generate(lm, own, samples=0, greedy=True, max_new_tokens=8, shared=shared, max_batch_size=2)
+    assert split.greedy == whole.greedy  # a batch padded between the shared part and a short prompt
+    again = generate(lm, own, samples=0, greedy=True, max_new_tokens=8, shared=shared, max_batch_size=1)
+    assert again.greedy == whole.greedy  # the shared cache is copied, not used up by the first batch
+
+
 def test_end_of_turn_token_is_the_chat_templates_closer(tiny_model):
     assert tiny_model.tokenizer.convert_ids_to_tokens(tiny_model.end_token_id) == "<|im_end|>"
 
