@@ -166,8 +166,11 @@ def _propose(
     continues = {i for i in todo if _continues(rows[i]["response"], response_ids[i], scored[i], config)}
     todo_rows = [rows[i] for i in todo]
     groups = in_context(lm, todo_rows, examples, config) if examples else None
-    own = {todo[k]: ids for g in groups for k, ids in zip(g.members, g.own)} if groups else prefixes
-    asked = [own[i] + response_ids[i] if i in continues else own[i] for i in todo]
+    # each row's prompt: after the example turns (``groups``), or the whole prompt
+    prompt_ids = (
+        {todo[k]: ids for g in groups for k, ids in zip(g.members, g.own)} if groups else dict(enumerate(prefixes))
+    )
+    asked = [prompt_ids[i] + response_ids[i] if i in continues else prompt_ids[i] for i in todo]
     generated = _greedy(lm, asked, groups, config)
     texts = [
         join_continuation(rows[i]["response"], text or "") if i in continues else text or ""
