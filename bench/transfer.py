@@ -151,11 +151,12 @@ def autocorrect(frame: pd.DataFrame, scores: pd.DataFrame) -> str:
         proposal=scores["proposed_response"].to_numpy(),
         correction=scores["correction_confidence"].to_numpy(dtype=float),
     )
-    rows["stored"] = rows["proposal"].notna()
+    proposals = [p if isinstance(p, str) else None for p in rows["proposal"]]  # a missing one reads back as NaN
+    rows["stored"] = [p is not None for p in proposals]
     rows["offered"] = rows["stored"] & (rows["correction"] > clear.DEFAULT_ETA)
     rows["closer"] = [
-        bool(p is not None and metrics.closer_to_clean(r, p, c))
-        for r, p, c in zip(rows["response"], rows["proposal"], rows["clean_response"])
+        p is not None and metrics.closer_to_clean(r, p, c)
+        for r, p, c in zip(rows["response"], proposals, rows["clean_response"])
     ]
     noisy, clean = rows[rows["is_noisy"]], rows[~rows["is_noisy"]]
 
