@@ -102,7 +102,8 @@ scoring_options = _options(
         type=click.IntRange(min=0, max=8),
         default=None,
         help="Show the model this many of the dataset's own most confident rows before each prompt when it judges "
-        "a response (learns the dataset's form; 3-17% more CPU time a row; default: the profile's, fast 3, paper 0).",
+        "a response or writes a proposal (learns the dataset's form; 3-17% more CPU time a row; default: the "
+        "profile's, fast 3, paper 0).",
     ),
 )
 
