@@ -12,13 +12,18 @@ import re
 _NUM = r"\$?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)%?"
 _UNIT = r"(?:\s(?!(?:x|times|of|by|per)\b)[a-z]+)?"  # "48 apples + 12 apples = 60": one lowercase word may follow
 _TERM = _NUM + _UNIT
-_OP = r"\s*(?:[-+*/×÷]|(?<![a-z])x(?![a-z]))\s*"  # "x" as a times sign, never the x inside "boxes"
+# "x" as a times sign, never the x inside "boxes". The spaces are possessive (*+): a space after a sign belongs to
+# the sign, never to the next number's optional space, so a chain has one reading and a long one without "=" fails
+# in linear time instead of trying 2^n ways to split its spaces ("$15 + 4 + 4 + ... + 4", 60 terms, hung a run).
+_OP = r"\s*+(?:[-+*/×÷]|(?<![a-z])x(?![a-z]))\s*+"
 # An expression of two or more numbers joined by + - * / (x, ×, ÷ too), "=", and the stated result. The result
-# must not continue as an expression itself ("= 1/4", "= 3 * 5"), and nothing arithmetic may come just before.
+# must not continue as an expression itself ("= 1/4", "= 3 * 5"), and nothing arithmetic may come just before
+# (nor a sign and a space or two: a chain is tried from its first number only, not again from each of its terms).
 _EQUATION = re.compile(
-    rf"(?<![\d.,)(*/+×÷-])(?<!\$)({_TERM}(?:{_OP}{_TERM})+)\s*=\s*({_NUM})(?![\d,]*\.?\d)(?!\s*[-+*/x×÷(]\s*[\d$(.])"
+    r"(?<![\d.,)(*/+×÷-])(?<!\$)(?<![-+*/×÷]\s)(?<![-+*/×÷]\s\s)(?<!\bx)(?<!\bx\s)"
+    rf"({_TERM}(?:{_OP}{_TERM})++)\s*=\s*({_NUM})(?![\d,]*\.?\d)(?!\s*[-+*/x×÷(]\s*[\d$(.])"
 )
-_LEFT_CONTINUES = re.compile(r"(?:[-+*/×÷(]|\bx|\bof|\btimes|\bby)[\s$]*$", re.IGNORECASE)
+_LEFT_CONTINUES = re.compile(r"(?:[-+*/×÷(]|\bx|\bof|\btimes|\bby)$", re.IGNORECASE)  # before spaces and "$"
 _SEGMENT = re.compile(r"[^\n.!?]+[.!?]?")
 _MIN_SEGMENT_WORDS = 3  # "Yes." twice is not a loop; only repeated sentences or lines of some length count
 
@@ -61,6 +66,15 @@ def _matches(stated_text: str, computed: float) -> bool:
     return abs(stated - computed) * scale <= tolerance + 1e-9 * max(1.0, abs(computed)) * scale
 
 
+def _left_continues(text: str, start: int) -> bool:
+    """Whether an operator, "(" or "x", "of", "times", "by" comes just before ``start``, past spaces and "$". Only
+    the few characters there are read, so a text of thousands of equations is checked in linear time."""
+    end = start
+    while end > 0 and (text[end - 1].isspace() or text[end - 1] == "$"):
+        end -= 1
+    return _LEFT_CONTINUES.search(text[max(0, end - 8) : end]) is not None
+
+
 def arithmetic_errors(text: str) -> int | None:
     """How many plain equations "a + b * c = d" in the text state a wrong result; None when it states none.
 
@@ -70,7 +84,7 @@ def arithmetic_errors(text: str) -> int | None:
     """
     checked = wrong = 0
     for match in _EQUATION.finditer(text):
-        if _LEFT_CONTINUES.search(text[: match.start()]):
+        if _left_continues(text, match.start()):
             continue  # "60 students x 2/3 = 40": the written equation starts further left, past a word
         expression, stated = match.groups()
         try:

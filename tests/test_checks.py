@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,35 @@ GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "gsm8k
 )
 def test_arithmetic_errors_count_wrong_equations(text, wrong):
     assert arithmetic_errors(text) == wrong
+
+
+LONG_TEXTS = [
+    ("The total cost is $15.00" + " + 4" * 60 + " dollars.", None),  # a proposal like this hung a run (no "=")
+    ("4" + " x 4" * 60, None),
+    ("1" + " + 1" * 60 + " = 61", 0),
+    ("1" + "  +  1" * 60 + " = 60", 1),
+    ("1 + 1 = 2. " * 5000, 0),  # thousands of equations, each checked for a word or sign just before it
+    ("1 + 1 = 3. " * 5000, 5000),
+]
+
+
+def test_arithmetic_errors_read_long_chains_and_many_equations():
+    """A chain of 60 terms with no "=" once took 2^60 regex steps, and a text of 5000 equations was read once per
+    equation. Run in a child process with a generous limit, so a regression fails here instead of hanging CI."""
+    script = (
+        "import json, sys; from clear_core.checks import arithmetic_errors; "
+        "print(json.dumps([arithmetic_errors(t) for t in json.load(sys.stdin)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps([text for text, _ in LONG_TEXTS]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert json.loads(done.stdout) == [wrong for _, wrong in LONG_TEXTS]
 
 
 def test_arithmetic_errors_rarely_fire_on_real_gsm8k_solutions():
