@@ -252,6 +252,37 @@ def test_numbers_changed_falls_back_to_swapped_when_impossible():
     assert list(df["response"]) == ["Goodbye, friend.", "Hello there."]
 
 
+def test_a_number_too_large_for_a_float_falls_back_to_another_kind():
+    """Calibration copies are made from the user's own rows when a run starts: a 400-digit number (infinity as a
+    float) once left numbers_changed nothing to choose from, and the error stopped the run."""
+    huge = "9" * 400
+    rows = [{"prompt": "Q", "response": f"The answer is {huge}"}, {"prompt": "R", "response": "Something else."}]
+    df = inject_noise(rows, fraction=1.0, kinds=("numbers_changed",), seed=0)
+    assert df["noise_kind"].iloc[0] != "numbers_changed"
+    assert df["response"].iloc[0] != rows[0]["response"]
+
+
+HOSTILE_RESPONSES = [
+    "The total is $15.00" + " + 4" * 2000,
+    " " * 20000 + "x",
+    "\t- " * 5000 + "1. x",
+    "(" * 5000,
+    "\n" * 5000,
+    "9" * 400 + ".5",
+    "😀" * 500,
+    "a\x00b",
+]
+
+
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+def test_every_kind_corrupts_hostile_text(kind):
+    """No response stops a run's calibration copies: every kind corrupts these (or falls back to one that can)."""
+    rows = [{"prompt": f"Question {i}?", "response": text} for i, text in enumerate(HOSTILE_RESPONSES)]
+    df = inject_noise(rows, fraction=1.0, kinds=(kind,), seed=0)
+    assert set(df["noise_kind"]) <= set(NOISE_KINDS)
+    assert all(isinstance(text, str) for text in df["response"])
+
+
 def test_numbers_changed_leaves_list_numbering_alone():
     rows = [{"prompt": "Q", "response": "1. Buy 3 apples\n2. Eat them"}]
     for seed in range(10):
