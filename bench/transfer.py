@@ -165,14 +165,13 @@ def autocorrect(frame: pd.DataFrame, scores: pd.DataFrame) -> str:
         return f"{int(picked['closer'].sum())}/{len(picked)}" if len(picked) else "-"
 
     table = {
-        "all noisy rows": {"rows": len(noisy), "offered: closer/offered": share(noisy, "offered")},
-        **{
-            kind: {"rows": len(part), "offered: closer/offered": share(part, "offered")}
-            for kind, part in noisy.groupby("noise_kind")
-        },
+        name: {
+            "rows": len(part),
+            "offered: closer/offered": share(part, "offered"),
+            "stored: closer/stored": share(part, "stored"),
+        }
+        for name, part in (("all noisy rows", noisy), *noisy.groupby("noise_kind"))
     }
-    for name, part in (("all noisy rows", noisy), *noisy.groupby("noise_kind")):
-        table[name]["stored: closer/stored"] = share(part, "stored")
     lines = [
         f"## Auto-Correct at eta = {clear.DEFAULT_ETA}",
         markdown(pd.DataFrame(table).T),

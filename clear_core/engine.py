@@ -104,7 +104,7 @@ def score_rows(
         scored.append(signals)
 
     if config.propose:
-        _propose(lm, rows, prefixes, [ids for ids, _ in encoded], scored, config, form, examples if groups else None)
+        _propose(lm, rows, prefixes, [ids for ids, _ in encoded], scored, config, form, groups)
     return [vars(s) for s in scored]
 
 
@@ -138,12 +138,12 @@ def _propose(
     scored: list[RowSignals],
     config: ScoringConfig,
     form: FormModel | None = None,
-    examples: Sequence[dict] | None = None,
+    groups: Sequence[InContext] | None = None,
 ) -> list[Proposal | None]:
     """Auto-Correct candidates for rows whose confidence is low enough, stored on ``scored``; returns each row's
-    ``Proposal`` (None where none was made). With ``examples``, a proposal is written and scored after the example
-    turns the response was scored after, so it follows the dataset's form and its confidence is on the response's
-    scale.
+    ``Proposal`` (None where none was made). With ``groups`` (``in_context`` of ``rows``), a proposal is written and
+    scored after the example turns the response was scored after, so it follows the dataset's form and its
+    confidence is on the response's scale.
 
     correction_confidence can never exceed 1 − confidence, so rows at or above `propose_below` could only be
     corrected at η < 1 − propose_below; skipping them saves most of the generation cost on clean data.
@@ -165,7 +165,7 @@ def _propose(
         return out
     continues = {i for i in todo if _continues(rows[i]["response"], response_ids[i], scored[i], config)}
     todo_rows = [rows[i] for i in todo]
-    groups = in_context(lm, todo_rows, examples, config) if examples else None
+    groups = _among(groups, todo) if groups else None
     # each row's prompt: after the example turns (``groups``), or the whole prompt
     prompt_ids = (
         {todo[k]: ids for g in groups for k, ids in zip(g.members, g.own)} if groups else dict(enumerate(prefixes))
@@ -189,6 +189,18 @@ def _propose(
         scored[i].judge_prob = judge_prob
         scored[i].correction_confidence = correction_confidence(judge_prob, scored[i].confidence, out[i].confidence)
         scored[i].proposal_raw_logit = raw_logit(out[i].signals)  # so a calibration maps it as it maps the response
+    return out
+
+
+def _among(groups: Sequence[InContext], keep: list[int]) -> list[InContext]:
+    """``groups`` restricted to the rows ``keep`` (indices into the rows they were made for), each member renumbered
+    to its place in ``keep``: the prompts already encoded after the turns, not encoded again."""
+    place = {i: k for k, i in enumerate(keep)}
+    out = []
+    for group in groups:
+        kept = [(place[i], own) for i, own in zip(group.members, group.own) if i in place]
+        if kept:
+            out.append(InContext(group.shared, [k for k, _ in kept], [own for _, own in kept], group.uncond))
     return out
 
 
