@@ -66,7 +66,8 @@ class FormModel:
     totals: dict[str, int]  # C(h)
     types: dict[str, int]  # T(h)
     vocabulary: int
-    reference: dict[str, tuple[float, float]] = field(default_factory=dict)  # part -> (median, robust spread)
+    # part -> (median, robust spread, median number of symbols it averages over)
+    reference: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     fitted: set[str] = field(default_factory=set)  # digests of the texts fitted on: those are scored left out
 
     @classmethod
@@ -83,7 +84,7 @@ class FormModel:
             types[h] += 1
         vocabulary = len({c for _, c in counts}) + 1  # +1: room for a symbol never seen
         model = cls(dict(counts), dict(totals), dict(types), vocabulary, fitted={_digest(t) for t in picked})
-        model.reference = _reference([model.parts(text) for text in picked[:REFERENCE_ROWS]])
+        model.reference = _reference([model._parts_and_sizes(text, None) for text in picked[:REFERENCE_ROWS]])
         return model
 
     def parts(self, text: str, leave_out: bool | None = None) -> dict[str, float]:
@@ -91,27 +92,35 @@ class FormModel:
         of each line, the mean shortfall below −3 nats over the whole text, and minus the log length of its longest
         line: where chatter, stray markup, list markers and a lost layout show (an n-gram cannot see that a line
         runs far longer than usual)."""
+        return self._parts_and_sizes(text, leave_out)[0]
+
+    def _parts_and_sizes(self, text: str, leave_out: bool | None) -> tuple[dict[str, float], dict[str, int]]:
+        """`parts`, and how many symbols each part averages over (the longest line's length stands alone: 1)."""
         values = self.symbol_logprobs(text, leave_out)
         head = text[:MAX_CHARS]
         longest = max((len(line) for line in head.split("\n")), default=0)
         starts = [0] + [i + 1 for i, ch in enumerate(head) if ch == "\n"]
         opening = [v for j in starts for v in values[j : j + 2]]  # the first two symbols of each line
-        return {
+        parts = {
             "start": sum(values[:16]) / len(values[:16]),
             "end": sum(values[-8:]) / len(values[-8:]),
             "overall": sum(min(v + 3.0, 0.0) for v in values) / len(values),
             "line_starts": sum(opening) / len(opening),
             "lines": -math.log1p(longest),
         }
+        sizes = {"start": len(values[:16]), "end": len(values[-8:]), "overall": len(values)}
+        return parts, {**sizes, "line_starts": 1, "lines": 1}
 
     def score(self, text: str, leave_out: bool | None = None) -> float:
         """How far the text's form is from this dataset's: the sum over `parts` of how many robust standard
         deviations each falls below the dataset's median beyond MARGIN (0 for a typical response, more negative the
-        odder)."""
-        parts = self.parts(text, leave_out)
+        odder). A part that averages over fewer symbols than is typical (a one-word answer) varies more by chance,
+        so its deviation is shrunk by √(symbols / typical symbols): "No" is not odd for having an unusual opening."""
+        parts, sizes = self._parts_and_sizes(text, leave_out)
         total = 0.0
-        for name, (median, spread) in self.reference.items():
-            total += min(0.0, (parts[name] - median) / spread + MARGIN)
+        for name, (median, spread, typical) in self.reference.items():
+            weight = math.sqrt(min(1.0, sizes[name] / typical))
+            total += min(0.0, weight * (parts[name] - median) / spread + MARGIN)
         return total
 
     def logprob(self, text: str, leave_out: bool | None = None) -> float:
@@ -168,7 +177,8 @@ class FormModel:
         for (h, _), n in counts.items():
             totals[h] += n
             types[h] += 1
-        reference = {name: tuple(value) for name, value in data["reference"].items()}
+        # a model saved before the typical sizes were kept (two numbers a part) scores as it did then: size 1
+        reference = {name: (*value, 1.0)[:3] for name, value in data["reference"].items()}
         return cls(counts, dict(totals), dict(types), data["vocabulary"], reference, set(data.get("fitted", ())))
 
 
@@ -176,14 +186,17 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
-def _reference(rows: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]:
-    """Median and robust spread (1.4826 · median absolute deviation, at least 0.05) of each part over rows."""
+def _reference(rows: Sequence[tuple[dict[str, float], dict[str, int]]]) -> dict[str, tuple[float, float, float]]:
+    """Median and robust spread (1.4826 · median absolute deviation, at least 0.05) of each part over rows, and the
+    median number of symbols the part averages over."""
     out = {}
     for name in _PARTS:
-        values = sorted(r[name] for r in rows)
+        values = sorted(parts[name] for parts, _ in rows)
         median = _median(values)
         spread = 1.4826 * _median(sorted(abs(v - median) for v in values))
-        out[name] = (median, max(spread, 0.05))
+        sizes_ = sorted(sizes[name] for _, sizes in rows)
+        typical = sizes_[len(sizes_) // 4] if sizes_ else 1
+        out[name] = (median, max(spread, 0.05), max(typical, 1.0))
     return out
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from clear_core.form import FormModel, shape
 from clear_core.noise import load_dev_rows
-from tests.test_noise import GSM8K, needs_dev_data
+from tests.test_noise import GSM8K, SELF_INSTRUCT, needs_dev_data
 
 
 def test_shape_keeps_layout_and_markup_and_drops_words():
@@ -50,3 +50,33 @@ def test_on_real_gsm8k_rows_chatter_and_lost_lines_score_low():
     median_clean = clean[len(clean) // 2]
     # most breaks fall below the typical clean row (a two-line solution run into one line can stay typical)
     assert sum(b < median_clean for b in broken) >= 0.75 * len(broken)
+
+
+@needs_dev_data
+def test_on_real_self_instruct_rows_short_answers_are_not_odd_for_being_short():
+    """A short answer averages over a few symbols, so its opening and ending vary more by chance. Among
+    Self-Instruct's paragraphs, "No", "yes" or "negative" are not format breaks; the same answers wrapped in stray
+    markup still are. (Before sizes were weighed, "D" scored -113 and "No" -50, beyond most markup.)"""
+    responses = [r["response"] for r in load_dev_rows(SELF_INSTRUCT)]
+    model = FormModel.fit(responses)
+    short = [t for t in responses if len(t.split()) <= 2]
+    least_odd_break = max(model.score("<div><p><b>" + t + "</i></span>") for t in short)
+    as_odd = [t for t in short if model.score(t) <= least_odd_break]
+    assert len(short) >= 20
+    assert len(as_odd) <= len(short) // 8, as_odd
+
+
+PROSE = [f"The {w} of a city shapes how people move.\nPlanners study it closely." for w in ("layout", "economy")] * 20
+
+
+def test_a_model_saved_before_typical_sizes_scores_as_it_did():
+    """Form models travel in run files as JSON; one written before the typical sizes were kept (two numbers a part)
+    still loads and scores every part at full weight, as it did then."""
+    model = FormModel.fit(PROSE)
+    saved = json.loads(model.to_json())
+    saved["reference"] = {name: value[:2] for name, value in saved["reference"].items()}
+    old = FormModel.from_json(json.dumps(saved))
+    parts = old.parts("No")
+    expected = sum(min(0.0, (parts[n] - m) / s + 2.0) for n, (m, s, _) in old.reference.items())
+    assert old.score("No") == pytest.approx(expected)
+    assert old.score("No") < model.score("No")
