@@ -194,6 +194,7 @@ COMBINER_FEATURES = (
     "logprob_mean",
     "logprob_min",
     "pmi",
+    "pmi_evidence",
     "final_number_logprob",
     "self_reflection",
     "consistency",
@@ -209,16 +210,28 @@ COMBINER_FEATURES = (
 def feature_vector(raw: dict[str, float | None]) -> dict[str, float | None]:
     """The combiner's inputs, derived from raw signals: the log of the stop probability (clipped at 1e-6), how
     far the prompt copy share is above one half (answers often quote part of their prompt; an echo is nearly all),
-    and whether any bracket or code fence is left open (1) or not (0)."""
+    whether any bracket or code fence is left open (1) or not (0), and the PMI's evidence (`pmi_evidence`)."""
     stop = raw.get("stop_prob")
     copy = raw.get("prompt_copy")
     unclosed = raw.get("unclosed_brackets")
     derived = {
+        "pmi_evidence": pmi_evidence(raw.get("pmi"), raw.get("n_response_tokens")),
         "log_stop_prob": None if _missing(stop) else math.log(max(stop, 1e-6)),
         "prompt_echo": None if _missing(copy) else max(0.0, copy - 0.5) * 2.0,
         "left_open": None if _missing(unclosed) else float(unclosed > 0),
     }
     return {name: derived[name] if name in derived else raw.get(name) for name in COMBINER_FEATURES}
+
+
+def pmi_evidence(pmi: float | None, n_tokens: int | None) -> float | None:
+    """How surely the prompt explains the response: the mean PMI per token times √(tokens), a t-statistic's form.
+
+    The mean alone reads a one-line answer and a long essay alike, so open-ended prose (every token only a little
+    more likely after its prompt) looks like a response to another prompt; summed over √n tokens, a long answer
+    that fits its prompt throughout stands out from one that does not, and a few lucky tokens count for less."""
+    if _missing(pmi) or _missing(n_tokens):
+        return None
+    return pmi * math.sqrt(max(n_tokens, 1))
 
 
 COMBINER_PATH = Path(__file__).with_name("combiner.json")

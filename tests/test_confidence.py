@@ -19,6 +19,7 @@ from clear_core.confidence import (
     is_cut_off,
     observed_consistency,
     option_score,
+    pmi_evidence,
 )
 
 
@@ -78,6 +79,26 @@ def test_combined_confidence_is_a_probability_and_monotone_in_each_signal():
     at_mean = DEFAULT_COMBINER.content.means["consistency"]
     assert combined_confidence({**BASE_SIGNALS, "consistency": None}) == pytest.approx(
         combined_confidence({**BASE_SIGNALS, "consistency": at_mean})
+    )
+
+
+def test_pmi_evidence_grows_with_the_tokens_that_fit_the_prompt():
+    """The same mean PMI over more tokens is surer evidence that the prompt explains the response (√n, as a
+    t-statistic); a long answer that fits its prompt outranks a one-liner with the same mean, and a response that
+    fits another prompt (mean PMI near 0 or below) gains nothing from its length."""
+    assert pmi_evidence(0.5, 100) == pytest.approx(5.0)
+    assert pmi_evidence(0.5, 0) == pytest.approx(0.5)  # an empty response counts as one token
+    assert pmi_evidence(None, 10) is None and pmi_evidence(0.5, None) is None
+    long_fit = {**BASE_SIGNALS, "pmi": 0.4, "n_response_tokens": 200}
+    one_liner = {**BASE_SIGNALS, "pmi": 0.4, "n_response_tokens": 4}
+    assert combined_confidence(long_fit) > combined_confidence(one_liner)
+    off_prompt = {**BASE_SIGNALS, "pmi": -0.05}
+    assert combined_confidence({**off_prompt, "n_response_tokens": 200}) <= combined_confidence(
+        {**off_prompt, "n_response_tokens": 4}
+    )
+    # rows stored without a token count: the evidence term is left out, as any missing signal
+    assert combined_confidence(BASE_SIGNALS) == pytest.approx(
+        combined_confidence({**BASE_SIGNALS, "n_response_tokens": None})
     )
 
 
