@@ -1,6 +1,7 @@
 """Quality on each dev dataset on its own: detection per noise kind, and calibration fitted on the dataset's own rows.
 
     .venv/bin/python bench/transfer.py --dataset codegen --part untouched --rows 160 --seed 3
+    .venv/bin/python bench/transfer.py --dataset self_instruct --part design --seed 0 1 2 --context-examples 3
 
 Issue 8's benchmark. bench/quality.py mixes two datasets in one file; here each dataset is scored as its own dataset,
 as a user would import it, because the form model and the calibration are per dataset:
@@ -17,7 +18,8 @@ as a user would import it, because the form model and the calibration are per da
    `--propose`, how many proposals the app would offer (η = 0.7) and how many of them are closer to the clean original.
 
 `--part untouched` keeps to rows no design choice looked at: for codegen the quarter of the file with
-source_index % 4 == 3 (design used the rest), for the others seed 3 draws (as docs/quality.md). Never reads holdout/.
+source_index % 4 == 3 (design used the rest), for the others seed 3 draws (as docs/quality.md). Several seeds add a
+table of the spread from seed to seed (per kind, a handful of noisy rows each). Never reads holdout/.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from clear_core.form import FormModel  # noqa: E402
 from clear_core.store import Store  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from quality import markdown  # noqa: E402
+from quality import DESIGN_SEEDS, markdown  # noqa: E402
 
 DEV = REPO.parent / "shared" / "data" / "dev"
 FILES = {
@@ -53,8 +55,6 @@ FILES = {
 }
 GAMMA = 0.5
 
-
-DESIGN_SEEDS = (0, 1, 2)
 DESIGN_MAX_ROWS = 200  # the most rows any design draw took from one file (bench/quality.py, seed 2)
 
 
@@ -114,10 +114,18 @@ def with_text_signals(records: list[dict], prompts, responses, form: FormModel) 
 
 
 def combiners() -> dict:
-    """The shipped combiner, and the one before issue 8 (no form factor, no prompt-echo check)."""
+    """The shipped combiner, and the one before issue 8 (no form factor, no prompt-echo check, and the PMI's weight
+    all on its mean: no `pmi_evidence`)."""
     shipped = load_combiner()
     before_checks = {k: v for k, v in shipped.checks.weights.items() if k != "prompt_echo"}
-    before = dataclasses.replace(shipped, form=None, checks=dataclasses.replace(shipped.checks, weights=before_checks))
+    content = dict(shipped.content.weights)
+    content["pmi"] += content.pop("pmi_evidence")
+    before = dataclasses.replace(
+        shipped,
+        form=None,
+        checks=dataclasses.replace(shipped.checks, weights=before_checks),
+        content=dataclasses.replace(shipped.content, weights=content),
+    )
     return {"before issue 8": before, "shipped": shipped}
 
 
@@ -180,7 +188,8 @@ def autocorrect(frame: pd.DataFrame, scores: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
-def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved: dict | None) -> str:
+def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved: dict | None) -> tuple[str, dict]:
+    """The markdown report, and the shipped combiner's detection with the run's stored calibration (for spreads)."""
     form = FormModel.fit(list(frame["response"]))  # what the run fitted (from its own sample of the same rows)
     records = with_text_signals(scores.reset_index().to_dict("records"), frame["prompt"], frame["response"], form)
     copy_records = with_text_signals(copies, [c["prompt"] for c in copies], [c["response"] for c in copies], form)
@@ -208,7 +217,21 @@ def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved:
         )
     if scores["proposed_response"].notna().any() or scores["judge_prob"].notna().any():
         lines.append(autocorrect(frame, scores))
-    return "\n\n".join(lines)
+    return "\n\n".join(lines), {**table["shipped"], **cal_rows["as stored by the run"]}
+
+
+def spread(numbers: dict[int, dict]) -> pd.DataFrame:
+    """Per measure, the mean over seeds and the range: how far one seed's per-kind AUROC can be trusted."""
+    frame = pd.DataFrame(numbers).T  # one row a seed
+    measures = [c for c in frame.columns if c not in ("flagged", "noisy")]
+    return pd.DataFrame(
+        {
+            "mean": frame[measures].mean(),
+            "min": frame[measures].min(),
+            "max": frame[measures].max(),
+            **{f"seed {s}": frame.loc[s, measures] for s in frame.index},
+        }
+    ).round(3)
 
 
 def main() -> None:
@@ -216,17 +239,37 @@ def main() -> None:
     parser.add_argument("--dataset", choices=list(FILES), required=True)
     parser.add_argument("--part", choices=["design", "untouched"], default="untouched")
     parser.add_argument("--rows", type=int, default=160)
-    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--seed", type=int, nargs="+", default=[3], help="one or more; several add a spread table")
     parser.add_argument("--fresh", action="store_true", help="leave out every row a design seed drew")
     parser.add_argument("--context-examples", type=int, default=0, help="as score --context-examples (tag -cxN)")
     parser.add_argument("--propose", action="store_true", help="with Auto-Correct proposals, and report them (tag -ac)")
-    parser.add_argument("--db", type=Path, help="scored database (default: bench/results/transfer-<dataset>-...)")
+    parser.add_argument("--db", type=Path, help="scored database, one seed only (default: bench/results/transfer-...)")
     args = parser.parse_args()
-    tag = f"{args.dataset}-s{args.seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}"
-    tag += f"-cx{args.context_examples}" if args.context_examples else ""
-    tag += "-ac" if args.propose else ""
+    if args.db and len(args.seed) > 1:
+        parser.error("--db names one database: give one --seed with it")
+    suffix = f"-cx{args.context_examples}" if args.context_examples else ""
+    suffix += "-ac" if args.propose else ""
+    numbers = {}
+    for seed in args.seed:
+        tag = f"{args.dataset}-s{seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}{suffix}"
+        text, numbers[seed] = run(tag, args, seed)
+        print(text)
+        (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
+    if len(args.seed) > 1:
+        seeds = "-".join(str(s) for s in args.seed)
+        tag = f"{args.dataset}-s{seeds}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}{suffix}"
+        text = (
+            f"# {tag}: spread over seeds\n\nDetection AUROC of the shipped combiner, and ECE, precision and recall at "
+            f"gamma = {GAMMA} with each run's stored calibration.\n\n" + markdown(spread(numbers))
+        )
+        print(text)
+        (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
+
+
+def run(tag: str, args: argparse.Namespace, seed: int) -> tuple[str, dict]:
+    """Score one seed's rows (unless its database exists) and report on them."""
     db = args.db or REPO / "bench" / "results" / f"transfer-{tag}.duckdb"
-    frame = build_rows(args.dataset, args.rows, args.seed, args.part, args.fresh)
+    frame = build_rows(args.dataset, args.rows, seed, args.part, args.fresh)
     if not db.exists():
         seconds = score(frame, db, args.context_examples, args.propose)
         print(f"scored {len(frame)} rows in {seconds:.0f} s")
@@ -235,9 +278,8 @@ def main() -> None:
         texts = store.dataset_rows(int(store.list_datasets()["dataset_id"].iloc[0]))["response"].tolist()
     if len(scores) != len(frame) or texts != frame["response"].tolist():
         sys.exit(f"{db} does not hold these rows scored (other rows, or noise recipes changed since): delete it")
-    text = f"# {tag}\n\n" + report(frame, scores, copies, saved)
-    print(text)
-    (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
+    text, numbers = report(frame, scores, copies, saved)
+    return f"# {tag}\n\n" + text, numbers
 
 
 if __name__ == "__main__":
