@@ -28,7 +28,8 @@ SIGNAL_HELP = {
     "logprob_mean": "Mean token log-probability of the response given the prompt.",
     "logprob_min": "Log-probability of the least likely response token (one wrong number or word shows here).",
     "logprob_uncond_mean": "Mean token log-probability of the response without the prompt.",
-    "pmi": "How much the prompt explains the response (log-prob with minus without prompt).",
+    "pmi": "How much the prompt explains the response (log-prob with minus without prompt, per token; the "
+    "confidence also weighs it by the square root of the response's length).",
     "eos_prob": "Probability that the response ends where it ends (low = truncated).",
     "stop_prob": "Probability that the response could stop here: end of turn, closing punctuation or a line break "
     "(low = cut off mid-sentence).",
