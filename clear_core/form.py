@@ -66,7 +66,7 @@ class FormModel:
     totals: dict[str, int]  # C(h)
     types: dict[str, int]  # T(h)
     vocabulary: int
-    # part -> (median, robust spread, median number of symbols it averages over)
+    # part -> (median, robust spread, symbols it averages over in a short response: the lower quartile)
     reference: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     fitted: set[str] = field(default_factory=set)  # digests of the texts fitted on: those are scored left out
 
@@ -95,7 +95,8 @@ class FormModel:
         return self._parts_and_sizes(text, leave_out)[0]
 
     def _parts_and_sizes(self, text: str, leave_out: bool | None) -> tuple[dict[str, float], dict[str, int]]:
-        """`parts`, and how many symbols each part averages over (the longest line's length stands alone: 1)."""
+        """`parts`, and how many symbols each part averages over. Line starts and the longest line count as 1, so
+        they keep full weight in `score`: a text run into one line has few line starts *because* it is broken."""
         values = self.symbol_logprobs(text, leave_out)
         head = text[:MAX_CHARS]
         longest = max((len(line) for line in head.split("\n")), default=0)
@@ -114,12 +115,13 @@ class FormModel:
     def score(self, text: str, leave_out: bool | None = None) -> float:
         """How far the text's form is from this dataset's: the sum over `parts` of how many robust standard
         deviations each falls below the dataset's median beyond MARGIN (0 for a typical response, more negative the
-        odder). A part that averages over fewer symbols than is typical (a one-word answer) varies more by chance,
-        so its deviation is shrunk by √(symbols / typical symbols): "No" is not odd for having an unusual opening."""
+        odder). A part that averages over fewer symbols than in three quarters of the dataset's responses (a one-word
+        answer) varies more by chance, so its deviation is shrunk by √(its symbols / theirs): "No" is not odd for
+        an opening of two symbols."""
         parts, sizes = self._parts_and_sizes(text, leave_out)
         total = 0.0
-        for name, (median, spread, typical) in self.reference.items():
-            weight = math.sqrt(min(1.0, sizes[name] / typical))
+        for name, (median, spread, short) in self.reference.items():
+            weight = math.sqrt(min(1.0, sizes[name] / short))
             total += min(0.0, weight * (parts[name] - median) / spread + MARGIN)
         return total
 
@@ -188,15 +190,15 @@ def _digest(text: str) -> str:
 
 def _reference(rows: Sequence[tuple[dict[str, float], dict[str, int]]]) -> dict[str, tuple[float, float, float]]:
     """Median and robust spread (1.4826 · median absolute deviation, at least 0.05) of each part over rows, and the
-    median number of symbols the part averages over."""
+    lower quartile of the number of symbols the part averages over (below it, a response counts as short)."""
     out = {}
     for name in _PARTS:
         values = sorted(parts[name] for parts, _ in rows)
         median = _median(values)
         spread = 1.4826 * _median(sorted(abs(v - median) for v in values))
-        sizes_ = sorted(sizes[name] for _, sizes in rows)
-        typical = sizes_[len(sizes_) // 4] if sizes_ else 1
-        out[name] = (median, max(spread, 0.05), max(typical, 1.0))
+        counts = sorted(sizes[name] for _, sizes in rows)
+        short = counts[len(counts) // 4] if counts else 1
+        out[name] = (median, max(spread, 0.05), max(short, 1.0))
     return out
 
 
