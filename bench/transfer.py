@@ -247,23 +247,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.db and len(args.seed) > 1:
         parser.error("--db names one database: give one --seed with it")
-    suffix = f"-cx{args.context_examples}" if args.context_examples else ""
-    suffix += "-ac" if args.propose else ""
+
+    def tag(seeds: str) -> str:
+        """The name of a run's database and report, e.g. gsm8k-s0-design-160-cx3-ac."""
+        cx = f"-cx{args.context_examples}" if args.context_examples else ""
+        fresh = "-fresh" if args.fresh else ""
+        return f"{args.dataset}-s{seeds}-{args.part}{fresh}-{args.rows}{cx}{'-ac' if args.propose else ''}"
+
     numbers = {}
     for seed in args.seed:
-        tag = f"{args.dataset}-s{seed}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}{suffix}"
-        text, numbers[seed] = run(tag, args, seed)
-        print(text)
-        (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
+        text, numbers[seed] = run(tag(str(seed)), args, seed)
+        publish(tag(str(seed)), text)
     if len(args.seed) > 1:
-        seeds = "-".join(str(s) for s in args.seed)
-        tag = f"{args.dataset}-s{seeds}-{args.part}{'-fresh' if args.fresh else ''}-{args.rows}{suffix}"
         text = (
-            f"# {tag}: spread over seeds\n\nDetection AUROC of the shipped combiner, and ECE, precision and recall at "
-            f"gamma = {GAMMA} with each run's stored calibration.\n\n" + markdown(spread(numbers))
+            f"Detection AUROC of the shipped combiner, and ECE, precision and recall at gamma = {GAMMA} with each "
+            "run's stored calibration.\n\n" + markdown(spread(numbers))
         )
-        print(text)
-        (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
+        seeds = tag("-".join(str(s) for s in args.seed))
+        publish(seeds, text, heading=f"{seeds}: spread over seeds")
+
+
+def publish(tag: str, text: str, heading: str | None = None) -> None:
+    """Print a report under its heading (the tag by default) and keep it as bench/results/transfer-<tag>.md."""
+    text = f"# {heading or tag}\n\n{text}"
+    print(text)
+    (REPO / "bench" / "results" / f"transfer-{tag}.md").write_text(text + "\n", encoding="utf-8")
 
 
 def run(tag: str, args: argparse.Namespace, seed: int) -> tuple[str, dict]:
@@ -278,8 +286,7 @@ def run(tag: str, args: argparse.Namespace, seed: int) -> tuple[str, dict]:
         texts = store.dataset_rows(int(store.list_datasets()["dataset_id"].iloc[0]))["response"].tolist()
     if len(scores) != len(frame) or texts != frame["response"].tolist():
         sys.exit(f"{db} does not hold these rows scored (other rows, or noise recipes changed since): delete it")
-    text, numbers = report(frame, scores, copies, saved)
-    return f"# {tag}\n\n" + text, numbers
+    return report(frame, scores, copies, saved)
 
 
 if __name__ == "__main__":
