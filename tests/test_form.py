@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from clear_core.form import FormModel, shape
+from clear_core.form import MARGIN, FormModel, shape
 from clear_core.noise import load_dev_rows
 from tests.test_noise import GSM8K, SELF_INSTRUCT, needs_dev_data
 
@@ -77,6 +77,6 @@ def test_a_model_saved_before_typical_sizes_scores_as_it_did():
     saved["reference"] = {name: value[:2] for name, value in saved["reference"].items()}
     old = FormModel.from_json(json.dumps(saved))
     parts = old.parts("No")
-    expected = sum(min(0.0, (parts[n] - m) / s + 2.0) for n, (m, s, _) in old.reference.items())
+    expected = sum(min(0.0, (parts[n] - m) / s + MARGIN) for n, (m, s, _) in old.reference.items())
     assert old.score("No") == pytest.approx(expected)
     assert old.score("No") < model.score("No")
