@@ -55,11 +55,14 @@ class TokenView:
 
     @property
     def total(self) -> float:
+        """log p(response and end of turn | prompt)."""
         return float(self.actual.sum())
 
 
 @torch.inference_mode()
 def token_view(lm: LoadedModel, prompt: str, response: str) -> TokenView:
+    """One pass over the plain prompt and the response (cut at MAX_TOKENS), kept per token: the statistics below
+    need the model's favourite token and its entropy, which the engine's likelihood pass does not keep."""
     prefix = lm.encode_prompt([{"role": "user", "content": prompt}])[-1024:]
     ids = prefix + lm.encode_text(response)[:MAX_TOKENS] + [lm.end_token_id]
     logits = lm.model(torch.tensor([ids], device=lm.device)).logits[0, len(prefix) - 1 : -1].float()
