@@ -76,3 +76,19 @@ def test_review_budget_is_the_expected_bad_share_left_after_reviewing_the_lowest
 def test_calibration_round_trips_through_json():
     fitted = Calibration(1.5, -0.2, "synthetic", 0.3, 100, 32, "note")
     assert Calibration.from_json(fitted.to_json()) == fitted
+
+
+def test_decisions_on_the_least_confident_rows_move_the_map_but_keep_its_slope():
+    """Reviewers start at the bottom. A few clean rows score low in any dataset; among the bottom rows they would
+    flatten a free slope, and the confident rows nobody reviewed would lose confidence they deserve."""
+    rng = np.random.default_rng(5)
+    n = 320
+    bad = rng.random(n) < 0.3
+    odd_clean = ~bad & (rng.random(n) < 0.08)  # clean rows that look bad: the floor under P(good | s)
+    logits = np.where(bad | odd_clean, rng.normal(-2.5, 1.5, n), rng.normal(2.5, 1.0, n))
+    prior = calibration.fit_synthetic(logits, rng.normal(-2.5, 1.5, 128), SHIPPED)
+    bottom = np.argsort(logits)[: int(0.3 * n)]
+    fitted = calibration.fit_reviewed(logits[bottom], bad[bottom], prior, logits)
+    assert fitted.source == "reviewers" and fitted.a == prior.a  # moved, not flattened
+    top = np.argsort(logits)[n // 2 :]  # the confident half: nobody reviewed it, nearly all of it is clean
+    assert fitted.confidence(logits[top]).mean() > 0.95  # a free slope gave them 0.88
