@@ -16,7 +16,8 @@ as a user would import it, because the form model and the calibration are per da
    no prompt-echo check) recomputed from the same stored signals; and calibration: ECE, and precision and recall
    of filtering at γ = 0.5, with the shipped dev-data map and with the run's own synthetic calibration; with
    `--propose`, how many proposals the app would offer (η = 0.7) and how many of them are closer to the clean original.
-   Maps fitted on the rows' true labels show what a calibrated confidence would flag at γ = 0.5.
+   Maps fitted on the rows' true labels show what a calibrated confidence would flag at γ = 0.5; the Thresholds
+   page's refit from reviewers is simulated after the least confident 25% and 40% were decided as the labels say.
 
 `--part untouched` keeps to rows no design choice looked at: for codegen the quarter of the file with
 source_index % 4 == 3 (design used the rest), for the others seed 3 draws (as docs/quality.md). Several seeds add a
@@ -55,6 +56,7 @@ FILES = {
     "codegen": "gpteacher_codegen.json",
 }
 GAMMA = 0.5
+REVIEWED_SHARES = (0.25, 0.4)  # the least confident rows reviewers decide before a lead refits the map
 
 DESIGN_MAX_ROWS = 200  # the most rows any design draw took from one file (bench/quality.py, seed 2)
 
@@ -152,6 +154,13 @@ def calibration_row(frame: pd.DataFrame, confidence: np.ndarray) -> dict:
     }
 
 
+def reviewers_refit(logits: np.ndarray, bad: np.ndarray, prior: calibration.Calibration, share: float):
+    """The Thresholds page's refit (runs.refit_from_reviewers) after reviewers decided the least confident `share` of
+    the rows as the truth says (removed when noisy, kept when clean), with the run's own map as the prior."""
+    reviewed = np.argsort(prior.confidence(logits), kind="stable")[: int(round(share * len(logits)))]
+    return calibration.fit_reviewed(logits[reviewed], bad[reviewed], prior, logits)
+
+
 def labelled_maps(logits: np.ndarray, bad: np.ndarray) -> dict[str, np.ndarray]:
     """Confidences from maps fitted on these very rows' true labels (in-sample): what the filter at γ would do if the
     calibration were right. A Platt map (two parameters, as the run's own fit) and the best monotone map (isotonic,
@@ -235,7 +244,12 @@ def report(frame: pd.DataFrame, scores: pd.DataFrame, copies: list[dict], saved:
             frame, own.confidence(logits)
         )
         if name == "shipped":
-            for label, confidence in labelled_maps(logits, frame["is_noisy"].to_numpy()).items():
+            bad = frame["is_noisy"].to_numpy()
+            for share in REVIEWED_SHARES:
+                refit = reviewers_refit(logits, bad, own, share)
+                label = f"{name}, own rows refit by reviewers of the lowest {share:.0%} ({refit.source})"
+                cal_rows[label] = calibration_row(frame, refit.confidence(logits))
+            for label, confidence in labelled_maps(logits, bad).items():
                 cal_rows[f"{name}, {label} (reference)"] = calibration_row(frame, confidence)
     stored_conf = scores["confidence"].to_numpy(dtype=float)
     cal_rows["as stored by the run"] = calibration_row(frame, stored_conf)
