@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clear_core import calibration
 from clear_core.data import FORMATS, DataError
 from clear_core.store import ReviewQuery
 
@@ -526,11 +527,21 @@ def reliability_reading(n_good: int, n_bad: int, gap: float, source: str, min_ea
 
 
 def refit_outcome(before, after) -> tuple[bool, str]:
-    """(refitted?, what to tell the lead) after ``runs.refit_from_reviewers`` turned ``before`` into ``after``."""
+    """(refitted?, what to tell the lead) after ``runs.refit_from_reviewers`` turned ``before`` into ``after``. A
+    refit that kept the earlier map's slope (``calibration.fit_reviewed``: no decisions among the most confident
+    rows yet) says so, and what would let the slope follow the decisions too."""
     if after.source == "reviewers":
-        return True, (
+        text = (
             f"Refitted on reviewers' {after.n_good + after.n_bad:,} decisions "
             f"({_decisions_text(after.n_good, after.n_bad)}), replacing {CALIBRATION_SOURCES[before.source]}: "
             "every row's confidence, the counts and the charts use it now."
         )
+        if after.a == before.a:
+            confident = percent(1 - calibration.CONFIDENT_QUANTILE)
+            text += (
+                " The decisions moved the map but kept its slope: they say where confidence should cross one half; "
+                f"once {calibration.MIN_REVIEWED_EACH} of the most confident {confident} of rows are decided, they "
+                "will also set how sure the confident rows should be."
+            )
+        return True, text
     return False, f"Not refitted: {after.note}. Confidence keeps {CALIBRATION_SOURCES[before.source]}."

@@ -80,6 +80,16 @@ def line_with(at, text: str) -> str:
 def reviewed_db(tmp_path, monkeypatch):
     """40 GSM8K rows scored with raw logits from -4 to 3.8 (confidence through the shipped map), the 14 least
     confident removed but one, the rest kept as they were but two: enough of each kind to refit."""
+    return _reviewed_db(tmp_path, monkeypatch, reviewed=40)
+
+
+@pytest.fixture
+def bottom_reviewed_db(tmp_path, monkeypatch):
+    """The same rows with only the 30 least confident decided (13 removed, 17 kept): none of the top quarter."""
+    return _reviewed_db(tmp_path, monkeypatch, reviewed=30)
+
+
+def _reviewed_db(tmp_path, monkeypatch, reviewed: int):
     source = tmp_path / "gsm8k_40.json"
     source.write_text(json.dumps(gsm8k_records(40)), encoding="utf-8")
     path = tmp_path / "reviewed.duckdb"
@@ -94,7 +104,7 @@ def reviewed_db(tmp_path, monkeypatch):
         ]
         store.add_scores(run_id, records)
         store.set_run_status(run_id, "done")
-        for i in range(40):
+        for i in range(reviewed):
             removed = (i < 14) != (i in (5, 30, 31))  # 15 removed, 25 kept: not separable, so the fit is finite
             store.record_decision(dataset_id, i, "remove" if removed else "reject", run_id=run_id, actor=alice)
     monkeypatch.setenv("CLEAR_DB", str(path))
@@ -172,6 +182,23 @@ def test_a_lead_refits_from_reviewers_decisions(reviewed_db, app):
         saved = store.calibration(run_id)
         assert (saved["source"], saved["n_good"], saved["n_bad"], saved["fitted_by"]) == ("reviewers", 25, 15, "alice")
         assert "recalibrate" in set(store.audit_log()["action"])
+
+
+def test_a_refit_from_the_least_confident_rows_keeps_the_slope_and_says_so(bottom_reviewed_db, app):
+    """Decisions only on the least confident rows move the map; the page says its slope waits for confident rows."""
+    path, _, run_id = bottom_reviewed_db
+    with Store(path) as store:
+        before = runs.current_calibration(store, run_id)
+    at = app(THRESHOLDS)
+    button(at, "Refit from reviewers' decisions").click().run()
+    assert not at.exception and not at.error
+    [message] = [s.value for s in at.success]
+    assert message.startswith("Refitted on reviewers' 30 decisions (17 kept as they were, 13 removed or corrected)")
+    assert "kept its slope" in message and "10 of the most confident 25% of rows" in message
+    with Store(path) as store:
+        saved = store.calibration(run_id)
+        assert saved["source"] == "reviewers" and saved["a"] == pytest.approx(before.a)
+        assert saved["b"] != pytest.approx(before.b)
 
 
 def test_an_annotator_cannot_refit_or_set_gamma_from_the_budget(reviewed_db, app, monkeypatch):

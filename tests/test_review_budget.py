@@ -145,6 +145,12 @@ def test_refit_outcome():
         "Refitted on reviewers' 40 decisions (25 kept as they were, 15 removed or corrected), replacing the "
         "shipped map: every row's confidence, the counts and the charts use it now.",
     )
+    moved = Calibration(1.0, 0.4, "reviewers", None, 25, 15, "40 reviewers' decisions")  # the slope kept
+    refitted, message = ui_state.refit_outcome(before, moved)
+    assert refitted and message.endswith(
+        "The decisions moved the map but kept its slope: they say where confidence should cross one half; once 10 of "
+        "the most confident 25% of rows are decided, they will also set how sure the confident rows should be."
+    )
     kept = Calibration(1.0, 0.0, "shipped", note="3 kept and 1 removed or corrected rows so far; needs 10 of each")
     assert ui_state.refit_outcome(before, kept) == (
         False,
