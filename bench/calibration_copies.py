@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from quality import markdown  # noqa: E402
-from transfer import GAMMA, build_rows, calibration_row, score, stored, with_text_signals  # noqa: E402
+from transfer import GAMMA, build_rows, calibration_row, platt_on_labels, score, stored, with_text_signals  # noqa: E402
 
 from clear_core import calibration, metrics, noise  # noqa: E402
 from clear_core.confidence import load_combiner, raw_logit  # noqa: E402
@@ -63,11 +63,6 @@ def copy_records(db: Path, copies: pd.DataFrame) -> list[dict]:
         scores = store.scores(run_id).set_index("row_index").sort_index()
     records = scores.reset_index().to_dict("records")
     return [{**r, "prompt": p, "response": t} for r, p, t in zip(records, copies["prompt"], copies["response"])]
-
-
-def platt_on_labels(logits: np.ndarray, good: np.ndarray) -> calibration.Calibration:
-    fit = metrics.fit_logistic(logits, good.astype(float), l2=1e-4)
-    return calibration.Calibration(float(fit.weights[0]), float(fit.bias), "labels")
 
 
 def sampling_floor(confidence: np.ndarray, draws: int = 500) -> float:

@@ -157,20 +157,25 @@ def calibration_row(frame: pd.DataFrame, confidence: np.ndarray) -> dict:
 def reviewers_refit(logits: np.ndarray, bad: np.ndarray, prior: calibration.Calibration, share: float):
     """The Thresholds page's refit (runs.refit_from_reviewers) after reviewers decided the least confident `share` of
     the rows as the truth says (removed when noisy, kept when clean), with the run's own map as the prior."""
-    reviewed = np.argsort(prior.confidence(logits), kind="stable")[: int(round(share * len(logits)))]
+    reviewed = np.argsort(logits, kind="stable")[: int(round(share * len(logits)))]  # a map keeps the order
     return calibration.fit_reviewed(logits[reviewed], bad[reviewed], prior, logits)
+
+
+def platt_on_labels(logits: np.ndarray, good: np.ndarray) -> calibration.Calibration:
+    """A Platt map fitted on the rows' true labels (in-sample): the best a two-parameter map reads on these rows."""
+    fit = metrics.fit_logistic(logits, good.astype(float), l2=1e-4)
+    return calibration.Calibration(float(fit.weights[0]), float(fit.bias), "labels")
 
 
 def labelled_maps(logits: np.ndarray, bad: np.ndarray) -> dict[str, np.ndarray]:
     """Confidences from maps fitted on these very rows' true labels (in-sample): what the filter at γ would do if the
     calibration were right. A Platt map (two parameters, as the run's own fit) and the best monotone map (isotonic,
     optimistic in-sample). Where even these flag few bad rows, the shortfall is the ranking's, not the calibration's."""
-    fit = metrics.fit_logistic(logits, (~bad).astype(float), l2=1e-4)
     order = np.argsort(logits, kind="stable")
     isotonic = np.empty(len(logits))
     isotonic[order] = _increasing((~bad[order]).astype(float))
     return {
-        "Platt map fitted on the true labels": metrics.sigmoid(float(fit.weights[0]) * logits + float(fit.bias)),
+        "Platt map fitted on the true labels": platt_on_labels(logits, ~bad).confidence(logits),
         "isotonic map fitted on the true labels": isotonic,
     }
 
