@@ -146,9 +146,12 @@ def open_page(page, title: str) -> None:
 
 
 def settle(page) -> None:
-    """Give the app a moment to finish the script run a click started (each run takes well under a second)."""
+    """Wait for the script run a click started to finish: Streamlit marks its root ``notRunning`` between runs. A
+    click made while a run is still drawing can be lost (CI once lost a radio click that way), so every step waits."""
     page.wait_for_load_state()
-    time.sleep(1.5)
+    time.sleep(0.5)  # the click's rerun request reaches the server and the root leaves notRunning
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=30_000)
+    time.sleep(1.0)  # elements of the finished run settle (expanders, toasts)
 
 
 def reviewed(page) -> str:

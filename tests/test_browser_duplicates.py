@@ -50,6 +50,7 @@ def test_a_decision_on_a_row_applies_to_its_near_duplicates_in_a_real_browser(
     expect(apply).to_be_disabled()
     group.get_by_text("Remove", exact=True).click()
     settle(page)
+    expect(group.get_by_role("radio", name="Remove")).to_be_checked()
     expect(apply).to_be_enabled()
     shot(page, "duplicates-before-apply")
     apply.click()
