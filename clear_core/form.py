@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +29,12 @@ MAX_CHARS = 2000  # only the start of a long response is fitted and scored: the 
 FIT_ROWS = 2000  # responses sampled to fit the model; more barely changes it
 MARGIN = 2.0  # robust standard deviations below the median a part may fall before it counts: clean rows vary too
 REFERENCE_ROWS = 300  # of those, rows scored to learn what a typical score is (median and spread per part)
-# where a break shows: the opening, the ending, anywhere, how lines begin, how long they run (see `parts`)
-_PARTS = ("start", "end", "overall", "line_starts", "lines")
+# where a break shows: the opening, the ending, anywhere, how lines begin, how long they run, and what follows the
+# end of a sentence or clause (see `parts`)
+_PARTS = ("start", "end", "overall", "line_starts", "lines", "breaks")
+# the position right after a sentence or clause ends (. ! ? : ; after a letter, digit or closing bracket, and not
+# before a digit: "1.5" has no end): a dataset that writes one step per line puts a line break there, prose a space
+_AFTER_END = re.compile(r"(?<=[A-Za-z0-9)\]][.!?:;])(?=\D)")
 _START, _END = "^", "$"
 
 
@@ -89,28 +94,32 @@ class FormModel:
 
     def parts(self, text: str, leave_out: bool | None = None) -> dict[str, float]:
         """Mean log-probability of the opening 16 symbols, of the last 8 (the end marker included), of the first two
-        of each line, the mean shortfall below −3 nats over the whole text, and minus the log length of its longest
-        line: where chatter, stray markup, list markers and a lost layout show (an n-gram cannot see that a line
-        runs far longer than usual)."""
+        of each line, the mean shortfall below −3 nats over the whole text, minus the log length of its longest
+        line, and the mean log-probability of the symbol after each sentence or clause end: where chatter, stray
+        markup, list markers and a lost layout show (an n-gram cannot see that a line runs far longer than usual,
+        and in a long text a few run-on sentence ends are lost in the whole-text mean)."""
         return self._parts_and_sizes(text, leave_out)[0]
 
     def _parts_and_sizes(self, text: str, leave_out: bool | None) -> tuple[dict[str, float], dict[str, int]]:
-        """`parts`, and how many symbols each part averages over. Line starts and the longest line count as 1, so
-        they keep full weight in `score`: a text run into one line has few line starts *because* it is broken."""
+        """`parts`, and how many symbols each part averages over. Line starts, the longest line and sentence ends
+        count as 1, so they keep full weight in `score`: a text run into one line has few line starts *because* it
+        is broken."""
         values = self.symbol_logprobs(text, leave_out)
         head = text[:MAX_CHARS]
         longest = max((len(line) for line in head.split("\n")), default=0)
         starts = [0] + [i + 1 for i, ch in enumerate(head) if ch == "\n"]
         opening = [v for j in starts for v in values[j : j + 2]]  # the first two symbols of each line
+        after_end = [values[m.start()] for m in _AFTER_END.finditer(head)]
         parts = {
             "start": sum(values[:16]) / len(values[:16]),
             "end": sum(values[-8:]) / len(values[-8:]),
             "overall": sum(min(v + 3.0, 0.0) for v in values) / len(values),
             "line_starts": sum(opening) / len(opening),
             "lines": -math.log1p(longest),
+            "breaks": sum(after_end) / len(after_end) if after_end else 0.0,  # no sentence end: nothing odd there
         }
         sizes = {"start": len(values[:16]), "end": len(values[-8:]), "overall": len(values)}
-        return parts, {**sizes, "line_starts": 1, "lines": 1}
+        return parts, {**sizes, "line_starts": 1, "lines": 1, "breaks": 1}
 
     def score(self, text: str, leave_out: bool | None = None) -> float:
         """How far the text's form is from this dataset's: the sum over `parts` of how many robust standard

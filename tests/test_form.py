@@ -26,6 +26,27 @@ def test_a_house_format_break_scores_far_below_the_house_form():
     assert all(score <= 0 for score in typical)  # 0 is typical; only shortfalls count
 
 
+STEPS = [f"Tom has {i} apples.\nHe buys {i + 2} more.\nNow he has {2 * i + 2} apples." for i in range(60)]
+RUN_ON = "Ann has 7 pears. She buys 3 more. Now she has 10 pears."
+
+
+def test_sentences_run_into_one_line_are_odd_only_where_the_dataset_breaks_the_line_after_each():
+    steps = FormModel.fit(STEPS)
+    typical = [steps.score(text) for text in STEPS[:10]]
+    assert steps.parts(RUN_ON)["breaks"] < min(steps.parts(text)["breaks"] for text in STEPS[:10])
+    assert steps.score(RUN_ON) < min(typical) - 3
+    prose = FormModel.fit([text.replace("\n", " ") for text in STEPS])  # the same steps, one line each
+    own = [prose.parts(text.replace("\n", " "))["breaks"] for text in STEPS[:10]]
+    assert prose.parts(RUN_ON)["breaks"] >= min(own)
+    assert prose.score(RUN_ON) > steps.score(RUN_ON) + 3
+
+
+def test_a_decimal_point_is_not_a_sentence_end():
+    model = FormModel.fit(STEPS)
+    assert model.parts("It costs 1.50 dollars")["breaks"] == 0.0  # no sentence end: nothing to judge
+    assert model.parts("It costs 1.50 dollars. Pay now")["breaks"] != 0.0
+
+
 def test_leaving_a_text_out_removes_its_own_counts():
     odd = "<<<weird>>> {{{markup}}}"
     model = FormModel.fit(CODE + [odd])
@@ -50,6 +71,19 @@ def test_on_real_gsm8k_rows_chatter_and_lost_lines_score_low():
     median_clean = clean[len(clean) // 2]
     # most breaks fall below the typical clean row (a two-line solution run into one line can stay typical)
     assert sum(b < median_clean for b in broken) >= 0.75 * len(broken)
+
+
+@needs_dev_data
+def test_on_real_gsm8k_rows_most_solutions_run_into_one_line_fall_among_the_least_typical_tenth():
+    """GSM8K writes one step per line. Run into one line, a solution keeps its words and most of its shapes; what
+    gives it away is a space where the dataset breaks the line after a sentence (before that was read, 9 in 100
+    fell below the least typical tenth of clean rows)."""
+    responses = [r["response"] for r in load_dev_rows(GSM8K, 400, seed=0)]
+    model = FormModel.fit(responses)
+    clean = sorted(model.score(t) for t in responses[:100])
+    run_on = [model.score(t.replace("\n", " ")) for t in responses[100:200] if "\n" in t]
+    assert len(run_on) >= 50
+    assert sum(score < clean[10] for score in run_on) >= 0.6 * len(run_on)
 
 
 @needs_dev_data
@@ -80,3 +114,15 @@ def test_a_model_saved_before_typical_sizes_scores_as_it_did():
     expected = sum(min(0.0, (parts[n] - m) / s + MARGIN) for n, (m, s, _) in old.reference.items())
     assert old.score("No") == pytest.approx(expected)
     assert old.score("No") < model.score("No")
+
+
+def test_a_model_saved_before_sentence_ends_were_read_scores_without_them():
+    """A run file's form model from before the `breaks` part has no reference for it, and scores as it did then."""
+    model = FormModel.fit(STEPS)
+    saved = json.loads(model.to_json())
+    del saved["reference"]["breaks"]
+    old = FormModel.from_json(json.dumps(saved))
+    median, spread, _ = model.reference["breaks"]
+    breaks = min(0.0, (model.parts(RUN_ON)["breaks"] - median) / spread + MARGIN)
+    assert breaks < 0
+    assert old.score(RUN_ON) == pytest.approx(model.score(RUN_ON) - breaks)  # every other part as before
