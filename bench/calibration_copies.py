@@ -30,7 +30,16 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from quality import markdown  # noqa: E402
-from transfer import GAMMA, build_rows, calibration_row, platt_on_labels, score, stored, with_text_signals  # noqa: E402
+from transfer import (  # noqa: E402
+    GAMMA,
+    build_rows,
+    calibration_row,
+    median_and_range,
+    platt_on_labels,
+    score,
+    stored,
+    with_text_signals,
+)
 
 from clear_core import calibration, metrics, noise  # noqa: E402
 from clear_core.confidence import load_combiner, raw_logit  # noqa: E402
@@ -98,10 +107,7 @@ def evaluate(frame, logits, copy_logits, sizes, draws) -> pd.DataFrame:
                 row["share"] = cal.noise_share if cal.noise_share is not None else float("nan")
                 results.append(row)
             table = pd.DataFrame(results)
-            rows[f"{name}, {n} copies"] = {
-                k: f"{table[k].median():.3f} [{table[k].quantile(0.1):.3f}-{table[k].quantile(0.9):.3f}]"
-                for k in ("ECE", "precision@0.5", "recall@0.5", "share")
-            }
+            rows[f"{name}, {n} copies"] = median_and_range(table, ("ECE", "precision@0.5", "recall@0.5", "share"))
     return pd.DataFrame(rows).T.fillna("")
 
 

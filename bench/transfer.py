@@ -175,12 +175,14 @@ def resampled_copies(frame: pd.DataFrame, logits: np.ndarray, copy_logits: np.nd
         )
         draws.append(calibration_row(frame, own.confidence(logits)))
     table = pd.DataFrame(draws)
-    cells = {
-        k: f"{table[k].median():.3f} [{table[k].quantile(0.1):.3f}-{table[k].quantile(0.9):.3f}]"
-        for k in ("ECE", "precision@0.5", "recall@0.5")
-    }
+    cells = median_and_range(table, ("ECE", "precision@0.5", "recall@0.5"))
     cells["ECE <= 0.05"] = f"{(table['ECE'] <= 0.05).mean():.0%}"
     return markdown(pd.DataFrame([cells], index=[f"own rows, {RESAMPLES} resamples of its copies"]))
+
+
+def median_and_range(table: pd.DataFrame, columns) -> dict[str, str]:
+    """Per column of repeated draws: "median [10th-90th percentile]", how a number that depends on a draw is shown."""
+    return {k: f"{table[k].median():.3f} [{table[k].quantile(0.1):.3f}-{table[k].quantile(0.9):.3f}]" for k in columns}
 
 
 def platt_on_labels(logits: np.ndarray, good: np.ndarray) -> calibration.Calibration:
